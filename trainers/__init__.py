@@ -1,0 +1,1 @@
+"""GRPO skeleton and one module per variant (see ../shared/docs/variants.md). Filled in by the trainer issue."""
