@@ -24,3 +24,11 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session shares one cache dir, apart from the user's, so the warm start is built once."""
     cache = os.environ.get("HARNESS_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "harness-cache")
     monkeypatch.setenv("HARNESS_CACHE", cache)
+
+
+@pytest.fixture(scope="session")
+def untrained_model_dir(tmp_path_factory) -> Path:
+    """A sandbox-architecture model with random weights: generation is real, fast and deterministic."""
+    from harness.sandbox.warmstart import build_untrained_sandbox
+
+    return build_untrained_sandbox(tmp_path_factory.mktemp("untrained") / "model")

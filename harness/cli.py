@@ -1,0 +1,131 @@
+"""The `harness` command line. Every command has --help; every bad input ends in one clear line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from harness.registry import UnknownNameError
+from harness.runstore import RunMismatchError
+from harness.task import DataError
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,4,16, got {text!r}") from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def add_eval_parser(commands) -> None:
+    p = commands.add_parser("eval", help="score a model on math tasks (default: the sandbox model on the sandbox task)",
+                            description="Generate n samples per problem, grade them, and report pass@k, maj@k "
+                                        "and diversity with 95%% bootstrap CIs. A killed run resumes when started "
+                                        "again with the same arguments.")
+    p.add_argument("--model", default="sandbox", help="model alias (see `harness list models`) or a local directory")
+    p.add_argument("--tasks", type=_name_list, default=("sandbox",), help="comma-separated task names")
+    p.add_argument("--n", type=int, help="samples per problem (default: each task's own)")
+    p.add_argument("--k", type=_int_list, help="comma-separated k for pass@k and maj@k, each <= n")
+    p.add_argument("--limit", type=int, help="evaluate only the first L problems of each task")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy (default 1.0)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1.0: off)")
+    p.add_argument("--max-new-tokens", type=int, help="generation limit (default: each task's own)")
+    p.add_argument("--template", help="prompt template: boxed_cot, r1_think, plain (default: each task's own)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every sampling batch (default 0)")
+    p.add_argument("--batch-size", type=int, default=32, help="prompts generated together (on the card)")
+    p.add_argument("--backend", default="hf", help="generation backend: hf (default) or vllm")
+    p.add_argument("--device", default="auto", help="hf backend device: auto, cpu, cuda")
+    p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
+    p.add_argument("--out", help="run directory (default runs/eval/<model>-<card hash>)")
+    p.add_argument("--completions", help="grade this JSONL of {problem_id, completion} instead of generating")
+    p.add_argument("--grading-timeout", type=float, default=5.0, help="hard time limit per graded answer (s)")
+    p.add_argument("--embeddings", action="store_true",
+                   help="also report embedding spread with all-MiniLM-L6-v2 (extra: rlvr-harness[embeddings])")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=run_eval_command)
+
+
+def run_eval_command(args) -> int:
+    from harness.evaluate import EvalConfig, run_eval
+
+    config = EvalConfig(
+        model=args.model, tasks=args.tasks, n=args.n, k=args.k, limit=args.limit, temperature=args.temperature,
+        top_p=args.top_p, max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed,
+        batch_size=args.batch_size, backend=args.backend, device=args.device, data_dir=args.data_dir,
+        out=args.out, completions=args.completions, grading_timeout_s=args.grading_timeout,
+        embeddings=args.embeddings)
+    run_eval(config, progress=not args.quiet, command=shlex.join(["harness", *sys.argv[1:]]))
+    return 0
+
+
+def add_list_parser(commands) -> None:
+    p = commands.add_parser("list", help="show what is registered: tasks, models, templates, backends",
+                            description="List registered tasks (with size, data sha256, template and grader), "
+                                        "model aliases, prompt templates or generation backends.")
+    p.add_argument("what", choices=["tasks", "models", "templates", "backends"])
+    p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
+    p.set_defaults(handler=run_list_command)
+
+
+def run_list_command(args) -> int:
+    if args.what == "tasks":
+        from harness.report import format_plain_table
+        from harness.task import TASKS
+
+        rows = []
+        for name, task in TASKS.items():
+            try:
+                data = task.load(args.data_dir)
+                size, sha = str(len(data.problems)), data.sha256[:16]
+            except DataError:
+                size, sha = "?", "(no data: pass --data-dir)"
+            rows.append([name, size, sha, task.template, task.answer_format, task.grader,
+                         str(task.default_n), ",".join(map(str, task.default_k))])
+        print(format_plain_table(["task", "size", "data sha256", "template", "extractor", "grader", "n", "k"], rows))
+    elif args.what == "models":
+        from harness.models import MODELS
+
+        for name, alias in MODELS.items():
+            print(f"{name:16} {alias.description}")
+    elif args.what == "templates":
+        from harness.prompts import TEMPLATES
+
+        for name, template in TEMPLATES.items():
+            print(f"{name:10} sha256 {template.sha256[:12]}  {template.text!r}")
+    else:
+        from harness.backends import BACKENDS
+
+        print("\n".join(BACKENDS.names()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Train GRPO-family variants under one budget, "
+                                     "evaluate them under one protocol, publish leaderboards.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_eval_parser(commands)
+    add_list_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UnknownNameError, DataError, RunMismatchError, ValueError, RuntimeError) as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; every stored sample is kept, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The evaluation loop: plan (validate everything), generate in seeded batches, grade, append, score.
+
+Each batch's randomness depends only on (seed, task, batch index), so a killed run that is started again
+regenerates exactly the samples it had not yet stored and skips the rest: nothing lost, nothing duplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from harness.backends.base import BACKENDS, SamplingParams
+from harness.card import card_hash, library_versions
+from harness.extraction import extract
+from harness.grading import GradingPool
+from harness.models import resolve_model
+from harness.prompts import TEMPLATES, PromptTemplate, render_prompt
+from harness.runstore import RunDir
+from harness.scoring import score_task
+from harness.task import TASKS, DataError, Problem, Task, TaskData
+from harness.report import format_console_table, write_summary_markdown
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str = "sandbox"  # an alias (`harness list models`) or a local model directory
+    tasks: tuple[str, ...] = ("sandbox",)
+    n: int | None = None  # samples per problem; None takes each task's default
+    k: tuple[int, ...] | None = None  # pass@k / maj@k sizes; None takes each task's default (those <= n)
+    limit: int | None = None  # evaluate only the first `limit` problems of each task
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int | None = None  # None takes each task's default
+    template: str | None = None  # None takes each task's default
+    seed: int = 0
+    batch_size: int = 32  # changes the numbers (the seed is per batch), so it is on the card
+    backend: str = "hf"
+    device: str = "auto"
+    data_dir: str | None = None
+    out: str | None = None  # the run directory; None derives one from the card hash under runs/eval/
+    completions: str | None = None  # grade this JSONL of completions instead of generating
+    grading_timeout_s: float = 5.0
+    embeddings: bool = False  # embedding spread with all-MiniLM-L6-v2 (optional extra)
+
+
+@dataclass
+class TaskPlan:
+    task: Task
+    data: TaskData
+    problems: list[Problem]
+    template: PromptTemplate
+    n: int
+    k: tuple[int, ...]
+    sampling: SamplingParams
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    metrics: dict
+    generated: int = 0  # samples produced by this call (0 when everything was already stored)
+    elapsed_s: float = field(default=0.0)
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
+    """Everything that can be wrong with the request is found here, before any generation starts."""
+    _check_positive("--n", config.n)
+    _check_positive("--limit", config.limit)
+    _check_positive("--batch-size", config.batch_size)
+    if not config.tasks:
+        raise ValueError("no tasks given; see `harness list tasks`")
+    plans = []
+    for name in config.tasks:
+        task = TASKS.get(name)
+        n = config.n or task.default_n
+        k = tuple(sorted(set(config.k))) if config.k else tuple(x for x in task.default_k if x <= n) or (1,)
+        bad = [x for x in k if not 1 <= x <= n]
+        if bad:
+            raise ValueError(f"k={bad} is impossible with n={n} samples per problem for task {name}: "
+                             "every k must be between 1 and n (raise --n or lower --k)")
+        template = TEMPLATES.get(config.template or task.template)
+        sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p,
+                                  max_new_tokens=config.max_new_tokens or task.max_new_tokens)
+        data = task.load(config.data_dir)
+        problems = data.problems[: config.limit] if config.limit else data.problems
+        if not problems:
+            raise DataError(f"task {name} has no problems in {data.origin}")
+        plans.append(TaskPlan(task, data, problems, template, n, k, sampling))
+    return plans
+
+
+def batch_seed(seed: int, task: str, batch_index: int) -> int:
+    return int(hashlib.sha256(f"{seed}:{task}:{batch_index}".encode()).hexdigest()[:8], 16)
+
+
+def build_card(config: EvalConfig, plans: list[TaskPlan], model: dict, backend: dict,
+               chat_template: str | None) -> dict:
+    chat_sha = hashlib.sha256(chat_template.encode()).hexdigest() if chat_template else None
+    return {
+        "kind": "eval",
+        "model": model,
+        "backend": {**backend, "batch_size": config.batch_size},
+        "seed": config.seed,
+        "grading": {"timeout_s": config.grading_timeout_s},
+        "embeddings": config.embeddings,
+        "versions": library_versions(),
+        "tasks": {
+            plan.task.name: {
+                "data_sha256": plan.data.sha256,
+                "num_problems": len(plan.problems),
+                "limit": config.limit,
+                "template": {"name": plan.template.name, "text": plan.template.text,
+                             "sha256": plan.template.sha256, "chat_template_sha256": chat_sha},
+                "answer_format": plan.task.answer_format,
+                "grader": plan.task.grader,
+                "n": plan.n,
+                "k": list(plan.k),
+                "sampling": plan.sampling.to_card(),
+            }
+            for plan in plans
+        },
+        "provenance": {
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "data": {plan.task.name: plan.data.origin for plan in plans},
+        },
+    }
+
+
+def default_run_dir(model_name: str, card: dict) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model_name).name or model_name).strip("-")
+    return Path("runs") / "eval" / f"{slug}-{card_hash(card)[:12]}"
+
+
+def sample_record(plan: TaskPlan, problem: Problem, index: int, text: str, num_tokens: int | None,
+                  finish_reason: str | None) -> dict:
+    answer = extract(text, plan.task.answer_format)
+    status = "ok" if answer is not None else ("truncated" if finish_reason == "length" else "no_answer")
+    return {"task": plan.task.name, "problem_id": problem.id, "sample_index": index, "completion": text,
+            "num_tokens": num_tokens, "finish_reason": finish_reason, "answer": answer, "status": status}
+
+
+def grade_records(records: list[dict], plan: TaskPlan, golds: dict[str, tuple[str, ...]],
+                  pool: GradingPool) -> list[dict]:
+    verdicts = pool.grade([(plan.task.grader, golds[r["problem_id"]], r["answer"]) for r in records])
+    return [{**r, "correct": bool(v)} for r, v in zip(records, verdicts, strict=True)]
+
+
+def generate_task(plan: TaskPlan, backend, run: RunDir, done: set, config: EvalConfig, pool: GradingPool,
+                  progress: bool) -> int:
+    items = [(problem, i) for problem in plan.problems for i in range(plan.n)]
+    golds = {p.id: p.golds for p in plan.problems}
+    tokenizer = getattr(backend, "tokenizer", None)
+    prompts = {p.id: render_prompt(plan.template, p.problem, tokenizer) for p in plan.problems}
+    already = sum((plan.task.name, p.id, i) in done for p, i in items)
+    generated = 0
+    with tqdm(total=len(items), initial=already, desc=f"{plan.task.name} samples", unit="sample",
+              disable=not progress, dynamic_ncols=True) as bar:
+        for b in range(0, len(items), config.batch_size):
+            batch = items[b: b + config.batch_size]
+            missing = [j for j, (p, i) in enumerate(batch) if (plan.task.name, p.id, i) not in done]
+            if not missing:
+                continue
+            # The whole batch is regenerated even when part of it is stored, so its numbers match a run that
+            # was never interrupted; only the missing samples are written.
+            outputs = backend.generate([prompts[p.id] for p, _ in batch], plan.sampling,
+                                       seed=batch_seed(config.seed, plan.task.name, b // config.batch_size))
+            records = [sample_record(plan, batch[j][0], batch[j][1], outputs[j].text, outputs[j].num_tokens,
+                                     outputs[j].finish_reason) for j in missing]
+            run.append_samples(grade_records(records, plan, golds, pool))
+            generated += len(records)
+            bar.update(len(records))
+    return generated
+
+
+def read_completions(path: Path, plans: list[TaskPlan]) -> dict[str, list[dict]]:
+    """A JSONL of {problem_id, completion[, task][, sample_index][, num_tokens][, finish_reason]} per line."""
+    by_task: dict[str, list[dict]] = {plan.task.name: [] for plan in plans}
+    known = {plan.task.name: {p.id for p in plan.problems} for plan in plans}
+    next_index: dict[tuple[str, str], int] = {}
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: malformed JSON ({e.msg}); fix or remove that line") from None
+            if not isinstance(row, dict) or "problem_id" not in row or "completion" not in row:
+                raise DataError(f"{where}: each line needs 'problem_id' and 'completion'")
+            task = row.get("task") or (plans[0].task.name if len(plans) == 1 else None)
+            if task is None:
+                raise DataError(f"{where}: no 'task' field, and several tasks were asked for; add 'task' to "
+                                "each line or evaluate one task at a time")
+            if task not in by_task:
+                raise DataError(f"{where}: task {task!r} is not among --tasks {sorted(by_task)}")
+            problem_id = str(row["problem_id"])
+            if problem_id not in known[task]:
+                raise DataError(f"{where}: problem_id {problem_id!r} is not a problem of {task} "
+                                "(or it is past --limit)")
+            index = row.get("sample_index", next_index.get((task, problem_id), 0))
+            next_index[(task, problem_id)] = int(index) + 1
+            by_task[task].append({**row, "task": task, "problem_id": problem_id, "sample_index": int(index)})
+    return by_task
+
+
+def run_eval(config: EvalConfig, progress: bool = True, command: str | None = None) -> EvalResult:
+    started = time.time()
+    plans = plan_tasks(config)
+    if config.completions:
+        path = Path(config.completions)
+        if not path.is_file():
+            raise DataError(f"completions file {path} not found")
+        completions = read_completions(path, plans)
+        from harness.task import sha256_of_file
+
+        model = {"name": f"completions:{path.name}"}
+        backend_info, backend = {"backend": "completions", "sha256": sha256_of_file(path)}, None
+        chat_template = None
+    else:
+        resolved = resolve_model(config.model)
+        model = {"name": resolved.name, "weights_sha256": resolved.weights_sha256}
+        backend_cls = BACKENDS.get(config.backend)
+        backend = backend_cls(str(resolved.path), device=config.device) if config.backend == "hf" \
+            else backend_cls(str(resolved.path))
+        backend_info = backend.describe()
+        chat_template = getattr(getattr(backend, "tokenizer", None), "chat_template", None)
+    card = build_card(config, plans, model, backend_info, chat_template)
+    card["command"] = command
+    run = RunDir.open(config.out or default_run_dir(model["name"], card), card)
+    done = {(s["task"], s["problem_id"], s["sample_index"]) for s in run.read_samples()}
+    generated = 0
+    with GradingPool(timeout_s=config.grading_timeout_s) as pool:
+        for plan in plans:
+            if backend is None:
+                by_id = {p.id: p for p in plan.problems}
+                rows = [r for r in completions[plan.task.name]
+                        if (r["task"], r["problem_id"], r["sample_index"]) not in done]
+                records = [sample_record(plan, by_id[r["problem_id"]], r["sample_index"], r["completion"],
+                                         r.get("num_tokens"), r.get("finish_reason")) for r in rows]
+                run.append_samples(grade_records(records, plan, {i: p.golds for i, p in by_id.items()}, pool))
+                generated += len(records)
+            else:
+                generated += generate_task(plan, backend, run, done, config, pool, progress)
+        samples = run.read_samples()
+        metrics = {"card_hash": card_hash(card), "tasks": {}}
+        for plan in plans:
+            task_samples = [s for s in samples if s["task"] == plan.task.name]
+            metrics["tasks"][plan.task.name] = score_task(task_samples, plan, pool, embeddings=config.embeddings)
+    run.write_metrics(metrics)
+    write_summary_markdown(run.path / "summary.md", card, metrics)
+    result = EvalResult(run_dir=run.path, metrics=metrics, generated=generated, elapsed_s=time.time() - started)
+    if progress:
+        print(format_console_table(metrics))
+        print(f"run directory: {run.path}")
+    return result

@@ -1,0 +1,296 @@
+"""The sandbox warm start: a short supervised run that gives the tiny model a pass@1 RL can move.
+
+An untrained policy never produces a correct `\\boxed{}`, so every GRPO group is all-zero reward and carries
+no signal. A few CPU minutes of supervised training on worked solutions (`sandbox-train`) bring it to a
+sampled pass@1 of roughly a third on the `sandbox` test split: easy problems mostly solved, hard ones mostly
+not, which is where group-relative advantages have something to work with.
+
+The result is a plain Hugging Face directory (config.json, model.safetensors, tokenizer files and a
+`warmstart.json` record), cached under `cache_root()/warmstart/<config sha>` and written atomically, so
+every later command loads it instantly through `from_pretrained` and a killed build leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from harness.cache import atomic_directory, cache_root
+from harness.sandbox.model import SandboxModelConfig, build_model, parameter_count
+from harness.sandbox.tokenizer import build_tokenizer
+
+# Bump when the training recipe changes in a way the config does not show, so old caches are not reused.
+RECIPE_VERSION = 1
+RECORD_NAME = "warmstart.json"
+
+
+@dataclass(frozen=True)
+class WarmStartConfig:
+    """Everything that decides the warm-start weights; its sha names the cache directory."""
+
+    # Shape and init seed of the tiny Llama.
+    model: SandboxModelConfig = field(default_factory=SandboxModelConfig)
+    # Share of training examples drawn from `sandbox-relation-train` (the rest from `sandbox-train`), so the
+    # relation task starts above chance too; small, because arithmetic is what the default eval measures.
+    relation_fraction: float = 0.1
+    # Examples held out from the end of each train split to decide early stopping. They come from the
+    # TRAIN split: the `sandbox` test split is never trained or selected on.
+    validation_size: int = 512
+    # AdamW peak learning rate. Tiny models tolerate (and need, in a few hundred steps) a high rate.
+    lr: float = 3e-3
+    # Linear warm-up steps before the cosine decay; keeps the first high-lr steps from blowing up.
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    # Sequences per optimizer step.
+    batch_size: int = 64
+    # The planned length: the cosine schedule decays to zero here. The primary stopping rule, so that
+    # the same config always gives the same weights.
+    max_steps: int = 1200
+    # A safety net only (stopping on time would make the weights depend on the machine's speed).
+    max_time_s: float = 900.0
+    # Held-out loss is computed every `eval_interval` steps ...
+    eval_interval: int = 100
+    # ... and training stops after `patience` evaluations without an improvement of `min_delta`.
+    patience: int = 3
+    min_delta: float = 1e-3
+    # Seed of the data order and dropout-free training; with the model seed it fixes the result.
+    seed: int = 0
+    # Samples per test problem for the recorded sampled pass@1 (temperature 1, no top-k/top-p).
+    pass_at_1_samples: int = 4
+    # Threads for the build: the build machines have 2 cores shared with other jobs.
+    num_threads: int = 2
+
+    def sha256(self) -> str:
+        payload = json.dumps({"recipe": RECIPE_VERSION, "config": dataclasses.asdict(self),
+                              "data": _data_sha256()}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _data_sha256() -> str:
+    """Data the warm start trains on: a change to the generators is a new warm start."""
+    from harness.task import sha256_of_records
+    from tasks import synthetic
+
+    return hashlib.sha256((sha256_of_records(synthetic.sandbox_train())
+                           + sha256_of_records(synthetic.sandbox_relation_train())).encode()).hexdigest()
+
+
+def warm_start_path(config: WarmStartConfig = WarmStartConfig()) -> Path:
+    return cache_root() / "warmstart" / config.sha256()[:16]
+
+
+def ensure_warm_start(config: WarmStartConfig = WarmStartConfig(), progress: bool = True) -> Path:
+    """The cached warm-start directory for `config`, training it first if it is not there yet."""
+    final = warm_start_path(config)
+    if (final / RECORD_NAME).is_file():
+        return final
+    with atomic_directory(final) as scratch:
+        train_and_save(config, scratch, progress=progress)
+    return final
+
+
+def build_untrained_sandbox(path: str | Path, model: SandboxModelConfig = SandboxModelConfig()) -> Path:
+    """An untrained sandbox model + tokenizer directory, in a second: for tests that only need the plumbing."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    build_model(model).save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    return path
+
+
+_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+def last_boxed(text: str) -> str | None:
+    matches = _BOXED.findall(text)
+    return matches[-1].strip() if matches else None
+
+
+@torch.no_grad()
+def measure_pass_at_1(model, tokenizer, samples: int = 4, seed: int = 0, batch_size: int = 512) -> dict:
+    """Pass@1 on the `sandbox` test split: sampled (temperature 1, no top-k/top-p) and greedy, by level.
+
+    A quick exact-match check for the warm-start record, generated the way the hf backend does it (batched,
+    left-padded); the harness's own evaluation (math-verify grading, CIs) is what reports results.
+    """
+    from tasks import synthetic
+
+    records = synthetic.sandbox_test()
+    tokenizer.padding_side = "left"
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+
+    def correct(decode_kwargs: dict, copies: int) -> list[bool]:
+        jobs = [record for record in records for _ in range(copies)]
+        hits = []
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            batch = tokenizer([r["problem"] for r in chunk], return_tensors="pt", padding=True)
+            output = model.generate(**batch, max_new_tokens=synthetic.ARITHMETIC_MAX_NEW_TOKENS,
+                                    pad_token_id=tokenizer.pad_token_id, **decode_kwargs)
+            texts = tokenizer.batch_decode(output[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            hits += [last_boxed(text) == r["answer"] for text, r in zip(texts, chunk)]
+        return hits
+
+    try:
+        sampled = correct({"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}, samples)
+        greedy = correct({"do_sample": False}, 1)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    levels = [r["level"] for r in records for _ in range(samples)]
+    by_level = {str(level): sum(h for h, lv in zip(sampled, levels) if lv == level) / levels.count(level)
+                for level in sorted(set(levels))}
+    return {"sampled": sum(sampled) / len(sampled), "greedy": sum(greedy) / len(greedy),
+            "sampled_by_level": by_level, "samples_per_problem": samples, "problems": len(records)}
+
+
+def _encode(tokenizer, records: list[dict]) -> list[tuple[list[int], int]]:
+    """(token ids of prompt + solution + eos, prompt length) per record, exactly as generation will see it."""
+    encoded = []
+    for record in records:
+        prompt = tokenizer(record["problem"]).input_ids  # <s> + problem, as tokenizer(prompt) gives at eval
+        solution = tokenizer(record["solution"], add_special_tokens=False).input_ids
+        encoded.append((prompt + solution + [tokenizer.eos_token_id], len(prompt)))
+    return encoded
+
+
+def _collate(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch whose labels cover only the solution (and eos): the prompt is given, not learnt."""
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, prompt_length) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, prompt_length : len(ids)] = torch.tensor(ids[prompt_length:])
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+@torch.no_grad()
+def _held_out_loss(model, examples, pad_id: int, batch_size: int = 256) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = _collate(examples[start : start + batch_size], pad_id)
+        tokens = int((batch["labels"][:, 1:] != -100).sum())
+        total += float(model(**batch).loss) * tokens
+        count += tokens
+    model.train()
+    return total / count
+
+
+def _training_examples(config: WarmStartConfig, tokenizer, rng: random.Random):
+    """(train examples, validation examples): a seeded mix of arithmetic and relation worked solutions."""
+    from tasks import synthetic
+
+    arithmetic = _encode(tokenizer, synthetic.sandbox_train())
+    relation = _encode(tokenizer, synthetic.sandbox_relation_train())
+    n_relation_val = round(config.validation_size * config.relation_fraction)
+    n_arithmetic_val = config.validation_size - n_relation_val
+    validation = arithmetic[-n_arithmetic_val:] + relation[len(relation) - n_relation_val:]
+    arithmetic, relation = arithmetic[:-n_arithmetic_val], relation[: len(relation) - n_relation_val]
+    # Relation problems are drawn at `relation_fraction` by repeating or thinning that pool to its share.
+    n_relation = round(len(arithmetic) * config.relation_fraction / (1 - config.relation_fraction))
+    relation = [relation[i % len(relation)] for i in range(n_relation)] if config.relation_fraction else []
+    train = arithmetic + relation
+    rng.shuffle(train)
+    return train, validation
+
+
+def _learning_rate(config: WarmStartConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_and_save(config: WarmStartConfig, out: Path, progress: bool = True) -> dict:
+    """Train per `config`, write the HF directory into `out`, and return the record written beside it."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.num_threads)
+    try:
+        return _train_and_save(config, out, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train_and_save(config: WarmStartConfig, out: Path, progress: bool) -> dict:
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    tokenizer = build_tokenizer()
+    model = build_model(config.model)
+    model.train()
+    train, validation = _training_examples(config, tokenizer, rng)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  betas=(0.9, 0.98))
+
+    best_loss, best_state, best_step, stale, losses = math.inf, None, 0, 0, []
+    cursor, step, stop_reason = 0, 0, "max_steps"
+    bar = tqdm(total=config.max_steps, desc="sandbox warm start", disable=not progress, unit="step")
+    while step < config.max_steps:
+        if cursor + config.batch_size > len(train):  # next epoch: a new seeded order
+            rng.shuffle(train)
+            cursor = 0
+        batch = _collate(train[cursor : cursor + config.batch_size], tokenizer.pad_token_id)
+        cursor += config.batch_size
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(config, step)
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        losses.append(float(loss))
+        bar.update(1)
+        if step % config.eval_interval == 0 or step == config.max_steps:
+            held_out = _held_out_loss(model, validation, tokenizer.pad_token_id)
+            if held_out < best_loss - config.min_delta:
+                best_loss, best_step, stale = held_out, step, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", held_out=f"{held_out:.3f}")
+            if stale >= config.patience:
+                stop_reason = "patience"
+                break
+        if time.monotonic() - started > config.max_time_s:
+            stop_reason = "max_time_s"
+            break
+    bar.close()
+    if best_state is not None:  # keep the weights with the best held-out loss, not the last ones
+        model.load_state_dict(best_state)
+    model.eval()
+    train_seconds = time.monotonic() - started
+
+    pass_at_1 = measure_pass_at_1(model, tokenizer, samples=config.pass_at_1_samples, seed=config.seed)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    record = {
+        "config": dataclasses.asdict(config),
+        "config_sha256": config.sha256(),
+        "recipe_version": RECIPE_VERSION,
+        "parameters": parameter_count(model),
+        "steps": step,
+        "best_step": best_step,
+        "stop_reason": stop_reason,
+        "train_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.monotonic() - started, 1),
+        "final_train_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
+        "best_held_out_loss": best_loss,
+        "test_pass_at_1": pass_at_1,
+    }
+    (out / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    return record

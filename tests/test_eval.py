@@ -1,0 +1,144 @@
+"""End-to-end evaluation on a randomly initialised sandbox model: real generation, grading, run store."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.evaluate import EvalConfig, run_eval
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def eval_args(model_dir, out, *extra):
+    return ["eval", "--model", str(model_dir), "--tasks", "sandbox", "--limit", "12", "--n", "4", "--k", "1,2,4",
+            "--batch-size", "8", "--out", str(out), "--quiet", *extra]
+
+
+def sample_keys(run_dir):
+    lines = (Path(run_dir) / "samples.jsonl").read_text().splitlines()
+    return [(s["problem_id"], s["sample_index"]) for s in map(json.loads, lines)]
+
+
+def test_eval_writes_card_samples_metrics_and_summary(untrained_model_dir, tmp_path):
+    config = EvalConfig(model=str(untrained_model_dir), limit=12, n=4, k=(1, 2, 4), batch_size=8,
+                        out=str(tmp_path / "run"))
+    result = run_eval(config, progress=False)
+    card = json.loads((result.run_dir / "card.json").read_text())
+    assert card["tasks"]["sandbox"]["n"] == 4 and card["tasks"]["sandbox"]["num_problems"] == 12
+    assert card["model"]["weights_sha256"] and card["tasks"]["sandbox"]["template"]["sha256"]
+    keys = sample_keys(result.run_dir)
+    assert len(keys) == len(set(keys)) == 48
+    m = result.metrics["tasks"]["sandbox"]
+    assert set(m["pass@k"]) == {"1", "2", "4"}
+    assert m["pass@k"]["1"]["mean"] == pytest.approx(m["mean@n"]["mean"])
+    assert m["pass@k"]["1"]["mean"] <= m["pass@k"]["4"]["mean"]
+    assert (result.run_dir / "summary.md").read_text().startswith("# Evaluation of")
+
+    # Running the same command again generates nothing and reproduces the numbers.
+    again = run_eval(config, progress=False)
+    assert again.generated == 0
+    assert again.metrics == result.metrics
+
+
+def test_same_seed_same_samples_other_seed_other_samples(untrained_model_dir, tmp_path):
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        config = EvalConfig(model=str(untrained_model_dir), limit=3, n=2, batch_size=4, seed=seed,
+                            out=str(tmp_path / name))
+        run_eval(config, progress=False)
+        runs[name] = (tmp_path / name / "samples.jsonl").read_text()
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"]
+
+
+def test_killed_eval_resumes_without_losing_or_duplicating(untrained_model_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def command(out):
+        args = [sys.executable, "-m", "harness.cli", *eval_args(untrained_model_dir, tmp_path / out)]
+        args[args.index("12")] = "40"  # enough batches that the kill lands mid-run
+        return args
+
+    args = command("killed")
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    samples = tmp_path / "killed" / "samples.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if samples.exists() and len(samples.read_text().splitlines()) >= 16:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    partial = sample_keys(tmp_path / "killed")
+    assert 16 <= len(partial) < 160
+
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    uninterrupted = subprocess.run(command("clean"), env=env, capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+
+    keys = sample_keys(tmp_path / "killed")
+    assert len(keys) == len(set(keys)) == 160
+    assert keys[: len(partial)] == partial
+
+    def by_key(run):
+        return {(s["problem_id"], s["sample_index"]): s
+                for s in map(json.loads, (tmp_path / run / "samples.jsonl").read_text().splitlines())}
+
+    assert by_key("killed") == by_key("clean")
+    killed_metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    clean_metrics = json.loads((tmp_path / "clean" / "metrics.json").read_text())
+    assert killed_metrics == clean_metrics
+
+
+def test_completions_backend_grades_an_existing_file(tmp_path):
+    from tasks.synthetic import sandbox_test
+
+    records = sandbox_test()[:5]
+    lines = []
+    for r in records:
+        lines.append({"problem_id": r["id"], "completion": f"so \\boxed{{{r['answer']}}}"})
+        lines.append({"problem_id": r["id"], "completion": "I am not sure"})
+    path = tmp_path / "completions.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    config = EvalConfig(tasks=("sandbox",), limit=5, completions=str(path), k=(1, 2), out=str(tmp_path / "run"))
+    metrics = run_eval(config, progress=False).metrics["tasks"]["sandbox"]
+    assert metrics["pass@k"]["1"]["mean"] == pytest.approx(0.5)
+    assert metrics["pass@k"]["2"]["mean"] == pytest.approx(1.0)
+    assert metrics["no_answer_rate"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--tasks", "nope"], "unknown task 'nope'; known tasks: aime24"),
+    (["--model", "nope"], "unknown model 'nope'; known models: sandbox"),
+    (["--n", "2", "--k", "1,4"], "k=[4] is impossible with n=2"),
+    (["--n", "0"], "--n must be >= 1"),
+    (["--temperature", "-1"], "temperature must be >= 0"),
+])
+def test_bad_input_is_refused_before_any_work(extra, message, capsys, tmp_path):
+    args = ["eval", "--limit", "2", "--out", str(tmp_path / "run"), "--quiet", *extra]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_malformed_completions_line_names_file_and_line(tmp_path, capsys):
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"problem_id": "x", "completion": "1"}\n{oops\n')
+    assert main(["eval", "--completions", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert f"{path}:2: malformed JSON" in capsys.readouterr().err
+
+
+def test_missing_data_says_how_to_point_at_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    assert main(["eval", "--tasks", "math500", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "HARNESS_DATA_DIR" in err
