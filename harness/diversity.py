@@ -104,7 +104,9 @@ def embedding_spread(texts: Sequence[str], encoder: Encoder | None = None) -> fl
     return float(np.mean(1.0 - np.clip(sim[upper], -1.0, 1.0)))
 
 
-def coverage(solved_a: Sequence[bool] | np.ndarray, solved_b: Sequence[bool] | np.ndarray) -> tuple[float, float]:
+def coverage(
+    solved_a: Sequence[bool] | np.ndarray, solved_b: Sequence[bool] | np.ndarray
+) -> tuple[float, float]:
     """(fraction of problems A solves at least once and B never does, the same with A and B swapped).
 
     Two runs can have equal pass@n yet solve different problems; this separates "RL found new solutions"

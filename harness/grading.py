@@ -1,0 +1,394 @@
+"""Grading: is an extracted answer equivalent to any gold answer? Plus the pool that makes it safe and fast.
+
+Graders are pure, picklable functions `(golds, answer) -> bool` registered by name, so a worker process
+can look one up from the name alone. The "math" grader is math-verify used as variants.md 1.1 says:
+`verify(gold, pred)` with the gold first (the comparison is not symmetric: `verify(x=2, 2)` and
+`verify(2, x=2)` differ in how assignments are unwrapped), the prediction parsed with
+open-r1's settings. Two documented deviations: `malformed_operators=True` for the prediction, because
+`\\frac12` and `\\sqrt2` are valid TeX that the open-r1 setting cannot parse (graded wrong there); and no
+`equations=True`, which math-verify 0.9 deprecates because its parser now handles equations itself.
+
+`GradingPool` runs graders in worker processes: math-verify's own timeout uses SIGALRM, which only works
+in a main thread, and sympy can spend minutes in C code (`9^{9^{9^9}}`) where no signal reaches it. The
+parent enforces a hard per-item limit by killing the worker; a timed-out item is graded wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from multiprocessing.connection import wait
+
+from harness.extraction import normalize_relation
+from harness.registry import Registry, UnknownNameError
+
+logger = logging.getLogger(__name__)
+
+Grader = Callable[[tuple[str, ...], str], bool]
+GradeRequest = tuple[str, Sequence[str], "str | None"]  # (grader name, golds, extracted answer or None)
+
+GRADERS: Registry[Grader] = Registry("grader")
+
+# math-verify's own (SIGALRM) limit per parse/compare, in whole seconds. It lets a worker give up on slow
+# pure-Python sympy work without being killed and respawned; the pool's hard limit covers everything else.
+MATH_VERIFY_TIMEOUT_S = 3
+# Relative tolerance for decimal golds (Minerva states physical quantities to 2-3 significant figures and
+# writes 8.7e8 for 8.7 x 10^8). Exact golds (integers, fractions, surds) get none beyond math-verify's own.
+DECIMAL_GOLD_REL_TOL = 1e-4
+
+
+def _math_verify_timeout() -> int | None:
+    """SIGALRM can only be armed from the main thread; elsewhere the caller must bound the time itself."""
+    return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+# ------------------------------------------------------------------------------------------------ math
+_SCIENTIFIC = re.compile(r"(?<![\w.\\])(\d+(?:\.\d+)?)\s*[eE]\s*([+-]?\d+)(?![\w.])")
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+def _clean_latex(text: str) -> str:
+    """What math-verify cannot be asked to undo: stray `$` inside an answer (OlympiadBench's "69$,$84"),
+    code-style scientific notation (Minerva's "8.7e8", which LaTeX would read as 8.7*e*8), a final full
+    stop."""
+    text = _UNESCAPED_DOLLAR.sub("", text).strip().rstrip(".").strip()
+    return _SCIENTIFIC.sub(r"\1 \\times 10^{\2}", text)
+
+
+@lru_cache(maxsize=1 << 14)
+def _parse_gold(gold: str) -> tuple:
+    from math_verify import parse
+
+    parsed = parse("\\boxed{" + _clean_latex(gold) + "}", parsing_timeout=_math_verify_timeout())
+    if not parsed:
+        # variants.md 1.1: an unparseable gold is skipped (open-r1 returns None), never rewarded.
+        logger.warning("gold answer %r cannot be parsed by math-verify; answers to it are graded wrong", gold)
+    return tuple(parsed)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_answer(answer: str) -> tuple:
+    from latex2sympy2_extended import NormalizationConfig
+    from math_verify import LatexExtractionConfig, parse
+
+    config = LatexExtractionConfig(
+        normalization_config=NormalizationConfig(nits=False, malformed_operators=True, basic_latex=True,
+                                                 boxed="all", units=True),
+        boxed_match_priority=0, try_extract_without_anchor=False)
+    return tuple(parse("\\boxed{" + _clean_latex(answer) + "}", extraction_config=[config],
+                       parsing_timeout=_math_verify_timeout()))
+
+
+def _is_decimal(gold: str) -> bool:
+    return bool(re.fullmatch(r"-?\d*\.\d+|-?\d+(?:\.\d+)?\s*\\times\s*10\^\{?-?\d+\}?", _clean_latex(gold)))
+
+
+def _close_decimals(gold: tuple, pred: tuple) -> bool:
+    """Relative-tolerance match of two finite real numbers; only asked for decimal golds."""
+    try:
+        g, p = float(gold[0]), float(pred[0])
+    except (TypeError, ValueError, IndexError, AttributeError):
+        return False
+    return math.isfinite(g) and math.isfinite(p) and math.isclose(g, p, rel_tol=DECIMAL_GOLD_REL_TOL)
+
+
+@GRADERS.register("math")
+def grade_math(golds: tuple[str, ...], answer: str) -> bool:
+    """math-verify equivalence against any gold, gold first; decimal golds also match within a tolerance."""
+    from math_verify import verify
+
+    pred = _parse_answer(answer)
+    if not pred:
+        return False
+    for gold in golds:
+        parsed_gold = _parse_gold(gold)
+        if not parsed_gold:
+            continue
+        if verify(list(parsed_gold), list(pred), timeout_seconds=_math_verify_timeout()):
+            return True
+        if _is_decimal(gold) and _close_decimals(parsed_gold, pred):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------- choice
+@GRADERS.register("choice")
+def grade_choice(golds: tuple[str, ...], answer: str) -> bool:
+    """IneqMath relation: the answer's option letter or relation symbol equals a gold's, once normalised.
+
+    Golds carry both the letter and its symbol ("D", "<"), so "D", "(D) $<$" and "<" are all right.
+    """
+    chosen = normalize_relation(answer)
+    return chosen is not None and any(normalize_relation(gold) == chosen for gold in golds)
+
+
+# ---------------------------------------------------------------------------------------------- number
+def _plain_number(text: str) -> Decimal | None:
+    cleaned = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.replace("\\$", "").replace("$", "")).strip().rstrip(".")
+    if not re.fullmatch(r"-?(?:\d+(?:\.\d*)?|\.\d+)", cleaned):
+        return None
+    try:
+        return Decimal(cleaned)
+    except InvalidOperation:
+        return None
+
+
+@GRADERS.register("number")
+def grade_number(golds: tuple[str, ...], answer: str) -> bool:
+    """Exact numeric equality (GSM8K: "1080" == "1,080" == "1080.00"); anything else goes to "math"."""
+    value = _plain_number(answer)
+    for gold in golds:
+        gold_value = _plain_number(gold)
+        if value is not None and gold_value is not None:
+            if value == gold_value:
+                return True
+        elif grade_math((gold,), answer):
+            return True
+    return False
+
+
+def resolve_grader(name: str) -> Grader:
+    """A grader by name; plugin tasks may register their graders when the task registry loads."""
+    try:
+        return GRADERS.get(name)
+    except UnknownNameError:
+        from harness.task import TASKS
+
+        TASKS.names()  # imports built-in and plugin tasks, which register the graders they use
+        return GRADERS.get(name)
+
+
+def grade(grader: str, golds: Sequence[str], answer: str | None) -> bool:
+    """Grade one answer in this process (tests, notebooks). No hard time limit: use GradingPool for runs."""
+    if answer is None:
+        return False
+    return bool(resolve_grader(grader)(tuple(golds), answer))
+
+
+def _grade_safely(grader: str, golds: tuple[str, ...], answer: str) -> bool:
+    try:
+        return grade(grader, golds, answer)
+    except Exception:  # a grader bug or a sympy crash on one answer must not stop the run
+        logger.warning("grader %r raised on answer %r; graded wrong", grader, answer, exc_info=True)
+        return False
+
+
+def clear_caches() -> None:
+    """Forget parsed golds and answers (for honest serial timings in perf/grading.py)."""
+    _parse_gold.cache_clear()
+    _parse_answer.cache_clear()
+
+
+# -------------------------------------------------------------------------------------------- the pool
+_READY = "ready"
+
+
+def _worker_main(conn) -> None:
+    """Grade chunks of (index, grader, golds, answer) items, reporting each verdict as soon as it is known,
+    so the parent can time every item separately while paying one round trip per chunk."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # the pool reports timeouts itself
+    _parse_answer("0")  # import sympy, math-verify and the antlr parser before the first deadline starts
+    conn.send(_READY)
+    while True:
+        try:
+            chunk = conn.recv()
+        except EOFError:
+            return
+        if chunk is None:
+            return
+        for index, grader, golds, answer in chunk:
+            conn.send((index, _grade_safely(grader, golds, answer)))
+
+
+class _Worker:
+    def __init__(self, context):
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child_conn,), daemon=True,
+                                       name="harness-grader")
+        self.process.start()
+        child_conn.close()
+        self.ready = False
+        self.started = time.monotonic()
+        self.inflight: deque = deque()  # (index, key) in the order the worker grades them
+        self.item_started = 0.0
+
+    def stop(self, kill: bool) -> None:
+        if not kill:
+            try:
+                self.conn.send(None)
+            except OSError:
+                kill = True
+        if kill:
+            self.process.kill()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+class GradingPool:
+    """Grades batches of (grader, golds, answer) in worker processes with a hard per-item time limit.
+
+    Throughput comes from not grading: verdicts are memoised by (grader, golds, answer) for the pool's
+    lifetime (sampled models repeat answers), a batch is deduplicated before dispatch, and None answers
+    are wrong without dispatch. What is left goes to the workers in chunks; each worker reports every
+    item, and the parent kills a worker whose current item has run past `timeout_s`, grades that item
+    wrong, and resubmits the rest of its chunk to a fresh worker. An answer that timed out once is
+    graded wrong without dispatch from then on (so a pathological answer costs its limit once, not once
+    per gold or per clustering comparison).
+    """
+
+    def __init__(self, workers: int | None = None, timeout_s: float = 5.0, chunk_size: int = 32,
+                 start_method: str = "spawn", startup_timeout_s: float = 120.0):
+        self.num_workers = workers or min(2, os.cpu_count() or 1)
+        self.timeout_s = timeout_s
+        self.chunk_size = chunk_size
+        self.startup_timeout_s = startup_timeout_s
+        # spawn, not fork: the parent may hold torch threads and CUDA state a forked child must not touch.
+        self._context = multiprocessing.get_context(start_method)
+        self._workers: list[_Worker] = []
+        self._memo: dict[tuple, bool] = {}
+        self._timed_out_answers: set[str] = set()
+        self._failed_starts = 0
+        self.stats = {"requests": 0, "no_answer": 0, "dispatched": 0, "timeouts": 0, "worker_restarts": 0}
+
+    def __enter__(self) -> GradingPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.stop(kill=False)
+        self._workers = []
+
+    def grade(self, requests: Sequence[GradeRequest]) -> list[bool]:
+        """Verdicts in request order."""
+        keys: list[tuple | None] = []
+        todo: dict[tuple, None] = {}
+        for grader, golds, answer in requests:
+            if answer is None:
+                keys.append(None)
+                continue
+            key = (grader, tuple(golds), answer)
+            keys.append(key)
+            if key in self._memo or key in todo:
+                continue
+            if answer in self._timed_out_answers or not set(key[1]).isdisjoint(self._timed_out_answers):
+                self._memo[key] = False
+            else:
+                todo[key] = None
+        self.stats["requests"] += len(keys)
+        self.stats["no_answer"] += keys.count(None)
+        if todo:
+            self.stats["dispatched"] += len(todo)
+            self._dispatch(list(todo))
+        return [key is not None and self._memo[key] for key in keys]
+
+    def _dispatch(self, keys: list[tuple]) -> None:
+        pending = deque(enumerate(keys))
+        while pending or any(w.inflight for w in self._workers):
+            while len(self._workers) < self.num_workers:
+                self._workers.append(_Worker(self._context))
+            now = time.monotonic()
+            for worker in self._workers:
+                if worker.ready and not worker.inflight and pending:
+                    # Small chunks near the end keep both workers busy until the batch is done.
+                    size = max(1, min(self.chunk_size, -(-len(pending) // self.num_workers)))
+                    chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
+                    worker.conn.send([(index, *key) for index, key in chunk])
+                    worker.inflight.extend(chunk)
+                    worker.item_started = now
+            waiting = [w for w in self._workers if w.inflight or not w.ready]
+            deadline = min(self._deadline(w) for w in waiting)
+            for conn in wait([w.conn for w in waiting], timeout=max(0.0, deadline - time.monotonic())):
+                self._receive(next(w for w in waiting if w.conn is conn), pending)
+            now = time.monotonic()
+            for worker in [w for w in self._workers if (w.inflight or not w.ready) and now > self._deadline(w)]:
+                self._replace(worker, pending, "timed out")
+
+    def _deadline(self, worker: _Worker) -> float:
+        if not worker.ready:
+            return worker.started + self.startup_timeout_s
+        return worker.item_started + self.timeout_s
+
+    def _receive(self, worker: _Worker, pending: deque) -> None:
+        try:
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                if message == _READY:
+                    worker.ready = True
+                    self._failed_starts = 0
+                    continue
+                index, verdict = message
+                expected, key = worker.inflight.popleft()
+                assert index == expected, "grading worker answered out of order"
+                self._memo[key] = verdict
+                worker.item_started = time.monotonic()
+        except (EOFError, OSError):
+            self._replace(worker, pending, "died")
+
+    def _replace(self, worker: _Worker, pending: deque, why: str) -> None:
+        """Kill the worker; its current item is graded wrong, the rest of its chunk goes back in line."""
+        worker.stop(kill=True)
+        self._workers.remove(worker)
+        self.stats["worker_restarts"] += 1
+        if not worker.ready:
+            self._failed_starts += 1
+            if self._failed_starts >= 3:
+                raise RuntimeError(f"grading workers keep failing to start ({why}); check that math-verify "
+                                   "imports in a fresh interpreter")
+            return
+        if worker.inflight:
+            _, key = worker.inflight.popleft()
+            self._memo[key] = False
+            self._timed_out_answers.add(key[2])
+            self.stats["timeouts"] += 1
+            logger.warning("grader %r %s on answer %.200r (gold %.100r) after %.1f s limit; graded wrong",
+                           key[0], why, key[2], key[1], self.timeout_s)
+            pending.extendleft(reversed(worker.inflight))
+
+
+# ------------------------------------------------------------------------------------------ clustering
+def cluster_answers(grader: str, answers: Sequence[str | None], pool: GradingPool | None = None,
+                    ) -> list[int | None]:
+    """Cluster ids (0, 1, ... by first appearance) such that equivalent answers share one; None stays None.
+
+    Identical strings (after stripping) are merged for free; every pair of distinct strings is then asked
+    of the grader in one batch (the earlier string as gold), and "equivalent" is closed transitively.
+    Without a pool the comparisons run in-process (tests only: no time limit).
+    """
+    keys = [a.strip() if a is not None and a.strip() else None for a in answers]
+    distinct = list(dict.fromkeys(k for k in keys if k is not None))
+    pairs = [(i, j) for j in range(len(distinct)) for i in range(j)]
+    requests = [(grader, (distinct[i],), distinct[j]) for i, j in pairs]
+    verdicts = pool.grade(requests) if pool is not None else [grade(*request) for request in requests]
+    parent = list(range(len(distinct)))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for (i, j), same in zip(pairs, verdicts, strict=True):
+        if same:
+            a, b = root(i), root(j)
+            parent[max(a, b)] = min(a, b)
+    labels: dict[int, int] = {}
+    cluster_of = {text: labels.setdefault(root(k), len(labels)) for k, text in enumerate(distinct)}
+    return [None if k is None else cluster_of[k] for k in keys]
