@@ -108,7 +108,7 @@ _CANONICAL_SYMBOL = dict(_SYMBOL_SPELLINGS)
 _NONE_OF_THE_ABOVE = re.compile(r"none\s+of\s+the\s+above", re.IGNORECASE)
 _OPTION_LETTER = re.compile(r"\(\s*([A-F])\s*\)")
 _BARE_LETTER = re.compile(r"^\s*(?:\\text\{\s*)?\(?\s*([A-F])\s*\)?\s*\}?\s*(?:[\s$:.]|$)")
-_ANSWER_IS = re.compile(r"(?:answer\s*(?:is|:)|answer\s+is\s*:)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s*(?:is\s*:?|:)", re.IGNORECASE)
 
 
 def normalize_relation(answer: str) -> str | None:
@@ -171,7 +171,7 @@ def extract_bound(text: str) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ GSM8K
 # A thousands-grouped number (1,080) or a plain one; a minus sign only when it is not a subtraction.
-_NUMBER = re.compile(r"(?:(?<![\w)\]}])-\s?)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|(?:(?<![\w)\]}])-)?\.\d+")
+_NUMBER = re.compile(r"(?:(?<![\w)\]}])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|(?:(?<![\w)\]}])-)?\.\d+")
 _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}")
 
 

@@ -92,18 +92,23 @@ def _is_decimal(gold: str) -> bool:
     return bool(re.fullmatch(r"-?\d*\.\d+|-?\d+(?:\.\d+)?\s*\\times\s*10\^\{?-?\d+\}?", _clean_latex(gold)))
 
 
-def _close_decimals(gold: tuple, pred: tuple) -> bool:
-    """Relative-tolerance match of two finite real numbers; only asked for decimal golds."""
+def _close_decimals(gold: tuple, pred: tuple) -> bool | None:
+    """Relative-tolerance match of two real numbers, or None when either is not a number.
+
+    Decides decimal golds on its own: math-verify rounds to 6 decimal places, which would call any two
+    numbers below 5e-7 equal (Minerva's 2.88e-19 J and 3.99e-20 J).
+    """
     try:
         g, p = float(gold[0]), float(pred[0])
     except (TypeError, ValueError, IndexError, AttributeError):
-        return False
+        return None
     return math.isfinite(g) and math.isfinite(p) and math.isclose(g, p, rel_tol=DECIMAL_GOLD_REL_TOL)
 
 
 @GRADERS.register("math")
 def grade_math(golds: tuple[str, ...], answer: str) -> bool:
-    """math-verify equivalence against any gold, gold first; decimal golds also match within a tolerance."""
+    """math-verify equivalence against any gold, gold first; a decimal gold and a numeric answer are compared
+    with a relative tolerance instead."""
     from math_verify import verify
 
     pred = _parse_answer(answer)
@@ -113,9 +118,11 @@ def grade_math(golds: tuple[str, ...], answer: str) -> bool:
         parsed_gold = _parse_gold(gold)
         if not parsed_gold:
             continue
-        if verify(list(parsed_gold), list(pred), timeout_seconds=_math_verify_timeout()):
-            return True
-        if _is_decimal(gold) and _close_decimals(parsed_gold, pred):
+        close = _close_decimals(parsed_gold, pred) if _is_decimal(gold) else None
+        if close is not None:
+            if close:
+                return True
+        elif verify(list(parsed_gold), list(pred), timeout_seconds=_math_verify_timeout()):
             return True
     return False
 
@@ -132,8 +139,14 @@ def grade_choice(golds: tuple[str, ...], answer: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- number
+_FONT_WRAPPER = re.compile(r"\\(?:text|textbf|mathbf|mathrm|mbox)\s*\{([^{}]*)\}")
+
+
 def _plain_number(text: str) -> Decimal | None:
-    cleaned = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.replace("\\$", "").replace("$", "")).strip().rstrip(".")
+    """The number a GSM8K/AIME-style answer states ("1,080", "\\$18.", "\\textbf{(073)}"), or None."""
+    cleaned = _FONT_WRAPPER.sub(r"\1", text).replace("\\$", "").replace("$", "")
+    cleaned = re.sub(r"(?<=\d),(?=\d{3}\b)", "", cleaned).strip().rstrip(".").strip()
+    cleaned = re.sub(r"^\((.*)\)$", r"\1", cleaned).strip()  # AoPS writes AIME answers as (073)
     if not re.fullmatch(r"-?(?:\d+(?:\.\d*)?|\.\d+)", cleaned):
         return None
     try:
@@ -294,6 +307,8 @@ class GradingPool:
                 todo[key] = None
         self.stats["requests"] += len(keys)
         self.stats["no_answer"] += keys.count(None)
+        for grader in {key[0] for key in todo}:
+            resolve_grader(grader)  # a misspelt grader fails here, not as an all-wrong run
         if todo:
             self.stats["dispatched"] += len(todo)
             self._dispatch(list(todo))

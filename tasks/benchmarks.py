@@ -8,7 +8,8 @@ VERIFIED ONLINE (the hub field names in the normalizers below are from the datas
 against a download). A run's protocol card records the data sha256 either way.
 
 Golds hold everything a grader needs: Minerva's hand-written alternatives ("8.7 \\times 10^{8}" for
-"8.7e8"), OlympiadBench's percentage unit, both the IneqMath option letter and its symbol.
+"8.7e8"; 43 misaligned lists are dropped, see MINERVA_MISALIGNED_ALTERNATIVES), OlympiadBench's
+percentage unit, both the IneqMath option letter and its symbol.
 """
 
 from __future__ import annotations
@@ -53,10 +54,24 @@ def math_problem(record: dict) -> Problem:
                    solution=record.get("solution"), meta=_meta(record, "subject", "level", "year", "contest"))
 
 
+# Rows whose deepscaler answer_alternatives are not the boxed answer re-spelt but another value: mostly a
+# neighbouring row's answer (minerva-162 lists 0.822, the answer of minerva-165, whose own list holds
+# 8.224e-19 ...), or a general solution where the box holds a particular one. Accepting them would grade
+# wrong answers right, so these rows keep only their boxed answer. Found by grading every alternative
+# against its boxed answer and reading each disagreement; tests/test_grader_on_benchmarks.py checks that
+# the grader indeed rejects every dropped alternative. (minerva-173's box says 1 where the chemistry says
+# 2; we keep the box, as the Qwen2.5-Math harness does.)
+MINERVA_MISALIGNED_ALTERNATIVES = frozenset(f"minerva-{n:03d}" for n in (
+    17, 20, 57, 61, 68, 74, 75, 76, 81, 87, 93, 101, 104, 110, 112, 114, 118, 126, 129, 134, 139, 145, 149,
+    151, 154, 155, 162, 165, 167, 173, 198, 201, 211, 223, 226, 227, 240, 242, 246, 247, 251, 254, 268))
+
+
 def minerva_problem(record: dict) -> Problem:
     alternatives = record.get("answer_alternatives") or []
     if isinstance(alternatives, str):  # tolerate a stringified list from other copies
         alternatives = ast.literal_eval(alternatives)
+    if str(record["id"]) in MINERVA_MISALIGNED_ALTERNATIVES:
+        alternatives = []
     return Problem(id=str(record["id"]), problem=record["problem"],
                    golds=_distinct(record["answer"], *alternatives), solution=record.get("solution"),
                    meta=_meta(record, "type"))

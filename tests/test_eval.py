@@ -131,10 +131,16 @@ def test_bad_input_is_refused_before_any_work(extra, message, capsys, tmp_path):
 
 
 def test_malformed_completions_line_names_file_and_line(tmp_path, capsys):
+    from tasks.synthetic import sandbox_test
+
     path = tmp_path / "c.jsonl"
-    path.write_text('{"problem_id": "x", "completion": "1"}\n{oops\n')
+    first = json.dumps({"problem_id": sandbox_test()[0]["id"], "completion": "1"})
+    path.write_text(first + "\n{oops\n")
     assert main(["eval", "--completions", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert f"{path}:2: malformed JSON" in capsys.readouterr().err
+    path.write_text('{"problem_id": "no-such-problem", "completion": "1"}\n')
+    assert main(["eval", "--completions", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert f"{path}:1: problem_id 'no-such-problem' is not a problem of sandbox" in capsys.readouterr().err
 
 
 def test_missing_data_says_how_to_point_at_it(tmp_path, capsys, monkeypatch):

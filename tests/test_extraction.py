@@ -1,0 +1,102 @@
+"""Answer extraction on hand-written completions: what a model writes, what the grader gets."""
+
+import pytest
+
+from harness.extraction import EXTRACTORS, extract, last_boxed, normalize_relation
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("so the answer is \\boxed{42}.", "42"),
+    ("first \\boxed{1}, then corrected: \\boxed{2}", "2"),
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left( 3, \\frac{\\pi}{2} \\right)"),
+    ("nested \\boxed{\\{1, \\{2\\}\\}} and \\boxed{x^{2^{3}}}", "x^{2^{3}}"),
+    ("\\boxed{\\text{(E)}}", "\\text{(E)}"),
+    ("\\fbox{7}", "7"),
+    ("\\boxed {  5 }", "5"),
+    ("no box here: 42", None),
+    ("empty \\boxed{}", None),
+    ("", None),
+])
+def test_boxed_takes_the_last_balanced_box(text, expected):
+    assert extract(text, "boxed") == expected
+
+
+def test_truncated_box_falls_back_to_the_last_complete_one():
+    assert extract("\\boxed{3} ... so finally \\boxed{\\frac{1}{", "boxed") == "3"
+    assert last_boxed("\\boxed{\\frac{1}{") is None
+
+
+@pytest.mark.parametrize("stop", ["<|im_end|>", "</s>", "<|endoftext|>"])
+def test_text_after_a_stop_string_is_ignored(stop):
+    text = f"answer \\boxed{{1}}{stop}<|im_start|>user\nnext question \\boxed{{2}}"
+    assert extract(text, "boxed") == "1"
+
+
+def test_r1_style_think_and_answer_blocks():
+    draft = "<think>maybe \\boxed{3}? no</think>"
+    assert extract(draft + " <answer>The result is \\boxed{4}</answer>", "boxed") == "4"
+    assert extract(draft + " <answer> 4 </answer>", "boxed") == "4"  # bare answer inside the tags
+    assert extract(draft + " so \\boxed{5}", "boxed") == "5"  # box after </think>, no answer tags
+    assert extract(draft + " nothing after", "boxed") is None  # the box inside <think> is only a draft
+    assert extract("<think>still thinking \\boxed{3} and then the budget ran out", "boxed") is None
+    assert extract("prompt supplied <think>; here is the end</think> \\boxed{6}", "boxed") == "6"
+    assert extract("<answer>\\boxed{7}", "boxed") == "7"  # </answer> used as a stop string
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Therefore, the answer is \\boxed{(D)}.", "D"),
+    ("\\boxed{D}", "D"),
+    ("\\boxed{\\text{(B)}}", "B"),
+    ("\\boxed{(D) $<$}", "D"),
+    ("\\boxed{\\leq}", "\\leq"),
+    ("\\boxed{\\le}", "\\leq"),
+    ("\\boxed{\\geqslant}", "\\geq"),
+    ("\\boxed{<=}", "\\leq"),
+    ("\\boxed{≥}", "\\geq"),
+    ("\\boxed{>}", ">"),
+    ("\\boxed{=}", "="),
+    ("\\boxed{\\text{None of the above}}", "None of the above"),
+    ("... So, the answer is (B) $\\geq$.", "B"),
+    ("Thus the answer is $<$.", "<"),
+    ("The final answer is: (F) None of the above", "F"),
+    ("We have a \\leq b and c > d, but no conclusion.", None),  # symbols in the proof are not a choice
+    ("<think>it is (A)</think>", None),
+])
+def test_relation_choice(text, expected):
+    assert extract(text, "relation") == expected
+
+
+def test_relation_normalisation_prefers_the_letter():
+    assert normalize_relation("(D) $<$") == "D"
+    assert normalize_relation("\\lt") == "<"
+    assert normalize_relation("Answer") is None  # the "A" of a word is not option A
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("She earns 16 - 3 - 4 = 9 dollars.\n#### 18", "18"),
+    ("The total is $1,080.", "1080"),
+    ("so the answer is 42.", "42"),
+    ("It drops to -5 degrees", "-5"),
+    ("10-3=7", "7"),
+    ("costs \\$0.50 each", "0.50"),
+    ("\\boxed{1,234} and later 7 steps", "1234"),
+    ("\\boxed{\\$18.00}", "18.00"),
+    ("\\boxed{18 \\text{ eggs}}", "18"),
+    ("\\boxed{\\frac{3}{4}}", "\\frac{3}{4}"),  # not a plain number: left for the math grader
+    ("no digits at all", None),
+    ("<think>42", None),
+])
+def test_last_number(text, expected):
+    assert extract(text, "last_number") == expected
+
+
+def test_bound_accepts_box_or_ineqmath_statement():
+    assert extract("Therefore, the answer is $C = \\frac{1}{2}$.", "bound") == "\\frac{1}{2}"
+    assert extract("so $C = 3$ works, and \\boxed{C = 4}", "bound") == "C = 4"
+    assert extract("no constant stated", "bound") is None
+
+
+def test_registry_lists_the_formats():
+    assert {"boxed", "relation", "last_number", "bound"} <= set(EXTRACTORS.names())
+    assert extract(None, "boxed") is None

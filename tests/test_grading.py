@@ -1,0 +1,140 @@
+"""Graders on hand cases, and the grading pool's promises: hard limit, memoisation, clustering."""
+
+import logging
+import time
+
+import pytest
+
+from harness.grading import GRADERS, GradingPool, cluster_answers, grade
+
+
+@pytest.mark.parametrize("gold, answer", [
+    ("\\frac{1}{2}", "\\frac12"),
+    ("\\frac{1}{2}", "\\dfrac{1}{2}"),
+    ("\\frac{1}{2}", "0.5"),
+    ("2", "x = 2"),
+    ("90^\\circ", "90"),
+    ("90", "90^\\circ"),
+    ("8.7e8", "8.7 \\times 10^{8}"),  # Minerva's code-style gold against LaTeX
+    ("8.7 \\times 10^{8}", "8.7e8"),
+    ("4.5e33", "4.50001 \\times 10^{33}"),  # decimal golds match within a relative 1e-4
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\frac{\\pi}{2})"),
+    ("1,3,5", "5, 3, 1"),  # OlympiadBench multiple answers compare as sets
+    ("69$,$84", "84, 69"),  # ... with the inner "$" its normalisation leaves behind
+    ("45", "45 \\text{ minutes}"),
+    ("\\frac{41}{12}", "\\frac{41}{12} \\text{ km}"),
+    ("\\text{Evelyn}", "\\text{Evelyn}"),
+    ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}"),
+    ("[0,3)", "[0, 3)"),
+    ("\\$32", "32"),
+])
+def test_math_grader_accepts_equivalent_forms(gold, answer):
+    assert grade("math", (gold,), answer)
+
+
+@pytest.mark.parametrize("gold, answer", [
+    ("5", "6"),
+    ("1.6", "1.62"),  # beyond the tolerance
+    ("1000000", "1000001"),  # exact golds get no tolerance
+    ("\\frac{1}{2}", "2"),
+    ("(3, 1)", "(1, 3)"),  # tuples are ordered
+    ("p - q", "q - p"),
+])
+def test_math_grader_rejects_different_answers(gold, answer):
+    assert not grade("math", (gold,), answer)
+
+
+def test_math_grader_any_gold_counts():
+    assert grade("math", ("np.arcsin(10/13)", "\\arcsin\\left(\\frac{10}{13}\\right)"), "\\arcsin(10/13)")
+
+
+def test_math_grader_is_gold_first():
+    """math-verify is not symmetric: an inequality gold accepts an interval answer, not the reverse.
+    The graders always pass the gold first, as variants.md 1.1 requires."""
+    assert grade("math", ("0 \\le x < 3",), "[0,3)")
+    assert not grade("math", ("[0,3)",), "0 \\le x < 3")
+
+
+def test_unparseable_gold_is_logged_and_graded_wrong(caplog):
+    with caplog.at_level(logging.WARNING, logger="harness.grading"):
+        assert not grade("math", ("}{ \\unparseable",), "1")
+    assert "cannot be parsed" in caplog.text
+
+
+@pytest.mark.parametrize("answer, correct", [
+    ("D", True), ("(D) $<$", True), ("<", True), ("\\lt", True),
+    ("E", False), (">", False), ("\\leq", False), ("maybe", False),
+])
+def test_choice_grader(answer, correct):
+    assert grade("choice", ("D", "<"), answer) is correct
+
+
+def test_choice_grader_none_of_the_above():
+    assert grade("choice", ("F", "None of the above"), "none of the above")
+
+
+@pytest.mark.parametrize("gold, answer, correct", [
+    ("1080", "1,080", True), ("18", "18.00", True), ("-3", "-3", True), ("73", "\\textbf{(073)}", True),
+    ("18", "\\frac{36}{2}", True),  # not a plain number: math-verify decides
+    ("18", "19", False), ("18", "18.5", False),
+])
+def test_number_grader(gold, answer, correct):
+    assert grade("number", (gold,), answer) is correct
+
+
+def test_registry_and_none_answers():
+    assert {"math", "choice", "number"} <= set(GRADERS.names())
+    assert not grade("math", ("1",), None)
+
+
+# ------------------------------------------------------------------------------------------ the pool
+@pytest.fixture(scope="module")
+def pool():
+    with GradingPool(workers=2, timeout_s=1.5) as p:
+        p.grade([("math", ("1",), "1")])  # start the workers outside the timed tests
+        yield p
+
+
+def test_pool_matches_in_process_grading(pool):
+    requests = [("math", ("\\frac{1}{2}",), "\\frac12"), ("math", ("5",), "6"), ("choice", ("D", "<"), "<"),
+                ("number", ("1080",), "1,080"), ("math", ("2",), None)]
+    assert pool.grade(requests) == [True, False, True, True, False]
+
+
+def test_pathological_answer_costs_at_most_its_limit(pool):
+    """9^{9^{9^9}} sends sympy into a near-endless computation; the worker is killed at the limit, the
+    item is graded wrong, and the rest of the batch (some of it queued behind it) is graded right."""
+    requests = [("math", ("5",), "9^{9^{9^{9}}}")] + [("math", (str(i),), f"{i}.0") for i in range(40)]
+    timeouts = pool.stats["timeouts"]
+    started = time.monotonic()
+    verdicts = pool.grade(requests)
+    elapsed = time.monotonic() - started
+    assert verdicts == [False] + [True] * 40
+    assert pool.stats["timeouts"] == timeouts + 1
+    assert elapsed < pool.timeout_s + 6  # the limit, plus slack for a loaded 2-core machine
+    started = time.monotonic()
+    assert pool.grade([("math", ("7",), "9^{9^{9^{9}}}")]) == [False]  # known to time out: not resent
+    assert time.monotonic() - started < 0.5
+
+
+def test_memoisation_avoids_redispatch(pool):
+    requests = [("math", (f"{i}",), f"{i}") for i in range(100, 110)] * 5  # 50 requests, 10 unique
+    dispatched = pool.stats["dispatched"]
+    assert all(pool.grade(requests))
+    assert pool.stats["dispatched"] == dispatched + 10
+    assert all(pool.grade(requests))
+    assert pool.stats["dispatched"] == dispatched + 10
+
+
+def test_pool_rejects_an_unknown_grader(pool):
+    with pytest.raises(KeyError, match="unknown grader"):
+        pool.grade([("no-such-grader", ("1",), "1")])
+
+
+def test_cluster_answers(pool):
+    answers = ["\\frac{1}{2}", "0.5", " \\frac{1}{2} ", None, "3", "x = 3", "\\frac12", "7", ""]
+    expected = [0, 0, 0, None, 1, 1, 0, 2, None]
+    assert cluster_answers("math", answers, pool) == expected
+    assert cluster_answers("math", answers) == expected  # in-process gives the same clusters
+    assert cluster_answers("choice", ["D", "(D) $<$", "<", "E"], pool) == [0, 0, 1, 2]  # letters vs symbols
+    assert cluster_answers("math", [None, None], pool) == [None, None]
