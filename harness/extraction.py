@@ -35,8 +35,9 @@ def extract(text: str, answer_format: str) -> str | None:
     return EXTRACTORS.get(answer_format)(text)
 
 
-def answer_region(text: str) -> str | None:
-    """The part of a completion that may hold the final answer, or None when it cannot hold one.
+def answer_region(text: str) -> tuple[str, bool] | None:
+    """(The part of a completion that may hold the final answer, whether it is an <answer> block), or None
+    when the completion cannot hold an answer.
 
     R1-style: everything before `</think>` is reasoning, so a \\boxed there is a draft, not the answer;
     a `<think>` that is never closed means the completion was cut off while thinking. Templates that put
@@ -51,38 +52,43 @@ def answer_region(text: str) -> str | None:
     elif "<think>" in text:
         return None
     start = text.rfind("<answer>")
-    if start != -1:
-        text = text[start + len("<answer>"):]
-        end = text.find("</answer>")  # may be missing when </answer> was used as a stop string
-        if end != -1:
-            text = text[:end]
-    return text
+    if start == -1:
+        return text, False
+    text = text[start + len("<answer>"):]
+    end = text.find("</answer>")  # may be missing when </answer> was used as a stop string
+    return (text if end == -1 else text[:end]), True
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` or `\\fbox{...}`, matching nested braces; None if none is closed."""
-    for match in reversed(list(_BOX_OPENERS.finditer(text))):
-        depth, start = 1, match.end()
-        for i in range(start, len(text)):
-            char = text[i]
-            if char == "{" and text[i - 1] != "\\":
-                depth += 1
-            elif char == "}" and text[i - 1] != "\\":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i]
-        # Unbalanced (truncated) box: fall back to an earlier, complete one.
+    """Content of the last `\\boxed{...}` or `\\fbox{...}`, matching nested braces; None if there is none.
+
+    A last box cut off before its closing brace is no answer: an earlier box was a draft the model went
+    past, so rewarding it would reward a truncated completion.
+    """
+    openers = list(_BOX_OPENERS.finditer(text))
+    if not openers:
+        return None
+    depth, start = 1, openers[-1].end()
+    for i in range(start, len(text)):
+        char = text[i]
+        if char == "{" and text[i - 1] != "\\":
+            depth += 1
+        elif char == "}" and text[i - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
     return None
 
 
 @EXTRACTORS.register("boxed")
 def extract_boxed(text: str) -> str | None:
     """Last \\boxed{} of the answer region; inside an <answer> block without a box, the block itself."""
-    region = answer_region(text)
-    if region is None:
+    found = answer_region(text)
+    if found is None:
         return None
+    region, tagged = found
     boxed = last_boxed(region)
-    if boxed is None and "<answer>" in text:
+    if boxed is None and tagged:
         boxed = region  # R1 style allows a bare answer inside <answer> tags
     if boxed is None:
         return None
@@ -98,9 +104,9 @@ RELATION_OPTIONS = {"A": r"\leq", "B": r"\geq", "C": "=", "D": "<", "E": ">", "F
 # Longest spellings first so that "\leq" is not read as "<" or "\le" + "q".
 _SYMBOL_SPELLINGS = [
     (r"\leqslant", r"\leq"), (r"\geqslant", r"\geq"), (r"\leq", r"\leq"), (r"\geq", r"\geq"),
-    (r"\le", r"\leq"), (r"\ge", r"\geq"), ("<=", r"\leq"), (">=", r"\geq"), ("≤", r"\leq"), ("≥", r"\geq"),
-    ("⩽", r"\leq"), ("⩾", r"\geq"), (r"\lt", "<"), (r"\gt", ">"), ("&lt;", "<"), ("&gt;", ">"),
-    ("<", "<"), (">", ">"), ("=", "="),
+    (r"\le", r"\leq"), (r"\ge", r"\geq"), ("<=", r"\leq"), (">=", r"\geq"),
+    ("≤", r"\leq"), ("≥", r"\geq"), ("⩽", r"\leq"), ("⩾", r"\geq"), (r"\lt", "<"), (r"\gt", ">"),
+    ("&lt;", "<"), ("&gt;", ">"), ("<", "<"), (">", ">"), ("=", "="),
 ]
 _SYMBOL_RE = re.compile("|".join(re.escape(s) + (r"(?![a-zA-Z])" if s[-1].isalpha() else "")
                                  for s, _ in _SYMBOL_SPELLINGS))
@@ -133,9 +139,10 @@ def extract_relation(text: str) -> str | None:
     Without either anchor we give up rather than guess from symbols scattered through the proof, which
     would reward a model for writing inequalities, not for choosing.
     """
-    region = answer_region(text)
-    if region is None:
+    found = answer_region(text)
+    if found is None:
         return None
+    region, tagged = found
     boxed = last_boxed(region)
     if boxed is not None:
         return normalize_relation(boxed)
@@ -144,9 +151,7 @@ def extract_relation(text: str) -> str | None:
         tail = region[statements[-1].end():]
         tail = re.split(r"(?<![\d\\])\.(?:\s|$)|\n\s*\n", tail, maxsplit=1)[0]  # up to the sentence end
         return normalize_relation(tail)
-    if "<answer>" in text:
-        return normalize_relation(region)
-    return None
+    return normalize_relation(region) if tagged else None
 
 
 _BOUND_STATEMENT = re.compile(r"C\s*=\s*([^$]+?)\s*\$")
@@ -162,10 +167,10 @@ def extract_bound(text: str) -> str | None:
     boxed = extract_boxed(text)
     if boxed is not None:
         return boxed
-    region = answer_region(text)
-    if region is None:
+    found = answer_region(text)
+    if found is None:
         return None
-    statements = _BOUND_STATEMENT.findall(region)
+    statements = _BOUND_STATEMENT.findall(found[0])
     return statements[-1].strip() if statements else None
 
 
@@ -177,7 +182,9 @@ _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]*)\}")
 
 def _clean_number(number: str) -> str:
     number = number.replace(",", "").replace(" ", "")
-    return "-0" + number[1:] if number.startswith("-.") else ("0" + number if number.startswith(".") else number)
+    if number.startswith("-."):
+        return "-0" + number[1:]
+    return "0" + number if number.startswith(".") else number
 
 
 @EXTRACTORS.register("last_number")
@@ -188,9 +195,10 @@ def extract_last_number(text: str) -> str | None:
     A boxed answer that is not a plain number (a fraction, say) is returned as written, so the "number"
     grader can hand it to math-verify instead of misreading "\\frac{3}{4}" as 4.
     """
-    region = answer_region(text)
-    if region is None:
+    found = answer_region(text)
+    if found is None:
         return None
+    region = found[0]
     boxed = last_boxed(region)
     if boxed is not None:
         content = _TEXT_WRAPPER.sub(r"\1", boxed).replace("\\$", "").replace("$", "").replace("{,}", ",")

@@ -2,15 +2,16 @@
 
 Graders are pure, picklable functions `(golds, answer) -> bool` registered by name, so a worker process
 can look one up from the name alone. The "math" grader is math-verify used as variants.md 1.1 says:
-`verify(gold, pred)` with the gold first (the comparison is not symmetric: `verify(x=2, 2)` and
-`verify(2, x=2)` differ in how assignments are unwrapped), the prediction parsed with
-open-r1's settings. Two documented deviations: `malformed_operators=True` for the prediction, because
-`\\frac12` and `\\sqrt2` are valid TeX that the open-r1 setting cannot parse (graded wrong there); and no
-`equations=True`, which math-verify 0.9 deprecates because its parser now handles equations itself.
+`verify(gold, pred)` with the gold first (it is not symmetric: a gold `1<x<2` accepts the answer
+`(1,2)`, a gold `(1,2)` rejects `1<x<2`), the prediction parsed with open-r1's settings. Two documented
+deviations: `malformed_operators=True` for the prediction, because `\\frac12` and `\\sqrt2` are valid
+TeX that the open-r1 setting cannot parse (graded wrong there); and no `equations=True`, which
+math-verify 0.9 deprecates because its parser now handles equations itself.
 
 `GradingPool` runs graders in worker processes: math-verify's own timeout uses SIGALRM, which only works
-in a main thread, and sympy can spend minutes in C code (`9^{9^{9^9}}`) where no signal reaches it. The
-parent enforces a hard per-item limit by killing the worker; a timed-out item is graded wrong.
+in a main thread and only interrupts Python code, not a long call into C, while sympy can work for
+minutes on one answer (`9^{9^{9^9}}`). The parent enforces a hard per-item limit by killing the worker;
+a timed-out item is graded wrong.
 """
 
 from __future__ import annotations
@@ -75,17 +76,32 @@ def _parse_gold(gold: str) -> tuple:
     return tuple(parsed)
 
 
-@lru_cache(maxsize=1 << 16)
-def _parse_answer(answer: str) -> tuple:
+@lru_cache(maxsize=1)
+def answer_extraction_config():
+    """variants.md 1.1's prediction settings, with the two deviations the module docstring explains."""
     from latex2sympy2_extended import NormalizationConfig
-    from math_verify import LatexExtractionConfig, parse
+    from math_verify import LatexExtractionConfig
 
-    config = LatexExtractionConfig(
+    return LatexExtractionConfig(
         normalization_config=NormalizationConfig(nits=False, malformed_operators=True, basic_latex=True,
                                                  boxed="all", units=True),
         boxed_match_priority=0, try_extract_without_anchor=False)
+
+
+@lru_cache(maxsize=1 << 16)
+def _parse_answer(answer: str) -> tuple:
+    from math_verify import parse
+
+    config = answer_extraction_config()
     return tuple(parse("\\boxed{" + _clean_latex(answer) + "}", extraction_config=[config],
                        parsing_timeout=_math_verify_timeout()))
+
+
+_INTEGER = re.compile(r"-?\d+")
+
+
+def _same_text(a: str, b: str) -> bool:
+    return a.split() == b.split()  # runs of white space mean one space in LaTeX
 
 
 def _is_decimal(gold: str) -> bool:
@@ -111,10 +127,19 @@ def grade_math(golds: tuple[str, ...], answer: str) -> bool:
     with a relative tolerance instead."""
     from math_verify import verify
 
-    pred = _parse_answer(answer)
+    needs_verify = []
+    for gold in golds:
+        if _same_text(gold, answer):
+            return True  # the reference answer itself: nothing to parse
+        if _INTEGER.fullmatch(gold.strip()) and _INTEGER.fullmatch(answer.strip()):
+            if int(gold) == int(answer):  # what math-verify concludes for two integers, ~1000x faster
+                return True
+            continue
+        needs_verify.append(gold)
+    pred = _parse_answer(answer) if needs_verify else ()
     if not pred:
         return False
-    for gold in golds:
+    for gold in needs_verify:
         parsed_gold = _parse_gold(gold)
         if not parsed_gold:
             continue
@@ -195,12 +220,6 @@ def _grade_safely(grader: str, golds: tuple[str, ...], answer: str) -> bool:
         return False
 
 
-def clear_caches() -> None:
-    """Forget parsed golds and answers (for honest serial timings in perf/grading.py)."""
-    _parse_gold.cache_clear()
-    _parse_answer.cache_clear()
-
-
 # -------------------------------------------------------------------------------------------- the pool
 _READY = "ready"
 
@@ -259,9 +278,8 @@ class GradingPool:
     lifetime (sampled models repeat answers), a batch is deduplicated before dispatch, and None answers
     are wrong without dispatch. What is left goes to the workers in chunks; each worker reports every
     item, and the parent kills a worker whose current item has run past `timeout_s`, grades that item
-    wrong, and resubmits the rest of its chunk to a fresh worker. An answer that timed out once is
-    graded wrong without dispatch from then on (so a pathological answer costs its limit once, not once
-    per gold or per clustering comparison).
+    wrong, and resubmits the rest of its chunk to a fresh worker. Answers that timed out are kept in
+    `timed_out_answers` so that clustering need not try them again.
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 5.0, chunk_size: int = 32,
@@ -274,7 +292,7 @@ class GradingPool:
         self._context = multiprocessing.get_context(start_method)
         self._workers: list[_Worker] = []
         self._memo: dict[tuple, bool] = {}
-        self._timed_out_answers: set[str] = set()
+        self.timed_out_answers: set[str] = set()
         self._failed_starts = 0
         self.stats = {"requests": 0, "no_answer": 0, "dispatched": 0, "timeouts": 0, "worker_restarts": 0}
 
@@ -299,11 +317,7 @@ class GradingPool:
                 continue
             key = (grader, tuple(golds), answer)
             keys.append(key)
-            if key in self._memo or key in todo:
-                continue
-            if answer in self._timed_out_answers or not set(key[1]).isdisjoint(self._timed_out_answers):
-                self._memo[key] = False
-            else:
+            if key not in self._memo:
                 todo[key] = None
         self.stats["requests"] += len(keys)
         self.stats["no_answer"] += keys.count(None)
@@ -333,7 +347,8 @@ class GradingPool:
             for conn in wait([w.conn for w in waiting], timeout=max(0.0, deadline - time.monotonic())):
                 self._receive(next(w for w in waiting if w.conn is conn), pending)
             now = time.monotonic()
-            for worker in [w for w in self._workers if (w.inflight or not w.ready) and now > self._deadline(w)]:
+            overdue = [w for w in self._workers if (w.inflight or not w.ready) and now > self._deadline(w)]
+            for worker in overdue:
                 self._replace(worker, pending, "timed out")
 
     def _deadline(self, worker: _Worker) -> float:
@@ -371,7 +386,7 @@ class GradingPool:
         if worker.inflight:
             _, key = worker.inflight.popleft()
             self._memo[key] = False
-            self._timed_out_answers.add(key[2])
+            self.timed_out_answers.add(key[2])
             self.stats["timeouts"] += 1
             logger.warning("grader %r %s on answer %.200r (gold %.100r) after %.1f s limit; graded wrong",
                            key[0], why, key[2], key[1], self.timeout_s)
@@ -385,11 +400,16 @@ def cluster_answers(grader: str, answers: Sequence[str | None], pool: GradingPoo
 
     Identical strings (after stripping) are merged for free; every pair of distinct strings is then asked
     of the grader in one batch (the earlier string as gold), and "equivalent" is closed transitively.
-    Without a pool the comparisons run in-process (tests only: no time limit).
+    An answer that exceeds the time limit on its own (graded against "0") is a cluster of its own rather
+    than the cause of one timeout per pair. Without a pool the comparisons run in-process (tests only).
     """
     keys = [a.strip() if a is not None and a.strip() else None for a in answers]
     distinct = list(dict.fromkeys(k for k in keys if k is not None))
-    pairs = [(i, j) for j in range(len(distinct)) for i in range(j)]
+    comparable = range(len(distinct))
+    if pool is not None and len(distinct) > 1:
+        pool.grade([(grader, ("0",), text) for text in distinct if text not in pool.timed_out_answers])
+        comparable = [k for k, text in enumerate(distinct) if text not in pool.timed_out_answers]
+    pairs = [(i, j) for n, j in enumerate(comparable) for i in comparable[:n]]
     requests = [(grader, (distinct[i],), distinct[j]) for i, j in pairs]
     verdicts = pool.grade(requests) if pool is not None else [grade(*request) for request in requests]
     parent = list(range(len(distinct)))

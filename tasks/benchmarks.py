@@ -37,7 +37,8 @@ class FilteredSource:
 
     def load(self, data_dir: Path | None) -> tuple[list[dict], str, str]:
         records, sha, origin = self.inner.load(data_dir)
-        return [r for r in records if r.get(self.field) == self.value], sha, f"{origin} [{self.field}={self.value}]"
+        kept = [r for r in records if r.get(self.field) == self.value]
+        return kept, sha, f"{origin} [{self.field}={self.value}]"
 
 
 def _distinct(*golds) -> tuple[str, ...]:

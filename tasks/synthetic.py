@@ -137,7 +137,7 @@ def _draw_unique(split: str, count: int, seed: int, draw) -> list[tuple]:
     """`count` distinct problems of `split` from draw(rng) -> (problem, ...), in a seeded order."""
     rng = random.Random(seed)
     seen, out = set(), []
-    for _ in range(count * 1000):
+    for _ in range(count * 50 + 10000):
         item = draw(rng)
         if item[0] in seen or split_of(item[0]) != split:
             continue

@@ -22,8 +22,9 @@ def test_boxed_takes_the_last_balanced_box(text, expected):
     assert extract(text, "boxed") == expected
 
 
-def test_truncated_box_falls_back_to_the_last_complete_one():
-    assert extract("\\boxed{3} ... so finally \\boxed{\\frac{1}{", "boxed") == "3"
+def test_a_truncated_last_box_is_no_answer():
+    """The earlier box was a draft the model went past; a cut-off final box must not fall back to it."""
+    assert extract("\\boxed{3} ... so finally \\boxed{\\frac{1}{", "boxed") is None
     assert last_boxed("\\boxed{\\frac{1}{") is None
 
 
@@ -42,6 +43,8 @@ def test_r1_style_think_and_answer_blocks():
     assert extract("<think>still thinking \\boxed{3} and then the budget ran out", "boxed") is None
     assert extract("prompt supplied <think>; here is the end</think> \\boxed{6}", "boxed") == "6"
     assert extract("<answer>\\boxed{7}", "boxed") == "7"  # </answer> used as a stop string
+    # An <answer> tag written inside the thinking does not make the text after </think> an answer.
+    assert extract("<think>I will write <answer> tags</think> some closing words", "boxed") is None
 
 
 @pytest.mark.parametrize("text, expected", [

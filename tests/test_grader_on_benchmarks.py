@@ -85,9 +85,9 @@ def test_every_gold_grades_right_and_its_corruption_wrong(name, benchmarks_dir, 
     pairs = [(p, gold) for p in problems for gold in p.golds]
     right = pool.grade([(task.grader, p.golds, extract(gold_completion(g, task.answer_format),
                                                        task.answer_format)) for p, g in pairs])
-    wrong_answers = [extract(gold_completion(bump_digits(g) if task.grader != "choice" else
-                                             next(x for x in RELATION_OPTIONS if x not in p.golds), task.answer_format),
-                             task.answer_format) for p, g in pairs]
+    other_option = {p.id: next(x for x in RELATION_OPTIONS if x not in p.golds) for p in problems}
+    wrong_golds = [other_option[p.id] if task.grader == "choice" else bump_digits(g) for p, g in pairs]
+    wrong_answers = [extract(gold_completion(g, task.answer_format), task.answer_format) for g in wrong_golds]
     wrong = pool.grade([(task.grader, p.golds, a) for (p, _), a in zip(pairs, wrong_answers, strict=True)])
     print(f"\n{name}: gold {sum(right)}/{len(right)} graded right; corrupted gold {len(wrong) - sum(wrong)}/"
           f"{len(wrong)} graded wrong")
@@ -104,7 +104,8 @@ def test_reference_solutions_grade_right_and_corrupted_ones_wrong(name, benchmar
     problems = solution_problems(task, benchmarks_dir)
     answers = [extract(p.solution, task.answer_format) for p in problems]
     right = pool.grade([(task.grader, p.golds, a) for p, a in zip(problems, answers, strict=True)])
-    corrupted = [extract(corrupt_solution(p.solution, task.answer_format), task.answer_format) for p in problems]
+    corrupted = [extract(corrupt_solution(p.solution, task.answer_format), task.answer_format)
+                 for p in problems]
     assert all(c != a for c, a in zip(corrupted, answers, strict=True)), "corruption left an answer unchanged"
     wrong = pool.grade([(task.grader, p.golds, c) for p, c in zip(problems, corrupted, strict=True)])
     print(f"\n{name}: reference solutions {sum(right)}/{len(right)} graded right; corrupted "
@@ -119,7 +120,8 @@ def test_reference_solutions_grade_right_and_corrupted_ones_wrong(name, benchmar
 def test_dropped_minerva_alternatives_are_really_different(benchmarks_dir, pool):
     """Every alternative that tasks/benchmarks.py drops is one the grader calls different from the box."""
     records = read_jsonl(benchmarks_dir / "minerva_math.jsonl")
-    dropped = [(r["id"], r["answer"], alternative) for r in records if r["id"] in MINERVA_MISALIGNED_ALTERNATIVES
+    dropped = [(r["id"], r["answer"], alternative) for r in records
+               if r["id"] in MINERVA_MISALIGNED_ALTERNATIVES
                for alternative in r["answer_alternatives"] if alternative.strip() != r["answer"].strip()]
     assert {row for row, _, _ in dropped} == MINERVA_MISALIGNED_ALTERNATIVES
     verdicts = pool.grade([("math", (answer,), alternative) for _, answer, alternative in dropped])

@@ -112,9 +112,19 @@ def test_pathological_answer_costs_at_most_its_limit(pool):
     assert verdicts == [False] + [True] * 40
     assert pool.stats["timeouts"] == timeouts + 1
     assert elapsed < pool.timeout_s + 6  # the limit, plus slack for a loaded 2-core machine
+    assert "9^{9^{9^{9}}}" in pool.timed_out_answers
+
+
+def test_clustering_does_not_retry_an_answer_that_timed_out(pool):
+    tower = "9^{9^{9^{9}}}"
+    pool.grade([("math", ("5",), tower)])  # as evaluation does before clustering; memoised if already run
+    timeouts = pool.stats["timeouts"]
     started = time.monotonic()
-    assert pool.grade([("math", ("7",), "9^{9^{9^{9}}}")]) == [False]  # known to time out: not resent
-    assert time.monotonic() - started < 0.5
+    assert cluster_answers("math", ["1", tower, "1.0", "2", tower], pool) == [0, 1, 0, 2, 1]
+    assert pool.stats["timeouts"] == timeouts and time.monotonic() - started < pool.timeout_s
+    fresh = "8^{8^{8^{8}}}"  # never graded: the screening against "0" finds it, one limit, not one per pair
+    assert cluster_answers("math", ["3", fresh, "4", "3.0", "5"], pool) == [0, 1, 2, 0, 3]
+    assert pool.stats["timeouts"] == timeouts + 1
 
 
 def test_memoisation_avoids_redispatch(pool):

@@ -1,0 +1,147 @@
+"""The sandbox: tokenizer, tiny model, synthetic tasks and the cached warm start (with a tiny config)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.sandbox.model import SandboxModelConfig, build_model, parameter_count
+from harness.sandbox.tokenizer import build_tokenizer
+from harness.sandbox.warmstart import (
+    RECORD_NAME,
+    WarmStartConfig,
+    build_untrained_sandbox,
+    ensure_warm_start,
+    last_boxed,
+)
+from harness.task import sha256_of_records
+from tasks import synthetic
+
+TINY_MODEL = SandboxModelConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2)
+TINY_WARM_START = WarmStartConfig(model=TINY_MODEL, max_steps=4, warmup_steps=2, eval_interval=2,
+                                  batch_size=8, validation_size=16, pass_at_1_samples=1,
+                                  pass_at_1_problems=16)
+
+
+def test_tokenizer_round_trips_through_save_and_auto_tokenizer(tmp_path):
+    build_tokenizer().save_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    record = synthetic.sandbox_relation_test()[0]
+    text = record["problem"] + record["solution"]
+    ids = tokenizer(text).input_ids
+    assert ids[0] == tokenizer.bos_token_id  # the prompt is encoded as the warm start saw it
+    assert len(ids) == len(text) + 1  # one token per character
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert tokenizer.padding_side == "left"
+    batch = tokenizer(["1+1=?", "12+345=?"], padding=True)
+    assert batch["input_ids"][0][0] == tokenizer.pad_token_id  # left padding for batched generation
+
+
+def test_model_size_and_special_tokens_match_the_tokenizer():
+    model, tokenizer = build_model(), build_tokenizer()
+    assert 0.5e6 <= parameter_count(model) <= 5e6
+    assert model.config.vocab_size == len(tokenizer)
+    assert (model.config.eos_token_id, model.config.pad_token_id) == (tokenizer.eos_token_id,
+                                                                        tokenizer.pad_token_id)
+    same = build_model()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), same.parameters()))  # seeded init
+
+
+def test_generators_are_deterministic():
+    assert synthetic.generate_arithmetic("test", 20, seed=7) == synthetic.generate_arithmetic("test", 20, seed=7)
+    assert synthetic.generate_arithmetic("test", 20, seed=7) != synthetic.generate_arithmetic("test", 20, seed=8)
+    assert synthetic.generate_relation("train", 20, seed=7) == synthetic.generate_relation("train", 20, seed=7)
+    assert sha256_of_records(synthetic.sandbox_test()) == sha256_of_records(synthetic.sandbox_test())
+
+
+def test_train_and_test_never_overlap():
+    for test, train in ((synthetic.sandbox_test(), synthetic.sandbox_train()),
+                        (synthetic.sandbox_relation_test(), synthetic.sandbox_relation_train())):
+        test_problems, train_problems = {r["problem"] for r in test}, {r["problem"] for r in train}
+        assert len(test_problems) == len(test) and len(train_problems) == len(train)  # no duplicates either
+        assert not test_problems & train_problems
+        assert {synthetic.split_of(p) for p in test_problems} == {"test"}
+        assert {synthetic.split_of(p) for p in train_problems} == {"train"}
+
+
+def test_arithmetic_solutions_end_in_the_correct_boxed_answer():
+    records = synthetic.sandbox_test() + synthetic.sandbox_train()
+    assert {r["level"] for r in records} == set(synthetic.LEVELS)
+    for record in records:
+        expression = record["problem"].removesuffix("=?")
+        assert re.fullmatch(r"\d+[-+*]\d+", expression), record
+        assert record["answer"] == str(eval(expression))
+        assert record["solution"].endswith(f"\\boxed{{{record['answer']}}}")
+        assert last_boxed(record["solution"]) == record["answer"]
+
+
+def test_column_work_is_right_on_edge_cases():
+    assert synthetic.solve(105, "-", 98) == ("7", "15-8=7 :7\n10-1-9=0 :07\n1-1=0 :007\n\\boxed{7}")
+    assert synthetic.solve(999, "+", 1)[0] == "1000"
+    assert synthetic.solve(0, "*", 7)[1].endswith("\\boxed{0}")
+
+
+def test_relation_answers_are_the_relation_that_holds():
+    symbols = dict(synthetic.RELATION_OPTIONS)
+    for record in synthetic.sandbox_relation_test() + synthetic.sandbox_relation_train():
+        first_line = record["problem"].split("\n")[0]
+        left, right = (eval(side) for side in first_line.split(" () "))
+        expected = "C" if left == right else ("D" if left < right else "E")
+        assert record["answer"] == expected and record["symbol"] == symbols[expected]
+        assert record["solution"].endswith(f"\\boxed{{{expected}}}")
+        assert synthetic.RELATION_CHOICES in record["problem"]
+
+
+def test_registered_tasks_load():
+    from harness.task import TASKS
+
+    sandbox = TASKS.get("sandbox").load()
+    assert 200 <= len(sandbox.problems) <= 300 and sandbox.origin.startswith("generated:")
+    assert len(TASKS.get("sandbox-train").load().problems) >= 1000
+    relation = TASKS.get("sandbox-relation").load().problems[0]
+    assert relation.golds[0] in "ABCDEF" and len(relation.golds) == 2
+    tokenizer = build_tokenizer()
+    longest = max(len(tokenizer(r["solution"]).input_ids) for r in synthetic.sandbox_train())
+    assert longest < TASKS.get("sandbox").max_new_tokens
+
+
+def test_untrained_sandbox_loads_with_auto_classes(tmp_path):
+    path = build_untrained_sandbox(tmp_path / "untrained", TINY_MODEL)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    batch = tokenizer(["1+1=?", "12+34=?"], return_tensors="pt", padding=True)
+    output = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert output.shape == (2, batch["input_ids"].shape[1] + 3)
+
+
+def test_warm_start_is_cached_atomically_and_loads_with_auto_classes():
+    path = ensure_warm_start(TINY_WARM_START, progress=False)
+    record = json.loads((path / RECORD_NAME).read_text())
+    assert record["steps"] <= TINY_WARM_START.max_steps
+    assert 0.0 <= record["test_pass_at_1"]["sampled"] <= 1.0
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no scratch left behind
+
+    started = time.monotonic()
+    assert ensure_warm_start(TINY_WARM_START, progress=False) == path
+    assert time.monotonic() - started < 1.0
+
+    other = WarmStartConfig(**{**TINY_WARM_START.__dict__, "seed": 1})
+    assert other.sha256() != TINY_WARM_START.sha256()
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert model.config.hidden_size == TINY_MODEL.hidden_size
+    batch = tokenizer(["37+48=?"], return_tensors="pt")
+    assert model.generate(**batch, max_new_tokens=2, do_sample=False).shape[1] == batch["input_ids"].shape[1] + 2
+
+
+@pytest.mark.parametrize("field", ["lr", "max_steps"])
+def test_config_changes_change_the_cache_path(field):
+    changed = WarmStartConfig(**{**TINY_WARM_START.__dict__, field: getattr(TINY_WARM_START, field) * 2})
+    assert changed.sha256() != TINY_WARM_START.sha256()
