@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +21,10 @@ from harness.extraction import extract
 from harness.grading import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES, PromptTemplate, render_prompt
+from harness.report import format_console_table, write_summary_markdown
 from harness.runstore import RunDir
 from harness.scoring import score_task
 from harness.task import TASKS, DataError, Problem, Task, TaskData
-from harness.report import format_console_table, write_summary_markdown
 
 
 @dataclass(frozen=True)
