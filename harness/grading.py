@@ -8,34 +8,28 @@ deviations: `malformed_operators=True` for the prediction, because `\\frac12` an
 TeX that the open-r1 setting cannot parse (graded wrong there); and no `equations=True`, which
 math-verify 0.9 deprecates because its parser now handles equations itself.
 
-`GradingPool` runs graders in worker processes: math-verify's own timeout uses SIGALRM, which only works
-in a main thread and only interrupts Python code, not a long call into C, while sympy can work for
-minutes on one answer (`9^{9^{9^9}}`). The parent enforces a hard per-item limit by killing the worker;
-a timed-out item is graded wrong.
+`GradingPool` (harness/grading_pool.py, re-exported here) runs graders in worker processes with a hard
+per-item time limit; `cluster_answers` groups equivalent answers through it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
-import os
 import re
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from functools import lru_cache
-from multiprocessing.connection import wait
 
 from harness.extraction import normalize_relation
+from harness.grading_pool import GradeRequest, GradingPool  # noqa: F401  (re-exported: import the pool from here)
 from harness.registry import Registry, UnknownNameError
 
 logger = logging.getLogger(__name__)
 
 Grader = Callable[[tuple[str, ...], str], bool]
-GradeRequest = tuple[str, Sequence[str], "str | None"]  # (grader name, golds, extracted answer or None)
 
 GRADERS: Registry[Grader] = Registry("grader")
 
@@ -100,6 +94,30 @@ def _parse_answer(answer: str) -> tuple:
 _INTEGER = re.compile(r"-?\d+")
 
 
+# A plain rational as a model or a gold writes one: an integer, (-)\frac{a}{b} (also \dfrac, \tfrac) or a/b,
+# with a nonzero denominator. math-verify parses each to the sympy Rational of the same value and, with no
+# Float on either side, compares two Rationals exactly (sympy_numeric_eq's `a == b`, then simplify(a - b)),
+# so Fraction equality is its verdict. Deliberately narrow: no decimals (math-verify rounds them to 6
+# places), no mixed numbers (it reads 2\frac{1}{2} as 5/2), no \frac12 shorthand, at most 30 digits a number.
+# tests/test_grading.py checks the agreement on tricky cases.
+_RATIONAL = re.compile(r"(-?\d{1,30})|(-?)\s*\\[dt]?frac\s*\{\s*(-?\d{1,30})\s*\}\s*\{\s*(\d{1,30})\s*\}"
+                       r"|(-?\d{1,30})\s*/\s*(\d{1,30})")
+
+
+def _rational(text: str) -> Fraction | None:
+    """The value of a plain rational (see _RATIONAL) after _clean_latex, or None for anything else."""
+    match = _RATIONAL.fullmatch(_clean_latex(text))
+    if match is None:
+        return None
+    integer, sign, numerator, denominator, slash_numerator, slash_denominator = match.groups()
+    if integer is not None:
+        return Fraction(int(integer))
+    numerator, denominator = int(numerator or slash_numerator), int(denominator or slash_denominator)
+    if denominator == 0:
+        return None  # math-verify's zoo, which it refuses to compare
+    return Fraction(-numerator if sign else numerator, denominator)
+
+
 def _same_text(a: str, b: str) -> bool:
     return a.split() == b.split()  # runs of white space mean one space in LaTeX
 
@@ -133,6 +151,11 @@ def grade_math(golds: tuple[str, ...], answer: str) -> bool:
             return True  # the reference answer itself: nothing to parse
         if _INTEGER.fullmatch(gold.strip()) and _INTEGER.fullmatch(answer.strip()):
             if int(gold) == int(answer):  # what math-verify concludes for two integers, ~1000x faster
+                return True
+            continue
+        exact = _rational(gold), _rational(answer)
+        if None not in exact:
+            if exact[0] == exact[1]:  # likewise for two plain fractions: no parse, no sympy
                 return True
             continue
         needs_verify.append(gold)
@@ -218,179 +241,6 @@ def _grade_safely(grader: str, golds: tuple[str, ...], answer: str) -> bool:
     except Exception:  # a grader bug or a sympy crash on one answer must not stop the run
         logger.warning("grader %r raised on answer %r; graded wrong", grader, answer, exc_info=True)
         return False
-
-
-# -------------------------------------------------------------------------------------------- the pool
-_READY = "ready"
-
-
-def _worker_main(conn) -> None:
-    """Grade chunks of (index, grader, golds, answer) items, reporting each verdict as soon as it is known,
-    so the parent can time every item separately while paying one round trip per chunk."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # the pool reports timeouts itself
-    _parse_answer("0")  # import sympy, math-verify and the antlr parser before the first deadline starts
-    conn.send(_READY)
-    while True:
-        try:
-            chunk = conn.recv()
-        except EOFError:
-            return
-        if chunk is None:
-            return
-        for index, grader, golds, answer in chunk:
-            conn.send((index, _grade_safely(grader, golds, answer)))
-
-
-class _Worker:
-    def __init__(self, context):
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child_conn,), daemon=True,
-                                       name="harness-grader")
-        self.process.start()
-        child_conn.close()
-        self.ready = False
-        self.started = time.monotonic()
-        self.inflight: deque = deque()  # (index, key) in the order the worker grades them
-        self.item_started = 0.0
-
-    def stop(self, kill: bool) -> None:
-        if not kill:
-            try:
-                self.conn.send(None)
-            except OSError:
-                kill = True
-        if kill:
-            self.process.kill()
-        self.process.join(timeout=5)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
-        self.conn.close()
-
-
-class GradingPool:
-    """Grades batches of (grader, golds, answer) in worker processes with a hard per-item time limit.
-
-    Throughput comes from not grading: verdicts are memoised by (grader, golds, answer) for the pool's
-    lifetime (sampled models repeat answers), a batch is deduplicated before dispatch, and None answers
-    are wrong without dispatch. What is left goes to the workers in chunks; each worker reports every
-    item, and the parent kills a worker whose current item has run past `timeout_s`, grades that item
-    wrong, and resubmits the rest of its chunk to a fresh worker. Answers that timed out are kept in
-    `timed_out_answers` so that clustering need not try them again.
-    """
-
-    def __init__(self, workers: int | None = None, timeout_s: float = 5.0, chunk_size: int = 32,
-                 start_method: str = "spawn", startup_timeout_s: float = 120.0):
-        self.num_workers = workers or min(2, os.cpu_count() or 1)
-        self.timeout_s = timeout_s
-        self.chunk_size = chunk_size
-        self.startup_timeout_s = startup_timeout_s
-        # spawn, not fork: the parent may hold torch threads and CUDA state a forked child must not touch.
-        self._context = multiprocessing.get_context(start_method)
-        self._workers: list[_Worker] = []
-        self._memo: dict[tuple, bool] = {}
-        self.timed_out_answers: set[str] = set()
-        self._failed_starts = 0
-        self.stats = {"requests": 0, "no_answer": 0, "dispatched": 0, "timeouts": 0, "worker_restarts": 0}
-
-    def __enter__(self) -> GradingPool:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for worker in self._workers:
-            worker.stop(kill=False)
-        self._workers = []
-
-    def grade(self, requests: Sequence[GradeRequest]) -> list[bool]:
-        """Verdicts in request order."""
-        keys: list[tuple | None] = []
-        todo: dict[tuple, None] = {}
-        for grader, golds, answer in requests:
-            if answer is None:
-                keys.append(None)
-                continue
-            key = (grader, tuple(golds), answer)
-            keys.append(key)
-            if key not in self._memo:
-                todo[key] = None
-        self.stats["requests"] += len(keys)
-        self.stats["no_answer"] += keys.count(None)
-        for grader in {key[0] for key in todo}:
-            resolve_grader(grader)  # a misspelt grader fails here, not as an all-wrong run
-        if todo:
-            self.stats["dispatched"] += len(todo)
-            self._dispatch(list(todo))
-        return [key is not None and self._memo[key] for key in keys]
-
-    def _dispatch(self, keys: list[tuple]) -> None:
-        pending = deque(enumerate(keys))
-        while pending or any(w.inflight for w in self._workers):
-            while len(self._workers) < self.num_workers:
-                self._workers.append(_Worker(self._context))
-            now = time.monotonic()
-            for worker in self._workers:
-                if worker.ready and not worker.inflight and pending:
-                    # Small chunks near the end keep both workers busy until the batch is done.
-                    size = max(1, min(self.chunk_size, -(-len(pending) // self.num_workers)))
-                    chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
-                    worker.conn.send([(index, *key) for index, key in chunk])
-                    worker.inflight.extend(chunk)
-                    worker.item_started = now
-            waiting = [w for w in self._workers if w.inflight or not w.ready]
-            deadline = min(self._deadline(w) for w in waiting)
-            for conn in wait([w.conn for w in waiting], timeout=max(0.0, deadline - time.monotonic())):
-                self._receive(next(w for w in waiting if w.conn is conn), pending)
-            now = time.monotonic()
-            overdue = [w for w in self._workers if (w.inflight or not w.ready) and now > self._deadline(w)]
-            for worker in overdue:
-                self._replace(worker, pending, "timed out")
-
-    def _deadline(self, worker: _Worker) -> float:
-        if not worker.ready:
-            return worker.started + self.startup_timeout_s
-        return worker.item_started + self.timeout_s
-
-    def _receive(self, worker: _Worker, pending: deque) -> None:
-        try:
-            while worker.conn.poll():
-                message = worker.conn.recv()
-                if message == _READY:
-                    worker.ready = True
-                    self._failed_starts = 0
-                    continue
-                index, verdict = message
-                expected, key = worker.inflight.popleft()
-                assert index == expected, "grading worker answered out of order"
-                self._memo[key] = verdict
-                worker.item_started = time.monotonic()
-        except (EOFError, OSError):
-            self._replace(worker, pending, "died")
-
-    def _replace(self, worker: _Worker, pending: deque, why: str) -> None:
-        """Kill the worker; its current item is graded wrong, the rest of its chunk goes back in line."""
-        worker.stop(kill=True)
-        self._workers.remove(worker)
-        self.stats["worker_restarts"] += 1
-        if not worker.ready:
-            self._failed_starts += 1
-            if self._failed_starts >= 3:
-                raise RuntimeError(f"grading workers keep failing to start ({why}); check that math-verify "
-                                   "imports in a fresh interpreter")
-            return
-        if worker.inflight:
-            _, key = worker.inflight.popleft()
-            self._memo[key] = False
-            self.timed_out_answers.add(key[2])
-            self.stats["timeouts"] += 1
-            logger.warning("grader %r %s on answer %.200r (gold %.100r) after %.1f s limit; graded wrong",
-                           key[0], why, key[2], key[1], self.timeout_s)
-            pending.extendleft(reversed(worker.inflight))
 
 
 # ------------------------------------------------------------------------------------------ clustering

@@ -1,0 +1,223 @@
+"""`GradingPool`: graders in worker processes, with a hard per-item time limit, memoised and gold-sharded.
+
+math-verify's own timeout uses SIGALRM, which only works in a main thread and only interrupts Python code,
+not a long call into C, while sympy can work for minutes on one answer (`9^{9^{9^9}}`). The parent enforces
+a hard per-item limit by killing the worker; a timed-out item is graded wrong.
+
+Import it from harness.grading, which re-exports it. This module imports harness.grading only inside
+functions, so that either module can be imported first (a spawned worker imports this one first).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Sequence
+from multiprocessing.connection import wait
+
+logger = logging.getLogger("harness.grading")  # one logger for all of grading, as before the split
+
+GradeRequest = tuple[str, Sequence[str], "str | None"]  # (grader name, golds, extracted answer or None)
+
+_READY = "ready"
+
+
+def _worker_main(conn) -> None:
+    """Grade chunks of (index, grader, golds, answer) items, reporting each verdict as soon as it is known,
+    so the parent can time every item separately while paying one round trip per chunk. The parse caches
+    in harness.grading live as long as the worker, i.e. across batches."""
+    import signal
+
+    from harness.grading import _grade_safely, _parse_answer
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # the pool reports timeouts itself
+    _parse_answer("0")  # import sympy, math-verify and the antlr parser before the first deadline starts
+    conn.send(_READY)
+    while True:
+        try:
+            chunk = conn.recv()
+        except EOFError:
+            return
+        if chunk is None:
+            return
+        for index, grader, golds, answer in chunk:
+            conn.send((index, _grade_safely(grader, golds, answer)))
+
+
+class _Worker:
+    def __init__(self, context):
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child_conn,), daemon=True,
+                                       name="harness-grader")
+        self.process.start()
+        child_conn.close()
+        self.ready = False
+        self.started = time.monotonic()
+        self.inflight: deque = deque()  # (index, key) in the order the worker grades them
+        self.item_started = 0.0
+
+    def stop(self, kill: bool) -> None:
+        if not kill:
+            try:
+                self.conn.send(None)
+            except OSError:
+                kill = True
+        if kill:
+            self.process.kill()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+class GradingPool:
+    """Grades batches of (grader, golds, answer) in worker processes with a hard per-item time limit.
+
+    Throughput comes from not grading: verdicts are memoised by (grader, golds, answer) for the pool's
+    lifetime (sampled models repeat answers), a batch is deduplicated before dispatch, and None answers
+    are wrong without dispatch. What is left is sharded by golds: every request for one golds tuple goes
+    to the same worker slot, this batch and later ones, so each gold is parsed (and its sympy work cached)
+    in one worker rather than in all; only an idle worker with nothing of its own left takes work from
+    another's queue, so the last items of a batch do not wait on one busy worker. Each worker reports
+    every item, and the parent kills a worker whose current item has run past `timeout_s`, grades that
+    item wrong, and resubmits the rest of its chunk to a fresh worker in the same slot. Answers that timed
+    out are kept in `timed_out_answers` so that clustering need not try them again.
+    """
+
+    def __init__(self, workers: int | None = None, timeout_s: float = 5.0, chunk_size: int = 32,
+                 start_method: str = "spawn", startup_timeout_s: float = 120.0):
+        self.num_workers = workers or min(2, os.cpu_count() or 1)
+        self.timeout_s = timeout_s
+        self.chunk_size = chunk_size
+        self.startup_timeout_s = startup_timeout_s
+        # spawn, not fork: the parent may hold torch threads and CUDA state a forked child must not touch.
+        self._context = multiprocessing.get_context(start_method)
+        self._workers: list[_Worker] = []  # slot i's current worker; a replacement takes over the slot
+        self._slot_of_golds: dict[tuple[str, ...], int] = {}  # the shard, kept for the pool's lifetime
+        self._memo: dict[tuple, bool] = {}
+        self.timed_out_answers: set[str] = set()
+        self._failed_starts = 0
+        self.stats = {"requests": 0, "no_answer": 0, "dispatched": 0, "timeouts": 0, "worker_restarts": 0,
+                      "stolen": 0}
+
+    def __enter__(self) -> GradingPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.stop(kill=False)
+        self._workers = []
+
+    def grade(self, requests: Sequence[GradeRequest]) -> list[bool]:
+        """Verdicts in request order."""
+        from harness.grading import resolve_grader
+
+        keys: list[tuple | None] = []
+        todo: dict[tuple, None] = {}
+        for grader, golds, answer in requests:
+            if answer is None:
+                keys.append(None)
+                continue
+            key = (grader, tuple(golds), answer)
+            keys.append(key)
+            if key not in self._memo:
+                todo[key] = None
+        self.stats["requests"] += len(keys)
+        self.stats["no_answer"] += keys.count(None)
+        for grader in {key[0] for key in todo}:
+            resolve_grader(grader)  # a misspelt grader fails here, not as an all-wrong run
+        if todo:
+            self.stats["dispatched"] += len(todo)
+            self._dispatch(list(todo))
+        return [key is not None and self._memo[key] for key in keys]
+
+    def _shard(self, keys: list[tuple]) -> list[deque]:
+        """One queue per slot. Golds seen before keep their slot; new golds go to the slot with the least
+        work queued so far, which balances a batch of many golds to within a few items' cost."""
+        queues = [deque() for _ in range(self.num_workers)]
+        for index, key in enumerate(keys):
+            slot = self._slot_of_golds.get(key[1])
+            if slot is None:
+                slot = min(range(self.num_workers), key=lambda s: len(queues[s]))
+                self._slot_of_golds[key[1]] = slot
+            queues[slot].append((index, key))
+        return queues
+
+    def _dispatch(self, keys: list[tuple]) -> None:
+        queues = self._shard(keys)
+        while any(queues) or any(w.inflight for w in self._workers):
+            while len(self._workers) < self.num_workers:
+                self._workers.append(_Worker(self._context))
+            now = time.monotonic()
+            for slot, worker in enumerate(self._workers):
+                if worker.ready and not worker.inflight and any(queues):
+                    queue = queues[slot]
+                    if not queue:  # its shard is done: take the back half of the longest queue
+                        longest = max(queues, key=len)
+                        queue.extendleft(longest.pop() for _ in range(max(1, len(longest) // 2)))
+                        self.stats["stolen"] += len(queue)
+                    # Small chunks near the end keep both workers busy until the batch is done.
+                    remaining = sum(map(len, queues))
+                    size = max(1, min(self.chunk_size, -(-remaining // self.num_workers)))
+                    chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
+                    worker.conn.send([(index, *key) for index, key in chunk])
+                    worker.inflight.extend(chunk)
+                    worker.item_started = now
+            waiting = [w for w in self._workers if w.inflight or not w.ready]
+            deadline = min(self._deadline(w) for w in waiting)
+            for conn in wait([w.conn for w in waiting], timeout=max(0.0, deadline - time.monotonic())):
+                self._receive(next(w for w in waiting if w.conn is conn), queues)
+            now = time.monotonic()
+            for worker in [w for w in self._workers if (w.inflight or not w.ready) and now > self._deadline(w)]:
+                self._replace(worker, queues, "timed out")
+
+    def _deadline(self, worker: _Worker) -> float:
+        if not worker.ready:
+            return worker.started + self.startup_timeout_s
+        return worker.item_started + self.timeout_s
+
+    def _receive(self, worker: _Worker, queues: list[deque]) -> None:
+        try:
+            while worker.conn.poll():
+                message = worker.conn.recv()
+                if message == _READY:
+                    worker.ready = True
+                    self._failed_starts = 0
+                    continue
+                index, verdict = message
+                expected, key = worker.inflight.popleft()
+                assert index == expected, "grading worker answered out of order"
+                self._memo[key] = verdict
+                worker.item_started = time.monotonic()
+        except (EOFError, OSError):
+            self._replace(worker, queues, "died")
+
+    def _replace(self, worker: _Worker, queues: list[deque], why: str) -> None:
+        """Kill the worker and start a fresh one in its slot; its current item is graded wrong, the rest of
+        its chunk goes back to the front of the slot's queue."""
+        slot = self._workers.index(worker)
+        worker.stop(kill=True)
+        self.stats["worker_restarts"] += 1
+        if not worker.ready:
+            self._failed_starts += 1
+            if self._failed_starts >= 3:
+                del self._workers[slot]
+                raise RuntimeError(f"grading workers keep failing to start ({why}); check that math-verify "
+                                   "imports in a fresh interpreter")
+        self._workers[slot] = _Worker(self._context)
+        if worker.inflight:
+            _, key = worker.inflight.popleft()
+            self._memo[key] = False
+            self.timed_out_answers.add(key[2])
+            self.stats["timeouts"] += 1
+            logger.warning("grader %r %s on answer %.200r (gold %.100r) after %.1f s limit; graded wrong",
+                           key[0], why, key[2], key[1], self.timeout_s)
+            queues[slot].extendleft(reversed(worker.inflight))
