@@ -1,0 +1,143 @@
+"""Advantage estimators and policy-loss pieces as pure, vectorised tensor functions (../shared/docs/variants.md).
+
+Groups are `[num_groups, G]` tensors, per-token quantities `[num_sequences, T]` with a 0/1 mask; nothing loops
+over samples in Python. Each function is registered by name, like verl's `core_algos`, so a variant names its
+estimator and the same function can be handed to an external engine.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.registry import Registry
+
+ADVANTAGES: Registry = Registry("advantage estimator")
+AGGREGATIONS: Registry = Registry("loss aggregation")
+
+# verl clamps the log-ratio to +-20 before exponentiating, so one wild token cannot overflow the ratio.
+LOG_RATIO_CLAMP = 20.0
+
+
+def group_std(rewards: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Per-group std; groups of size 1 get std 1 (verl), so their advantage is 0 rather than NaN."""
+    if rewards.shape[-1] == 1:
+        return torch.ones_like(rewards[..., :1])
+    return rewards.std(dim=-1, keepdim=True, unbiased=unbiased)
+
+
+@ADVANTAGES.register("grpo")
+def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6, unbiased_std: bool = True) -> torch.Tensor:
+    """(r - mean) / (std + eps) within each group (variants.md §1; unbiased std and eps 1e-6 as verl)."""
+    mean = rewards.mean(dim=-1, keepdim=True)
+    return (rewards - mean) / (group_std(rewards, unbiased_std) + eps)
+
+
+@ADVANTAGES.register("dr-grpo")
+def mean_centred_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """Dr. GRPO (§3): no division by the std, which would weight questions by their difficulty."""
+    return rewards - rewards.mean(dim=-1, keepdim=True)
+
+
+@ADVANTAGES.register("dgpo")
+def mad_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """DGPO's DGAE (§7): scale by the mean absolute deviation, so every non-degenerate binary group carries the
+    same total |A| = G whatever its accuracy. Written as G*(r-mean)/(sum|r-mean| + eps), as the official code."""
+    centred = rewards - rewards.mean(dim=-1, keepdim=True)
+    return rewards.shape[-1] * centred / (centred.abs().sum(dim=-1, keepdim=True) + eps)
+
+
+def difficulty_weights(accuracy: torch.Tensor, valid: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """DGPO's DQW (§7): lambda_q = N_v * softmax(-p_q / T) over the valid groups of the batch; 1 elsewhere.
+
+    Harder questions (lower accuracy) get more weight; the weights average to 1 over the valid groups.
+    """
+    logits = torch.where(valid, -accuracy / temperature, torch.full_like(accuracy, float("-inf")))
+    num_valid = valid.sum()
+    if num_valid == 0:
+        return torch.ones_like(accuracy)
+    weights = num_valid * torch.softmax(logits, dim=0)
+    return torch.where(valid, weights, torch.ones_like(accuracy))
+
+
+def non_degenerate_groups(accuracy_rewards: torch.Tensor) -> torch.Tensor:
+    """Groups whose samples are neither all right nor all wrong (DAPO dynamic sampling, DGPO valid groups)."""
+    correct = accuracy_rewards.sum(dim=-1)
+    return (correct > 0) & (correct < accuracy_rewards.shape[-1])
+
+
+def log_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(logp - old_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+
+
+def clipped_objective(ratio: torch.Tensor, advantages: torch.Tensor, eps_low: float = 0.2,
+                      eps_high: float = 0.2, dual_clip: float | None = None) -> torch.Tensor:
+    """Per-token PPO objective to maximise: min(rho A, clip(rho, 1-eps_low, 1+eps_high) A).
+
+    With `dual_clip` c, negative-advantage tokens are also bounded below by c*A (verl's dual clip), so a huge
+    ratio on a bad token cannot dominate the batch.
+    """
+    objective = torch.minimum(ratio * advantages, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * advantages)
+    if dual_clip is not None:
+        objective = torch.where(advantages < 0, torch.maximum(objective, dual_clip * advantages), objective)
+    return objective
+
+
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k3 estimator of KL(pi || pi_ref) per token: e^(l_ref - l) - (l_ref - l) - 1, clamped as verl does."""
+    delta = torch.clamp(ref_logp - logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return torch.clamp(torch.exp(delta) - delta - 1, -10.0, 10.0)
+
+
+@AGGREGATIONS.register("token-mean")
+def token_mean(loss: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+    """DAPO: every token of the mini-batch counts once, long answers weigh more."""
+    return (loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+@AGGREGATIONS.register("seq-mean-token-mean")
+def seq_mean_token_mean(loss: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+    """Original GRPO: mean over each sequence's tokens, then over sequences (the length bias Dr. GRPO names)."""
+    per_sequence = (loss * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
+    return per_sequence.mean()
+
+
+@AGGREGATIONS.register("seq-mean-token-sum")
+def seq_mean_token_sum(loss: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
+    return (loss * mask).sum(dim=-1).mean()
+
+
+@AGGREGATIONS.register("seq-mean-token-sum-norm")
+def seq_mean_token_sum_norm(loss: torch.Tensor, mask: torch.Tensor, max_length: int | None = None,
+                            **_) -> torch.Tensor:
+    """Dr. GRPO: token sums over N * L_max with a constant L_max (the generation budget), never the padded
+    length of the current batch."""
+    if max_length is None:
+        raise ValueError("seq-mean-token-sum-norm needs max_length (the generation budget L_max)")
+    return (loss * mask).sum() / (loss.shape[0] * max_length)
+
+
+def overlong_penalty(lengths: torch.Tensor, max_length: int, cache_length: int,
+                     factor: float = 1.0) -> torch.Tensor:
+    """DAPO soft overlong punishment: 0 up to L_max - L_cache, then linear down to -factor at L_max."""
+    expected = max_length - cache_length
+    penalty = (expected - lengths.to(torch.float64)) / cache_length
+    return factor * torch.clamp(penalty, min=-1.0, max=0.0).to(torch.float32)
+
+
+def neighbour_mixing(logits: torch.Tensor, embeddings: torch.Tensor, temperature: float,
+                     k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """N-GRPO (§5): anchor = greedy token; neighbours = the k-1 rows of the input embedding table closest to the
+    anchor's by cosine; weights = the temperature softmax renormalised over that set.
+
+    logits `[B, V]`, embeddings `[V, d]` -> (candidate ids `[B, k]`, weights `[B, k]`, mixed embedding `[B, d]`).
+    """
+    scaled = logits / temperature
+    anchor = scaled.argmax(dim=-1)
+    unit = torch.nn.functional.normalize(embeddings, dim=-1)
+    similarity = unit[anchor] @ unit.T  # [B, V]
+    similarity.scatter_(1, anchor[:, None], float("-inf"))  # the anchor is in the set already
+    neighbours = similarity.topk(k - 1, dim=-1).indices
+    candidates = torch.cat([anchor[:, None], neighbours], dim=-1)
+    weights = torch.softmax(scaled.gather(1, candidates), dim=-1)
+    mixed = (weights[..., None] * embeddings[candidates]).sum(dim=1)
+    return candidates, weights, mixed
