@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from harness import grading
 from harness.grading import GRADERS, GradingPool, cluster_answers, grade
 
 
@@ -87,6 +88,30 @@ def test_registry_and_none_answers():
     assert not grade("math", ("1",), None)
 
 
+# Plain rationals the exact fast path takes, and near misses it must leave to math-verify.
+RATIONALS = ["1", "-1", "007", "0", "-0", "2", "\\frac{1}{2}", "\\dfrac{1}{2}", "\\tfrac{1}{2}", "-\\frac{1}{2}",
+             "\\frac{-1}{2}", "-\\frac{-1}{2}", "\\frac {1} {2}", "\\frac{ 1 }{ 2 }", "\\frac{2}{4}", "\\frac{4}{2}",
+             "\\frac{01}{02}", "- \\frac{1}{2}", "1/2", "-1/2", "4/2", " 1 / 2 ", "10/20", "\\frac{0}{5}",
+             "\\frac{1}{3000000}", "\\frac{1}{3000001}",  # math-verify rounds floats to 6 places, not Rationals
+             "\\frac{1}{2}.", "$\\frac{1}{2}$", "12345678901234567890/3", "4115226300411522630", "\\frac{5}{2}"]
+NOT_RATIONALS = ["\\frac{1}{0}", "1/0", "\\frac12", "2\\frac{1}{2}", "--5", "-\\frac{1}{-2}", "0.5", "\\frac{1}{2}\\%",
+                 "+\\frac{1}{2}", "\\frac{1}{2}x", "1/2/3", "1e5"]
+
+
+def test_rational_fast_path_agrees_with_math_verify():
+    """Every (gold, answer) pair of plain rationals gets the verdict math-verify's parse + verify gives."""
+    from math_verify import verify
+
+    assert all(grading._rational(text) is not None for text in RATIONALS)
+    assert all(grading._rational(text) is None for text in NOT_RATIONALS)
+    for gold in RATIONALS:
+        for answer in RATIONALS:
+            parsed_gold, parsed_answer = grading._parse_gold(gold), grading._parse_answer(answer)
+            expected = verify(list(parsed_gold), list(parsed_answer))
+            assert (grading._rational(gold) == grading._rational(answer)) == expected, (gold, answer)
+            assert grade("math", (gold,), answer) == expected, (gold, answer)
+
+
 # ------------------------------------------------------------------------------------------ the pool
 @pytest.fixture(scope="module")
 def pool():
@@ -148,3 +173,15 @@ def test_cluster_answers(pool):
     assert cluster_answers("math", answers) == expected  # in-process gives the same clusters
     assert cluster_answers("choice", ["D", "(D) $<$", "<", "E"], pool) == [0, 0, 1, 2]  # letters vs symbols
     assert cluster_answers("math", [None, None], pool) == [None, None]
+
+
+def test_shard_keeps_a_gold_on_one_worker_across_batches():
+    """Requests that share golds go to one slot (one parse of the gold), new golds to the emptier slot."""
+    pool = GradingPool(workers=2)  # no worker starts until something is dispatched
+    first = [("math", (gold,), answer) for gold in "abc" for answer in "xyz"] + [("math", ("d",), "x")]
+    queues = pool._shard(first)
+    slots = {key[1]: slot for slot, queue in enumerate(queues) for _, key in queue}
+    assert all(len({slot for slot, q in enumerate(queues) for _, k in q if k[1] == golds}) == 1 for golds in slots)
+    assert sorted(map(len, queues)) == [4, 6]
+    again = pool._shard([("math", golds, "w") for golds in slots])
+    assert {key[1]: slot for slot, queue in enumerate(again) for _, key in queue} == slots
