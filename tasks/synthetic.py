@@ -1,21 +1,25 @@
 """Seeded synthetic math tasks for the sandbox: arithmetic with worked solutions, and a relation task.
 
 Why this format. The sandbox model is a ~1M-parameter character-level Llama trained for a few CPU minutes,
-so the worked solution is the algorithm written out one column at a time, the way a tiny transformer can
-learn it: each line needs one digit fact (a+b, a-b or a*b on single digits, plus a carry or borrow) and a
-copy of the running answer with one new digit in front, e.g.
+so the worked solution is the column algorithm written out the way a tiny transformer can learn it: each
+line needs two digits found next to a delimiter, one single-digit fact (plus a carry or borrow) written out
+in full, and a copy of the running answer with the new digit in front:
 
     347+85=?     7+5=12 :2
                  4+8+1=13 :32
-                 3+1=4 :432
+                 3+0+1=4 :432
                  \\boxed{432}
 
-Every line is local (look up two digits, apply one fact, copy), so short problems are learnt within the
-warm start, while three-digit columns and multiplication carries stay error-prone at temperature 1: the
-levels give a spread of per-problem success rates, which is what group-relative RL needs.
+Measured alternatives, all worse within the warm-start budget (same model and steps): the bare answer, the
+answer reversed, the place-value chain "347+80+5 = 427+5 = 432", and a state trace that leaves the digit
+fact implicit ("34+8+1 :2") were all near 0% after 500-1000 steps; this format was the first to learn
+carries. Every line has the same shape (a missing digit is a written 0) because rare shapes are where the
+tiny model miscopies.
 
-Levels: 1 = one-or-two-digit addition/subtraction, 2 = two-or-three-digit addition/subtraction (at least
-one three-digit operand), 3 = a two-or-three-digit number times one digit. Subtraction never goes negative.
+Levels, so that some problems are mostly solved and some mostly not at temperature 1, which is what
+group-relative RL needs: 1 = a one- or two-digit number plus or minus a digit, 2 = two-digit plus or minus
+two-digit, 3 = three-digit plus or minus two- or three-digit, 4 = two steps on two-digit numbers
+("37+48-19=?"), where the second step restates its own problem ("85-19=?"). Nothing goes negative.
 
 Train and test never overlap: a problem's split is a function of the hash of its text, so no seed, count or
 level mix can put the same problem in both.
@@ -25,21 +29,26 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
+from collections.abc import Mapping
 from functools import lru_cache
 
 from harness.task import GeneratedSource, Problem, Task, register_task
 
-LEVELS = (1, 2, 3)
+LEVELS = (1, 2, 3, 4)
 # One problem text in TEST_BUCKETS belongs to the test split (by hash), the rest to train.
 TEST_BUCKETS = 8
 
 # Seeds of the registered tasks; changing one changes the task's data sha256, i.e. is a new protocol.
 TEST_SEED = 1234
 TRAIN_SEED = 5678
-TEST_SIZE_PER_LEVEL = 80  # 240 test problems: enough for a pass@1 error bar of about +-3 points
-TRAIN_SIZE = 20000
+TEST_SIZE_PER_LEVEL = 60  # 240 test problems: enough for a pass@1 error bar of about +-3 points
+# Level 1 has only ~1,900 distinct problems (7/8 of them train), so its share is what exists; its moves are
+# all practised inside the other levels anyway.
+TRAIN_SIZE_PER_LEVEL = {1: 1500, 2: 6000, 3: 6000, 4: 6000}
 RELATION_TEST_SIZE = 200
 RELATION_TRAIN_SIZE = 5000
+RELATION_LEVEL = 2  # the left side of a relation problem is a level-2 expression ("37+48 () 86")
 
 # IneqMath's relation options, with the symbol each letter stands for; the text mirrors the benchmark's
 # "(A) $\leq$ ..." choices without the dollar signs, to keep the tiny model's prompt short.
@@ -54,83 +63,104 @@ def split_of(problem: str) -> str:
     return "test" if bucket == 0 else "train"
 
 
-def _digits(n: int) -> list[int]:
-    """Decimal digits, least significant first."""
-    return [int(c) for c in reversed(str(n))]
+def _digits(n: int, width: int) -> list[int]:
+    """Decimal digits, least significant first, padded with zeros to `width`."""
+    return [int(c) for c in reversed(str(n).zfill(width))]
 
 
 def addition_steps(a: int, b: int) -> list[str]:
-    """Column addition, one line per column: 'da+db[+carry]=sum :running answer'."""
-    da, db = _digits(a), _digits(b)
+    """Column addition, one line per column: 'da+db[+1]=sum :running answer'.
+
+    A missing digit is written as 0, so every line has the same shape: an early version wrote a lone
+    '3=3' line for one-digit operands, and the model, seeing that shape rarely, miscopied right there.
+    """
+    width = max(len(str(a)), len(str(b)))
+    da, db = _digits(a, width), _digits(b, width)
     lines, carry, running = [], 0, ""
-    for i in range(max(len(da), len(db))):
-        terms = [d[i] for d in (da, db) if i < len(d)] + ([carry] if carry else [])
-        total = sum(terms)
+    for top, bottom in zip(da, db, strict=True):
+        total = top + bottom + carry
+        shown = f"{top}+{bottom}" + ("+1" if carry else "")
         carry, running = total // 10, str(total % 10) + running
-        lines.append(f"{'+'.join(map(str, terms))}={total} :{running}")
+        lines.append(f"{shown}={total} :{running}")
     if carry:
         lines.append(f"carry 1 :1{running}")
     return lines
 
 
 def subtraction_steps(a: int, b: int) -> list[str]:
-    """Column subtraction (a >= b): 'da[-borrow]-db=diff', with a borrowed 10 written as '1da'."""
-    da, db = _digits(a), _digits(b)
+    """Column subtraction (a >= b): 'da[-1]-db=diff', a borrowed ten written in front ('13-1-8=4')."""
+    width = len(str(a))
+    da, db = _digits(a, width), _digits(b, width)
     lines, borrow, running = [], 0, ""
-    for i in range(len(da)):
-        top = da[i] - borrow
-        bottom = db[i] if i < len(db) else 0
-        borrow = 1 if top < bottom else 0
-        shown_top = f"1{da[i]}" if borrow else str(da[i])
-        terms = [shown_top] + (["1"] if top != da[i] else []) + ([str(bottom)] if i < len(db) else [])
-        running = str(top + 10 * borrow - bottom) + running
-        lines.append(f"{'-'.join(terms)}={top + 10 * borrow - bottom} :{running}")
+    for top, bottom in zip(da, db, strict=True):
+        borrow_in = borrow
+        borrow = 1 if top - borrow_in < bottom else 0
+        difference = top + 10 * borrow - borrow_in - bottom
+        shown = f"{10 * borrow + top}" + ("-1" if borrow_in else "") + f"-{bottom}"
+        running = str(difference) + running
+        lines.append(f"{shown}={difference} :{running}")
     return lines
 
 
-def multiplication_steps(a: int, b: int) -> list[str]:
-    """a times a single digit b: 'da*b[+carry]=product :running answer'."""
-    lines, carry, running = [], 0, ""
-    for digit in _digits(a):
-        total = digit * b + carry
-        shown = f"{digit}*{b}" + (f"+{carry}" if carry else "")
-        carry, running = total // 10, str(total % 10) + running
-        lines.append(f"{shown}={total} :{running}")
-    if carry:
-        lines.append(f"carry {carry} :{carry}{running}")
-    return lines
+_TERM = re.compile(r"(\d+)([-+])(\d+)")
 
 
-def solve(a: int, op: str, b: int) -> tuple[str, str]:
-    """(answer, worked solution ending in \\boxed{answer}) for `a op b`."""
+def evaluate(expression: str) -> int:
+    """Value of a sandbox expression ('37+48-19'), left to right as written."""
+    numbers, operators = re.split(r"[-+]", expression), re.findall(r"[-+]", expression)
+    value = int(numbers[0])
+    for op, number in zip(operators, numbers[1:], strict=True):
+        value = value + int(number) if op == "+" else value - int(number)
+    return value
+
+
+def _column_lines(a: int, op: str, b: int) -> list[str]:
     if op == "+":
-        answer, lines = a + b, addition_steps(a, b)
-    elif op == "-":
-        answer, lines = a - b, subtraction_steps(a, b)
-    elif op == "*":
-        answer, lines = a * b, multiplication_steps(a, b)
-    else:
-        raise ValueError(f"unknown operator {op!r}")
+        return addition_steps(a, b)
+    if op == "-":
+        return subtraction_steps(a, b)
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def solve(expression: str) -> tuple[str, str]:
+    """(answer, worked solution ending in \\boxed{answer}) for a one- or two-operation expression.
+
+    A second operation restates its own problem ('85-19=?') from the first result, so it is solved with
+    exactly the same column moves as a fresh problem.
+    """
+    first = _TERM.match(expression)
+    if first is None:
+        raise ValueError(f"not a sandbox expression: {expression!r}")
+    a, op, b = int(first[1]), first[2], int(first[3])
+    lines, value = _column_lines(a, op, b), evaluate(first[0])
+    rest = expression[first.end():]
+    if rest:
+        op2, c = rest[0], int(rest[1:])
+        lines += [f"{value}{op2}{c}=?"] + _column_lines(value, op2, c)
+        value = evaluate(expression)
     # The running answer can carry leading zeros (105-98 -> '007'); the boxed answer drops them.
-    return str(answer), "\n".join(lines) + f"\n\\boxed{{{answer}}}"
+    return str(value), "\n".join(lines) + f"\n\\boxed{{{value}}}"
 
 
-def draw_operation(rng: random.Random, level: int) -> tuple[int, str, int]:
-    """Operands and operator of one problem of the given level."""
-    if level == 1:
-        a, b, op = rng.randint(0, 99), rng.randint(0, 99), rng.choice("+-")
-    elif level == 2:
+def draw_expression(rng: random.Random, level: int) -> str:
+    """One problem of the given level, as an expression without '=?'."""
+    if level == 1:  # one column of real work: a one- or two-digit number and a digit
+        a, op, b = rng.randint(0, 99), rng.choice("+-"), rng.randint(0, 9)
+    elif level == 2:  # two columns, carries and borrows
+        a, op, b = rng.randint(10, 99), rng.choice("+-"), rng.randint(10, 99)
+    elif level == 3:  # three columns
+        a, op, b = rng.randint(100, 999), rng.choice("+-"), rng.randint(10, 999)
+    elif level == 4:  # two steps on two-digit numbers, never negative on the way
         while True:
-            a, b, op = rng.randint(10, 999), rng.randint(10, 999), rng.choice("+-")
-            if max(a, b) >= 100:
-                break
-    elif level == 3:
-        a, b, op = rng.randint(10, 999), rng.randint(2, 9), "*"
+            a, b, c = rng.randint(10, 99), rng.randint(10, 99), rng.randint(10, 99)
+            op1, op2 = rng.choice("+-"), rng.choice("+-")
+            if evaluate(f"{a}{op1}{b}") >= 0 and evaluate(f"{a}{op1}{b}{op2}{c}") >= 0:
+                return f"{a}{op1}{b}{op2}{c}"
     else:
         raise ValueError(f"unknown level {level}; levels are {LEVELS}")
     if op == "-" and a < b:
         a, b = b, a
-    return a, op, b
+    return f"{a}{op}{b}"
 
 
 def _draw_unique(split: str, count: int, seed: int, draw) -> list[tuple]:
@@ -149,24 +179,28 @@ def _draw_unique(split: str, count: int, seed: int, draw) -> list[tuple]:
 
 
 @lru_cache(maxsize=16)
-def _arithmetic(split: str, count_per_level: int, seed: int, levels: tuple[int, ...]) -> tuple[dict, ...]:
+def _arithmetic(split: str, counts: tuple[tuple[int, int], ...], seed: int) -> tuple[dict, ...]:
     records = []
-    for level in levels:
+    for level, count in counts:
         def draw(rng, level=level):
-            a, op, b = draw_operation(rng, level)
-            return (f"{a}{op}{b}=?", a, op, b)
+            expression = draw_expression(rng, level)
+            return (f"{expression}=?", expression)
 
-        for problem, a, op, b in _draw_unique(split, count_per_level, seed * 31 + level, draw):
-            answer, solution = solve(a, op, b)
+        for problem, expression in _draw_unique(split, count, seed * 31 + level, draw):
+            answer, solution = solve(expression)
             records.append({"problem": problem, "answer": answer, "solution": solution, "level": level})
     # Interleave the levels in a seeded order, so any prefix of the records is a fair mix.
     random.Random(seed).shuffle(records)
     return tuple({"id": f"sandbox-{split}-{i:05d}", **record} for i, record in enumerate(records))
 
 
-def generate_arithmetic(split: str, count_per_level: int, seed: int, levels=LEVELS) -> list[dict]:
-    """Records {"id", "problem", "answer", "solution", "level"}: same arguments, same records."""
-    return [dict(record) for record in _arithmetic(split, count_per_level, seed, tuple(levels))]
+def generate_arithmetic(split: str, count_per_level: int | Mapping[int, int], seed: int) -> list[dict]:
+    """Records {"id", "problem", "answer", "solution", "level"}: same arguments, same records.
+
+    `count_per_level` is one count for every level or a {level: count} mapping.
+    """
+    counts = count_per_level if isinstance(count_per_level, Mapping) else dict.fromkeys(LEVELS, count_per_level)
+    return [dict(record) for record in _arithmetic(split, tuple(sorted(counts.items())), seed)]
 
 
 def relation_of(left: int, right: int) -> tuple[str, str]:
@@ -178,22 +212,22 @@ def relation_of(left: int, right: int) -> tuple[str, str]:
 @lru_cache(maxsize=8)
 def _relation(split: str, count: int, seed: int) -> tuple[dict, ...]:
     def draw(rng):
-        a, op, b = draw_operation(rng, 1)
-        value = eval(f"{a}{op}{b}")  # noqa: S307 (our own two-integer expression)
+        expression = draw_expression(rng, RELATION_LEVEL)
+        value = evaluate(expression)
         # The right side sits close to the value (and equals it a fifth of the time), so the relation
         # cannot be read off the sizes of the numbers: the model has to do the arithmetic.
         right = value if rng.random() < 0.2 else max(0, value + rng.choice([-1, 1]) * rng.randint(1, 10))
-        return (f"{a}{op}{b} () {right}\n{RELATION_CHOICES}", a, op, b, value, right)
+        return (f"{expression} () {right}\n{RELATION_CHOICES}", expression, value, right)
 
     records = []
-    for i, (problem, a, op, b, value, right) in enumerate(_draw_unique(split, count, seed, draw)):
+    for i, (problem, expression, value, right) in enumerate(_draw_unique(split, count, seed, draw)):
         letter, symbol = relation_of(value, right)
-        _, worked = solve(a, op, b)
+        _, worked = solve(expression)
         steps = worked.rsplit("\n", 1)[0]  # the column work without its boxed value
         relation = {"C": "=", "D": "<", "E": ">"}[letter]
         records.append({
             "id": f"sandbox-relation-{split}-{i:05d}", "problem": problem, "answer": letter, "symbol": symbol,
-            "solution": f"{steps}\n{value}{relation}{right}\n\\boxed{{{letter}}}", "level": 1,
+            "solution": f"{steps}\n{value}{relation}{right}\n\\boxed{{{letter}}}", "level": RELATION_LEVEL,
         })
     return tuple(records)
 
@@ -219,7 +253,7 @@ def sandbox_test() -> list[dict]:
 
 
 def sandbox_train() -> list[dict]:
-    return generate_arithmetic("train", TRAIN_SIZE // len(LEVELS) + 1, TRAIN_SEED)[:TRAIN_SIZE]
+    return generate_arithmetic("train", TRAIN_SIZE_PER_LEVEL, TRAIN_SEED)
 
 
 def sandbox_relation_test() -> list[dict]:
@@ -230,9 +264,9 @@ def sandbox_relation_train() -> list[dict]:
     return generate_relation("train", RELATION_TRAIN_SIZE, TRAIN_SEED)
 
 
-# Longest solutions: 999+999 / 999*9 style problems run to ~60 characters, relation ones to ~50; the
-# budget sits a little above so truncation means "rambling", not "cut off mid-answer".
-ARITHMETIC_MAX_NEW_TOKENS = 80
+# Longest solutions (one token per character): 92 for level 4, ~50 for relation problems; the budget
+# sits a little above, so truncation means "rambling", not "cut off mid-answer".
+ARITHMETIC_MAX_NEW_TOKENS = 100
 RELATION_MAX_NEW_TOKENS = 72
 
 for _name, _generate, _description in (
@@ -241,7 +275,7 @@ for _name, _generate, _description in (
 ):
     register_task(Task(
         name=_name,
-        description=f"Synthetic column arithmetic, levels 1-3 ({_description}); the sandbox default.",
+        description=f"Synthetic column arithmetic, levels 1-4 ({_description}); the sandbox default.",
         source=GeneratedSource(_generate, _description),
         answer_format="boxed", grader="math", template="plain",
         default_n=4, default_k=(1, 4), max_new_tokens=ARITHMETIC_MAX_NEW_TOKENS,

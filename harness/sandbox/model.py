@@ -30,6 +30,10 @@ class SandboxModelConfig:
     # for a template around the problem without ever extrapolating RoPE past training lengths by much.
     max_position_embeddings: int = 256
     rope_theta: float = 10000.0
+    # Std of the normal weight init (transformers' `initializer_range`).
+    init_std: float = 0.02
+    # Share the input embedding with the output head.
+    tie_embeddings: bool = True
     # Seed of the weight init, so the same config always starts from the same weights.
     seed: int = 0
 
@@ -49,8 +53,8 @@ def build_model(config: SandboxModelConfig = SandboxModelConfig()) -> LlamaForCa
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        # Tied embeddings halve the embedding parameters, which at this size are a real share of the model.
-        tie_word_embeddings=True,
+        initializer_range=config.init_std,
+        tie_word_embeddings=config.tie_embeddings,
     )
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(config.seed)
