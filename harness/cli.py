@@ -52,6 +52,7 @@ def add_eval_parser(commands) -> None:
 
 def run_eval_command(args) -> int:
     from harness.evaluate import EvalConfig, run_eval
+    from harness.report import format_console_table
 
     config = EvalConfig(
         model=args.model, tasks=args.tasks, n=args.n, k=args.k, limit=args.limit, temperature=args.temperature,
@@ -59,7 +60,9 @@ def run_eval_command(args) -> int:
         batch_size=args.batch_size, backend=args.backend, device=args.device, data_dir=args.data_dir,
         out=args.out, completions=args.completions, grading_timeout_s=args.grading_timeout,
         embeddings=args.embeddings)
-    run_eval(config, progress=not args.quiet, command=shlex.join(["harness", *sys.argv[1:]]))
+    result = run_eval(config, progress=not args.quiet, command=shlex.join(["harness", *sys.argv[1:]]))
+    print(format_console_table(result.metrics))
+    print(f"run directory: {result.run_dir}  ({result.generated} samples generated in {result.elapsed_s:.0f} s)")
     return 0
 
 

@@ -21,7 +21,7 @@ from harness.extraction import extract
 from harness.grading import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES, PromptTemplate, render_prompt
-from harness.report import format_console_table, write_summary_markdown
+from harness.report import write_summary_markdown
 from harness.runstore import RunDir
 from harness.scoring import score_task
 from harness.task import TASKS, DataError, Problem, Task, TaskData
@@ -260,8 +260,4 @@ def run_eval(config: EvalConfig, progress: bool = True, command: str | None = No
             metrics["tasks"][plan.task.name] = score_task(task_samples, plan, pool, embeddings=config.embeddings)
     run.write_metrics(metrics)
     write_summary_markdown(run.path / "summary.md", card, metrics)
-    result = EvalResult(run_dir=run.path, metrics=metrics, generated=generated, elapsed_s=time.time() - started)
-    if progress:
-        print(format_console_table(metrics))
-        print(f"run directory: {run.path}")
-    return result
+    return EvalResult(run_dir=run.path, metrics=metrics, generated=generated, elapsed_s=time.time() - started)
