@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from harness.leaderboard import add_leaderboard_parser
 from harness.registry import UnknownNameError
 from harness.runstore import RunMismatchError
 from harness.task import DataError
@@ -66,11 +67,59 @@ def run_eval_command(args) -> int:
     return 0
 
 
+def add_compare_parser(commands) -> None:
+    from harness.compare import DEFAULT_BUDGET, DEFAULT_K, DEFAULT_N
+
+    budget = ",".join(f"{k}={v}" for k, v in DEFAULT_BUDGET.to_dict().items() if v is not None)
+    p = commands.add_parser("compare", help="train variants under one budget, evaluate them, write a leaderboard",
+                            description="Train each variant x seed from the same starting model on the same "
+                                        "prompts under the same budget, evaluate each with n samples per problem, "
+                                        "and write leaderboards/<name>.md with plots. With no options: grpo, "
+                                        "n-grpo and dgpo on the sandbox. A killed compare resumes.")
+    p.add_argument("--variants", default="grpo,n-grpo,dgpo",
+                   help="comma-separated variants, or 'all' (see `harness list variants`)")
+    p.add_argument("--model", default="sandbox", help="starting model: alias or local directory")
+    p.add_argument("--train-task", default="sandbox-train", help="task whose problems are trained on")
+    p.add_argument("--eval-tasks", type=_name_list, default=("sandbox",), help="comma-separated eval tasks")
+    p.add_argument("--budget", default=budget,
+                   help=f"limits, first hit stops: steps, prompts, rollouts, tokens, wall_s (default {budget})")
+    p.add_argument("--seeds", type=_int_list, default=(0,), help="comma-separated training seeds (default 0)")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help=f"eval samples per problem (default {DEFAULT_N})")
+    p.add_argument("--k", type=_int_list, default=DEFAULT_K, help="k for pass@k / maj@k, each <= n")
+    p.add_argument("--limit", type=int, help="evaluate only the first L problems of each eval task")
+    p.add_argument("--set", action="append", default=[], metavar="VARIANT.FIELD=VALUE",
+                   help="override a variant's config field, e.g. --set dgpo.lr=1e-5 (VARIANT 'all' for every one)")
+    p.add_argument("--out", help="compare directory (default runs/compare/<name>)")
+    p.add_argument("--name", help="leaderboard name (default: sandbox, or the model's name)")
+    p.add_argument("--leaderboard-dir", default="leaderboards", help="where <name>.md and its plots go")
+    p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
+    p.add_argument("--device", default="cpu", help="torch device for training and evaluation (cpu, cuda)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(handler=run_compare_command)
+
+
+def run_compare_command(args) -> int:
+    from harness.budget import Budget
+    from harness.compare import CompareConfig, command_line, parse_overrides, run_compare
+    from harness.registry import parse_name_list
+    from trainers.base import VARIANTS
+
+    config = CompareConfig(
+        variants=tuple(parse_name_list(args.variants, VARIANTS)), model=args.model, train_task=args.train_task,
+        eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,
+        limit=args.limit, out=args.out, name=args.name, leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set),
+        data_dir=args.data_dir, device=args.device)
+    path = run_compare(config, progress=not args.quiet, command=command_line())
+    print(f"leaderboard: {path}")
+    return 0
+
+
 def add_list_parser(commands) -> None:
-    p = commands.add_parser("list", help="show what is registered: tasks, models, templates, backends",
+    p = commands.add_parser("list", help="show what is registered: tasks, variants, models, templates, backends",
                             description="List registered tasks (with size, data sha256, template and grader), "
-                                        "model aliases, prompt templates or generation backends.")
-    p.add_argument("what", choices=["tasks", "models", "templates", "backends"])
+                                        "training variants (paper, hooks, config defaults, status), model "
+                                        "aliases, prompt templates or generation backends.")
+    p.add_argument("what", choices=["tasks", "variants", "models", "templates", "backends"])
     p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
     p.set_defaults(handler=run_list_command)
 
@@ -90,6 +139,10 @@ def run_list_command(args) -> int:
             rows.append([name, size, sha, task.template, task.answer_format, task.grader,
                          str(task.default_n), ",".join(map(str, task.default_k))])
         print(format_plain_table(["task", "size", "data sha256", "template", "extractor", "grader", "n", "k"], rows))
+    elif args.what == "variants":
+        from trainers.catalog import describe_variants
+
+        print(describe_variants())
     elif args.what == "models":
         from harness.models import MODELS
 
@@ -112,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "evaluate them under one protocol, publish leaderboards.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_eval_parser(commands)
+    add_compare_parser(commands)
+    add_leaderboard_parser(commands)
     add_list_parser(commands)
     return parser
 

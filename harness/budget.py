@@ -1,0 +1,77 @@
+"""Budgets are enforced, not advisory: a run stops at the first limit, and every generated sequence counts.
+
+A `Budget` holds the limits; a `Ledger` what a run has consumed. A trainer asks `budget.allows(ledger, cost)`
+before it spends anything (a step, or one more generation round inside a step), so steps, prompts,
+rollouts and tokens never go past their limits: the token cost of a round is charged at its worst case
+(every sequence runs to max_new_tokens) when asking, and at its true size when paid. Wall-clock time
+cannot be predicted, so it is checked before each step and may run over by at most one step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+LIMITS = ("steps", "prompts", "rollouts", "tokens", "wall_s")
+
+
+@dataclass(frozen=True)
+class Budget:
+    steps: int | None = None  # optimizer steps (a PPO epoch over minibatches counts each minibatch update)
+    prompts: int | None = None  # questions drawn, including those whose groups were filtered out
+    rollouts: int | None = None  # generated sequences, every one: discarded, extra and pivot ones too
+    tokens: int | None = None  # generated tokens (responses only; prompts are not generated)
+    wall_s: float | None = None  # seconds of training, checked between steps
+
+    def __post_init__(self):
+        for name in LIMITS:
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"budget {name} must be positive, got {value}")
+        if all(getattr(self, name) is None for name in LIMITS):
+            raise ValueError("a budget needs at least one limit, e.g. --budget steps=100 or rollouts=20000")
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """'steps=100,tokens=2e6' -> Budget(steps=100, tokens=2000000)."""
+        values: dict[str, float | int] = {}
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            name, sep, raw = part.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in LIMITS:
+                raise ValueError(f"bad budget item {part!r}: expected NAME=VALUE with NAME one of "
+                                 f"{', '.join(LIMITS)} (e.g. steps=100,rollouts=20000)")
+            try:
+                number = float(raw)
+            except ValueError:
+                raise ValueError(f"bad budget value in {part!r}: {raw!r} is not a number") from None
+            values[name] = number if name == "wall_s" else int(number)
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def allows(self, ledger: Ledger, cost: Ledger) -> str | None:
+        """None if `cost` on top of `ledger` stays within every count limit, else the name of the limit hit."""
+        for name in ("steps", "prompts", "rollouts", "tokens"):
+            limit = getattr(self, name)
+            if limit is not None and getattr(ledger, name) + getattr(cost, name) > limit:
+                return name
+        if self.wall_s is not None and ledger.wall_s >= self.wall_s:
+            return "wall_s"
+        return None
+
+
+@dataclass
+class Ledger:
+    steps: int = 0
+    prompts: int = 0
+    rollouts: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+
+    def add(self, other: Ledger) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "wall_s": round(self.wall_s, 2)}

@@ -1,0 +1,409 @@
+"""Render a markdown leaderboard and its PNG plots from stored runs; nothing is generated or re-graded.
+
+A row directory is one trained variant at one seed (or the untrained warm start): `row.json`, `eval/card.json`,
+`eval/metrics.json`, and for trained rows `train/ledger.json` and `train/train_log.jsonl`. Rows sharing a label
+are seeds of one variant and become one line. Every number is defined in docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness import metrics as stats
+from harness.card import card_differences, card_hash
+from harness.report import markdown_table
+from harness.runstore import read_json
+
+TRAINING_PANELS = ("reward_mean", "entropy", "response_length", "kl")
+
+
+@dataclass
+class Row:
+    label: str
+    variant: str | None  # None for the warm start
+    seed: int | None
+    path: Path
+    metrics: dict
+    card: dict
+    ledger: dict | None
+    train_log: list[dict]
+    command: str | None = None
+    protocol_hash: str | None = None
+
+
+def load_rows(row_dirs) -> list[Row]:
+    """Read every row and refuse a mix of eval protocols: their numbers would not be comparable."""
+    rows = [_read_row(Path(d)) for d in row_dirs]
+    if not rows:
+        raise ValueError("no row directories given; pass the run directories that `harness compare` wrote")
+    seen: dict[tuple[str, int], Path] = {}
+    for row in rows:
+        if row.seed is not None and (row.label, row.seed) in seen:
+            raise ValueError(f"{row.path} and {seen[row.label, row.seed]} are both {row.label!r} seed {row.seed}; "
+                             "pass each run once")
+        seen[row.label, row.seed] = row.path
+    first = rows[0]
+    for row in rows[1:]:
+        differences = card_differences(first.card.get("tasks", {}), row.card.get("tasks", {}), prefix="tasks.")
+        if differences:
+            shown = "; ".join(_shorten(d) for d in differences[:4])
+            raise ValueError(f"{row.path} was evaluated under a different protocol than {first.path} ({shown}); "
+                             "a leaderboard across protocols is meaningless: re-evaluate with the same settings")
+    return rows
+
+
+def _read_row(path: Path) -> Row:
+    for needed in ("row.json", "eval/metrics.json", "eval/card.json"):
+        if not (path / needed).is_file():
+            raise ValueError(f"{path} is not a leaderboard row: {path / needed} is missing; point at the run "
+                             "directories written by `harness compare` (or run `harness eval --out "
+                             f"{path / 'eval'}` for an untrained model and add a row.json)")
+    info = read_json(path / "row.json")
+    card, metrics = read_json(path / "eval/card.json"), read_json(path / "eval/metrics.json")
+    if card.get("hash") and metrics.get("card_hash") not in (None, card["hash"]):
+        raise ValueError(f"{path / 'eval/metrics.json'} was scored under card {metrics['card_hash'][:12]}, not "
+                         f"the card {card['hash'][:12]} next to it; re-run the evaluation")
+    ledger_path, log_path = path / "train/ledger.json", path / "train/train_log.jsonl"
+    return Row(label=info.get("label") or info.get("variant") or "warm start", variant=info.get("variant"),
+               seed=info.get("seed"), path=path, metrics=metrics, card=card,
+               ledger=read_json(ledger_path) if ledger_path.is_file() else None,
+               train_log=_read_train_log(log_path) if log_path.is_file() else [],
+               command=info.get("command"), protocol_hash=info.get("protocol_hash"))
+
+
+def _read_train_log(path: Path) -> list[dict]:
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # a torn last line from a killed run: the steps before it are still good
+            raise ValueError(f"{path}:{i + 1}: malformed step record") from None
+    return records
+
+
+def _shorten(text: str, limit: int = 140) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------------------- numbers
+
+
+@dataclass
+class LabelLine:
+    """One line of the table: a label's seeds merged."""
+
+    label: str
+    rows: list[Row]
+    scores: np.ndarray  # [seeds, problems] fraction correct, problems in a shared order
+    pass_at_k: dict[int, tuple[float, float, float]]  # k -> (mean, ci low, ci high)
+
+
+def _per_problem_counts(row: Row, task: str, problem_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    if task not in row.metrics["tasks"]:
+        raise ValueError(f"{row.path} has no metrics for task {task!r} (it has {sorted(row.metrics['tasks'])})")
+    per_problem = row.metrics["tasks"][task].get("per_problem")
+    if per_problem is None:
+        raise ValueError(f"{row.path / 'eval/metrics.json'} has no per-problem counts for {task}; re-score it "
+                         "with a current harness (`harness eval` on the same run directory grades nothing new)")
+    if set(per_problem) != set(problem_ids):
+        raise ValueError(f"{row.path} scored a different problem set for {task} ({len(per_problem)} problems, "
+                         f"{len(set(per_problem) ^ set(problem_ids))} not shared with the first row); "
+                         "paired tests need the same problems")
+    return (np.array([per_problem[i]["n"] for i in problem_ids]), np.array([per_problem[i]["c"] for i in problem_ids]))
+
+
+def _mean_with_ci(per_seed: list[np.ndarray]) -> tuple[float, float, float]:
+    """One seed: bootstrap over problems; several: the two-level bootstrap (seeds, then problems)."""
+    mean = float(np.mean([s.mean() for s in per_seed]))
+    low, high = (stats.bootstrap_ci(per_seed[0]) if len(per_seed) == 1 else stats.two_level_bootstrap_ci(per_seed))
+    return mean, low, high
+
+
+def _label_lines(rows: list[Row], task: str) -> list[LabelLine]:
+    problem_ids = sorted(rows[0].metrics["tasks"].get(task, {}).get("per_problem", {}))
+    ks = sorted(int(k) for k in rows[0].metrics["tasks"].get(task, {}).get("pass@k", {"1": None}))
+    by_label: dict[str, list[Row]] = {}
+    for row in rows:
+        by_label.setdefault(row.label, []).append(row)
+    lines = []
+    for label, label_rows in by_label.items():
+        counts = [_per_problem_counts(row, task, problem_ids) for row in label_rows]
+        curve = {k: _mean_with_ci([stats.pass_at_k_per_problem(n, c, k) for n, c in counts]) for k in ks}
+        lines.append(LabelLine(label, label_rows, np.array([c / n for n, c in counts]), curve))
+    return lines
+
+
+def _rank_bands(lines: list[LabelLine]) -> np.ndarray:
+    """Bands from Holm-adjusted p-values, each potential leader's comparisons with all others as one family.
+
+    rank_bands only reads the leader's row, but which labels lead is decided inside it, so every row is filled.
+    The sign-flip p-value is symmetric in (a, b), so one test per unordered pair suffices.
+    """
+    size = len(lines)
+    raw = np.ones((size, size))
+    for i in range(size):
+        for j in range(i + 1, size):
+            p = stats.paired_test(lines[i].scores.mean(axis=0), lines[j].scores.mean(axis=0)).p_value
+            raw[i, j] = raw[j, i] = p
+    adjusted = np.ones((size, size))
+    for i in range(size):
+        others = [j for j in range(size) if j != i]
+        if others:
+            adjusted[i, others] = stats.holm_adjust(raw[i, others])
+    pass1 = [line.pass_at_k[1] for line in lines]
+    return stats.rank_bands([m for m, _, _ in pass1], [lo for _, lo, _ in pass1], [hi for _, _, hi in pass1],
+                            adjusted)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
+
+
+def _budget_cell(rows: list[Row]) -> str:
+    ledgers = [row.ledger for row in rows if row.ledger]
+    if not ledgers:
+        return "-"
+    used = {key: np.mean([ledger["consumed"][key] for ledger in ledgers]) for key in ("steps", "rollouts", "tokens")}
+    stopped = ", ".join(sorted({ledger.get("stopped_by") or "?" for ledger in ledgers}))
+    return f"{used['steps']:,.0f} / {used['rollouts']:,.0f} / {used['tokens']:,.0f} ({stopped})"
+
+
+def _task_mean(rows: list[Row], task: str, *keys: str) -> float:
+    """A stored task-level number averaged over seeds (for what metrics.json alone can give, e.g. maj@k)."""
+    values = []
+    for row in rows:
+        value = row.metrics["tasks"][task]
+        for key in keys:
+            value = value[key]
+        values.append(value)
+    return float(np.mean(values))
+
+
+# ------------------------------------------------------------------------------------------ rendering
+
+
+def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline: str | None = None,
+                       title: str | None = None, notes: str | None = None) -> Path:
+    """Write `out_md` and, next to it, `<stem>-passk.png` and `<stem>-training.png`; return `out_md`."""
+    rows = load_rows(row_dirs)
+    task = task or next(iter(rows[0].metrics["tasks"]))
+    lines = _label_lines(rows, task)
+    labels = [line.label for line in lines]
+    baseline = baseline or labels[0]  # "difference from the first variant" unless told otherwise
+    if baseline not in labels:
+        raise ValueError(f"baseline {baseline!r} is not among the rows' labels {labels}")
+    base = lines[labels.index(baseline)]
+    k_max = max(base.pass_at_k)
+
+    tests = {line.label: stats.paired_test(line.scores.mean(axis=0), base.scores.mean(axis=0))
+             for line in lines if line is not base}
+    holm = dict(zip(tests, stats.holm_adjust([t.p_value for t in tests.values()]), strict=True)) if tests else {}
+    bands = _rank_bands(lines)
+
+    header = ["band", "variant", "seeds", "pass@1 % [95% CI]", f"pass@{k_max} %", f"maj@{k_max} %",
+              "distinct answers", "answer entropy", "distinct-4", "mean tokens",
+              "budget used: steps / rollouts / tokens (stopped by)", f"Δ pass@1 vs {baseline} (pts) [95% CI]",
+              "p", "p (Holm)"]
+    table = []
+    for i in np.argsort([-line.pass_at_k[1][0] for line in lines], kind="stable"):
+        line = lines[i]
+        mean, low, high = line.pass_at_k[1]
+        if line is base:
+            delta, p_raw, p_holm = "baseline", "-", "-"
+        else:
+            t = tests[line.label]
+            delta = f"{100 * t.difference:+.1f} [{100 * t.ci_low:+.1f}, {100 * t.ci_high:+.1f}]"
+            p_raw, p_holm = _p(t.p_value), _p(holm[line.label])
+        table.append([str(bands[i]), line.label, str(len(line.rows)), f"{_pct(mean)} [{_pct(low)}, {_pct(high)}]",
+                      _pct(line.pass_at_k[k_max][0]), _pct(_task_mean(line.rows, task, "maj@k", str(k_max), "mean")),
+                      f"{_task_mean(line.rows, task, 'diversity', 'distinct_answers'):.2f}",
+                      f"{_task_mean(line.rows, task, 'diversity', 'answer_entropy'):.2f}",
+                      f"{_task_mean(line.rows, task, 'diversity', 'distinct_4'):.2f}",
+                      f"{_task_mean(line.rows, task, 'length', 'mean_tokens'):.1f}",
+                      _budget_cell(line.rows), delta, p_raw, p_holm])
+
+    out_md = Path(out_md)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    passk_png, training_png = (out_md.with_name(f"{out_md.stem}-{kind}.png") for kind in ("passk", "training"))
+    _plot_pass_at_k(lines, passk_png, task)
+    _plot_training(lines, training_png)
+
+    temperature = rows[0].card["tasks"].get(task, {}).get("sampling", {}).get("temperature", "?")
+    text = [f"# {title or f'Leaderboard: {task}'}", "", _protocol_line(rows, task), ""]
+    budget_line = _budget_limits_line(rows)
+    if budget_line:
+        text += [budget_line, ""]
+    text += [markdown_table(header, table), "", "## How to read this", "", _how_to_read(baseline, k_max, temperature), "",
+             "## Plots", "", f"![pass@k per variant]({passk_png.name})", "",
+             f"![training curves against rollouts consumed]({training_png.name})", ""]
+    if notes:
+        text += ["## Notes", "", notes.strip(), ""]
+    out_md.write_text("\n".join(text), encoding="utf-8")
+    return out_md
+
+
+def _protocol_line(rows: list[Row], task: str) -> str:
+    protocol_hashes = {row.protocol_hash for row in rows}
+    if len(protocol_hashes) == 1 and None not in protocol_hashes:
+        protocol = f"Compare protocol `{protocol_hashes.pop()[:12]}`"
+    else:  # eval card hashes name the model too, so hash what load_rows checked is shared: the task settings
+        protocol = f"Eval protocol `{card_hash({'tasks': rows[0].card.get('tasks', {})})[:12]}` (task settings)"
+    m = rows[0].metrics["tasks"][task]
+    n = m["n"] if isinstance(m["n"], int) else "–".join(map(str, m["n"]))
+    line = f"{protocol}; task `{task}`, n = {n} samples per problem, {m['num_problems']} problems."
+    command = rows[0].command or rows[0].card.get("command")
+    return line + (f" Produced by `{command}`." if command else "")
+
+
+def _budget_limits_line(rows: list[Row]) -> str | None:
+    limits = [row.ledger.get("limits", {}) for row in rows if row.ledger]
+    if not limits:
+        return None
+    if any(other != limits[0] for other in limits):
+        return "Budget limits **differ between runs**: see each run's `train/ledger.json`."
+    shown = ", ".join(f"{key} ≤ {value:,}" for key, value in limits[0].items() if value is not None)
+    return f"Budget limits, the same for every trained run: {shown or 'none'}. A run stops at the first it reaches."
+
+
+def _how_to_read(baseline: str, k_max: int, temperature) -> str:
+    return (f"pass@1 is the expected fraction of problems solved by one answer sampled at temperature {temperature} "
+            f"(the unbiased estimate from all n samples per problem, averaged over problems); pass@{k_max} is the "
+            f"chance that at least one of {k_max} samples is correct and maj@{k_max} that their majority answer is, "
+            "both as expectations over all subsets of the n samples. Brackets are 95% percentile "
+            "bootstrap intervals over problems (with several seeds: over seeds, then problems). Δ is the paired "
+            f"per-problem difference from `{baseline}` in percentage points; p is a two-sided sign-flip permutation "
+            "test of that difference, and p (Holm) corrects it for comparing every variant with the baseline. "
+            "Variants sharing a rank band are not distinguishable from the band's leader (overlapping intervals "
+            "and Holm-adjusted p ≥ 0.05): that means the data cannot order them, not that they are equal.")
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def _new_figure(**kwargs):
+    # The object-oriented Figure needs no pyplot state, so rendering never switches the caller's backend.
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def _save(figure, path: Path) -> None:
+    import matplotlib
+
+    # No software/version tag and a fixed hash salt: the same runs give the same bytes.
+    with matplotlib.rc_context({"svg.hashsalt": "rlvr-harness"}):
+        figure.savefig(path, dpi=110, metadata={"Software": None})
+
+
+def _plot_pass_at_k(lines: list[LabelLine], path: Path, task: str) -> None:
+    figure = _new_figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = figure.add_subplot()
+    for index, line in enumerate(lines):
+        ks = sorted(line.pass_at_k)
+        mean, low, high = (np.array([100 * line.pass_at_k[k][i] for k in ks]) for i in range(3))
+        seeds = f" ({len(line.rows)} seeds)" if len(line.rows) > 1 else ""
+        ax.plot(ks, mean, marker="o", color=f"C{index % 10}", label=line.label + seeds)
+        ax.fill_between(ks, low, high, color=f"C{index % 10}", alpha=0.15, linewidth=0)
+    ks = sorted(lines[0].pass_at_k)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xticks([], minor=True)  # log-scale minor ticks would suggest k values that were not measured
+    ax.set_xlabel("k (samples)")
+    ax.set_ylabel("pass@k % (95% CI shaded)")
+    ax.set_title(f"pass@k on {task}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(figure, path)
+
+
+def _seed_curves(rows: list[Row], key: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    curves = []
+    for row in rows:
+        points = [(r["rollouts"], r[key]) for r in row.train_log if r.get(key) is not None and "rollouts" in r]
+        if points:
+            curves.append(tuple(np.array(v, dtype=float) for v in zip(*points, strict=True)))
+    return curves
+
+
+def _plot_training(lines: list[LabelLine], path: Path) -> None:
+    figure = _new_figure(figsize=(10, 7), layout="constrained")
+    axes = figure.subplots(2, 2).ravel()
+    for ax, key in zip(axes, TRAINING_PANELS, strict=True):
+        drawn = False
+        for index, line in enumerate(lines):
+            curves = _seed_curves(line.rows, key)  # the warm start has no log and is skipped here
+            color = f"C{index % 10}"
+            if len(curves) == 1:
+                ax.plot(*curves[0], color=color, linewidth=1.8, label=line.label)
+            elif curves:  # thin per-seed lines show the spread; the bold mean uses the range every seed reached
+                for x, y in curves:
+                    ax.plot(x, y, color=color, alpha=0.3, linewidth=0.8)
+                grid = np.linspace(max(x[0] for x, _ in curves), min(x[-1] for x, _ in curves), 100)
+                ax.plot(grid, np.mean([np.interp(grid, x, y) for x, y in curves], axis=0), color=color,
+                        linewidth=1.8, label=f"{line.label} (mean of {len(curves)} seeds)")
+            drawn = drawn or bool(curves)
+        if drawn:
+            ax.legend(fontsize="x-small")
+        else:
+            ax.text(0.5, 0.5, "no KL term" if key == "kl" else f"no {key} logged", ha="center", va="center",
+                    transform=ax.transAxes, color="0.4")
+            ax.set_yticks([])
+        ax.set_title(key)
+        ax.set_xlabel("rollouts consumed")
+        ax.grid(alpha=0.3)
+    _save(figure, path)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def expand_row_dirs(paths) -> list[Path]:
+    """Each argument is a row directory or a folder of them (sorted by name); argument order is kept."""
+    rows = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise ValueError(f"{path} is not a directory; pass run directories or a folder that holds them")
+        if (path / "row.json").is_file() or (path / "eval").is_dir():
+            rows.append(path)  # a row, possibly incomplete: load_rows says what is missing
+            continue
+        children = sorted(child for child in path.iterdir() if (child / "row.json").is_file())
+        if not children:
+            raise ValueError(f"{path} holds no row.json, nor does any folder directly inside it; pass the run "
+                             "directories that `harness compare` wrote")
+        rows += children
+    return rows
+
+
+def add_leaderboard_parser(commands) -> None:
+    p = commands.add_parser("leaderboard", help="render a markdown leaderboard and plots from stored runs",
+                            description="Rank stored runs (one row per variant, seeds merged) by pass@1 with 95%% "
+                                        "bootstrap CIs, paired tests against a baseline with Holm-adjusted "
+                                        "p-values, rank bands, diversity, length and the budget each consumed; "
+                                        "write FILE.md and FILE-passk.png / FILE-training.png next to it. "
+                                        "Nothing is generated or re-graded.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIRS",
+                   help="row directories (row.json + eval/ [+ train/]) or folders holding them")
+    p.add_argument("--out", required=True, help="markdown file to write, e.g. leaderboards/NAME.md")
+    p.add_argument("--task", help="eval task to rank on (default: the first task in the metrics)")
+    p.add_argument("--baseline", help="label the differences are measured against (default: the first row's)")
+    p.add_argument("--title", help="heading of the page (default: 'Leaderboard: TASK')")
+    p.add_argument("--notes", help="text for a Notes section at the end")
+    p.set_defaults(handler=run_leaderboard_command)
+
+
+def run_leaderboard_command(args) -> int:
+    out = render_leaderboard(expand_row_dirs(args.run_dirs), Path(args.out), task=args.task,
+                             baseline=args.baseline, title=args.title, notes=args.notes)
+    print(out)
+    return 0

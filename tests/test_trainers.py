@@ -1,0 +1,205 @@
+"""The GRPO skeleton: budgets, checkpoint and resume, NaN handling, N-GRPO's rollout and replay, DAPO's
+dynamic sampling, variant registry and overrides. Small random-weight models, so every test takes seconds."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.budget import Budget, Ledger
+from harness.prompts import TEMPLATES
+from harness.registry import UnknownNameError
+from harness.task import TASKS
+from trainers.base import VARIANTS, TrainingError, apply_overrides
+from trainers.dapo import DAPOTrainer
+from trainers.grpo import CHECKPOINT, TRAIN_LOG, GRPOTrainer
+from trainers.rollout import Mixing, sample, token_logprobs
+
+
+class AlternatingPool:
+    """Grades every third request right, so that groups carry signal even from a random-weight model."""
+
+    def grade(self, requests):
+        return [i % 3 == 0 for i in range(len(requests))]
+
+
+class WrongPool:
+    def grade(self, requests):
+        return [False] * len(requests)
+
+
+@pytest.fixture(scope="module")
+def train_problems():
+    return TASKS.get("sandbox-train").load(None).problems[:200]
+
+
+def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
+    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
+                 "lr": 1e-3, "warmup_steps": 1, **overrides}
+    config = apply_overrides(cls.Config(), overrides)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
+               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
+               pool=pool or AlternatingPool())
+
+
+def read_log(run_dir):
+    return [json.loads(line) for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
+
+
+def test_budget_parse_and_errors():
+    assert Budget.parse("steps=3, tokens=1e4") == Budget(steps=3, tokens=10000)
+    with pytest.raises(ValueError, match="steps, prompts, rollouts, tokens, wall_s"):
+        Budget.parse("epochs=3")
+    with pytest.raises(ValueError, match="not a number"):
+        Budget.parse("steps=many")
+    with pytest.raises(ValueError, match="at least one limit"):
+        Budget()
+    with pytest.raises(ValueError, match="positive"):
+        Budget(rollouts=0)
+    assert Budget(rollouts=10).allows(Ledger(rollouts=8), Ledger(rollouts=2)) is None
+    assert Budget(rollouts=10).allows(Ledger(rollouts=8), Ledger(rollouts=3)) == "rollouts"
+
+
+def test_training_stops_at_the_first_limit_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
+    # 2 prompts x G=4 = 8 rollouts a step: 20 rollouts pay for 2 steps, not 3, and nothing is overspent.
+    trainer = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=20, steps=50))
+    ledger = trainer.train()
+    assert (ledger.steps, ledger.rollouts, trainer.stopped_by) == (2, 16, "rollouts")
+    assert ledger.prompts == 4 and 0 < ledger.tokens <= 16 * 12
+    assert (tmp_path / CHECKPOINT).is_file()
+    stored = json.loads((tmp_path / "ledger.json").read_text())
+    assert stored["consumed"]["rollouts"] == 16 and stored["stopped_by"] == "rollouts"
+    log = read_log(tmp_path)
+    assert [r["step"] for r in log] == [1, 2] and [r["rollouts"] for r in log] == [8, 16]
+    assert all(r["loss"] is not None and r["accuracy"] > 0 for r in log)
+
+
+def test_token_limit_counts_the_worst_case_before_a_step(untrained_model_dir, tmp_path, train_problems):
+    # A step may generate 8 x 12 = 96 tokens; 150 tokens can pay for one worst case, never for a second.
+    trainer = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(tokens=150))
+    ledger = trainer.train()
+    assert ledger.steps == 1 and ledger.tokens <= 150
+
+
+def test_budget_too_small_for_one_step_says_why(untrained_model_dir, tmp_path, train_problems):
+    trainer = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=5))
+    with pytest.raises(TrainingError, match=r"cannot pay for one step.*8 rollouts"):
+        trainer.train()
+
+
+class KilledAfter(GRPOTrainer):
+    """Dies (as a SIGKILL would, without any clean-up) when it reaches `kill_at` steps."""
+
+    kill_at = 2
+
+    def collect(self):
+        if self.step == self.kill_at:
+            raise KeyboardInterrupt("killed")
+        return super().collect()
+
+
+def test_killed_run_resumes_to_the_same_numbers(untrained_model_dir, tmp_path, train_problems):
+    budget = Budget(steps=4)
+    whole = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "whole", train_problems, budget)
+    whole.train()
+
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(KilledAfter, untrained_model_dir, tmp_path / "killed", train_problems, budget).train()
+    assert [r["step"] for r in read_log(tmp_path / "killed")] == [1, 2]
+    resumed = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "killed", train_problems, budget)
+    resumed.train()
+
+    def without_time(log):
+        return [{k: v for k, v in r.items() if k != "wall_s"} for r in log]
+
+    assert without_time(read_log(tmp_path / "killed")) == without_time(read_log(tmp_path / "whole"))
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+class NaNLossAt(GRPOTrainer):
+    def loss(self, *args):
+        value = super().loss(*args)
+        return value * float("nan") if self.step == 1 else value
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(untrained_model_dir, tmp_path,
+                                                                              train_problems):
+    trainer = make_trainer(NaNLossAt, untrained_model_dir, tmp_path, train_problems, Budget(steps=5))
+    with pytest.raises(TrainingError, match=r"non-finite loss at step 1.*last good checkpoint"):
+        trainer.train()
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=False)["step"] == 1
+
+
+def _prompt_ids(model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = [tokenizer(p).input_ids for p in ("12+5=?", "347+85=?", "9-3=?") for _ in range(4)]
+    return tokenizer, ids
+
+
+def test_n_grpo_with_mixing_off_rolls_out_exactly_as_grpo(untrained_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(untrained_model_dir).eval()
+    tokenizer, ids = _prompt_ids(untrained_model_dir)
+    kwargs = dict(max_new_tokens=30, temperature=1.0, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+                  seed=7)
+    plain = sample(model, ids, **kwargs)
+    unmixed = sample(model, ids, mixing=Mixing(rate=0.0, k=3, temperature=0.7), **kwargs)
+    assert torch.equal(plain.response_ids, unmixed.response_ids)
+    assert torch.equal(plain.old_logp, unmixed.old_logp)
+    assert not unmixed.mixed.any()
+
+
+def test_training_forward_replays_the_mixed_inputs(untrained_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(untrained_model_dir).eval()
+    tokenizer, ids = _prompt_ids(untrained_model_dir)
+    batch = sample(model, ids, max_new_tokens=30, temperature=1.0, eos_id=tokenizer.eos_token_id,
+                   pad_id=tokenizer.pad_token_id, seed=7, mixing=Mixing(rate=0.5, k=3, temperature=0.7))
+    assert batch.mixed.sum() > 20
+    logp, _ = token_logprobs(model, batch, temperature=1.0)
+    ratio = torch.exp(logp - batch.old_logp)[batch.response_mask.bool()]
+    assert (ratio - 1).abs().max() < 1e-5
+    # The replay is what makes it so: fed the plain anchor embeddings instead, the log-probs are different.
+    batch.candidates = None
+    plain_logp, _ = token_logprobs(model, batch, temperature=1.0)
+    assert (plain_logp - batch.old_logp).abs().max() > 1e-2
+
+
+def test_dapo_dynamic_sampling_charges_every_generated_rollout(untrained_model_dir, tmp_path, train_problems):
+    # Every group is all-wrong, so every round is thrown away: 2 rounds x (3 x 2 prompts) x G=4 = 48 rollouts.
+    trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+                           pool=WrongPool(), max_generation_rounds=2)
+    ledger = trainer.train()
+    assert (ledger.rollouts, ledger.prompts, ledger.steps) == (48, 12, 1)
+    assert read_log(tmp_path)[0]["groups_trained"] == 0
+
+
+def test_dapo_keeps_exactly_the_wanted_number_of_valid_groups(untrained_model_dir, tmp_path, train_problems):
+    trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1))
+    trainer.train()
+    record = read_log(tmp_path)[0]
+    assert record["groups_trained"] == 2 and record["rollouts"] == 24  # one round of 3 x 2 prompts sufficed
+
+
+def test_unknown_variant_and_unknown_field_list_the_known_ones():
+    with pytest.raises(UnknownNameError, match=r"known variants: .*dgpo.*grpo.*n-grpo"):
+        VARIANTS.get("ppo")
+    with pytest.raises(ValueError, match=r"no field 'temprature'.*temperature"):
+        apply_overrides(VARIANTS.get("dgpo").Config(), {"temprature": "1.0"})
+    config = apply_overrides(VARIANTS.get("dgpo").Config(), {"lr": "1e-5", "question_weighting": "false"})
+    assert config.lr == 1e-5 and config.question_weighting is False
+
+
+def test_every_variant_documents_its_config_and_hooks():
+    from trainers.base import field_docs
+    from trainers.catalog import overridden_hooks
+
+    expected = {"grpo": ["advantage", "loss"], "dr-grpo": ["reward", "advantage"], "dgpo": ["advantage", "loss"],
+                "dapo": ["sampler", "reward", "group_filter"], "n-grpo": ["rollout"]}
+    for name, hooks in expected.items():
+        trainer = VARIANTS.get(name)
+        assert overridden_hooks(trainer) == hooks, name
+        docs = field_docs(trainer.Config)
+        assert docs["lr"] and docs["group_size"] is not None

@@ -1,0 +1,219 @@
+"""The GRPO skeleton: one training step = sample prompts, roll out groups, reward, filter, advantage, update.
+
+Each stage is a hook named as in variants.md (sampler, prompt, rollout, reward, group_filter, advantage,
+loss, forward, state). A variant is a subclass that overrides only the hooks its paper changes, plus a
+config dataclass derived from `GRPOConfig`; `VARIANTS` holds the built-ins (registered with a decorator)
+and third-party ones (entry-point group `harness.trainers`) alike. The math lives in `trainers.algos`.
+
+Every random draw is seeded by (run seed, step, purpose), not by a running generator, so a killed run
+resumed from its last checkpoint draws exactly what the uninterrupted run drew.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.registry import Registry
+from harness.task import Problem
+from trainers import algos
+from trainers.rollout import RolloutBatch
+
+VARIANTS: Registry[type] = Registry("variant", "harness.trainers", builtins_module="trainers")
+HOOKS = ("sampler", "prompt", "rollout", "reward", "group_filter", "advantage", "loss", "forward", "state")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss or reward, a budget too small for one step); says why and what is kept."""
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """Plain GRPO (variants.md §2). Fields above the line are the shared protocol every variant inherits, so a
+    comparison changes mechanisms, not optimisation; they are ours, tuned on the sandbox. Fields below are
+    the paper's (verl's where the paper is silent)."""
+
+    # --- shared protocol (ours) ---
+    # AdamW peak learning rate. Sandbox: 5e-4 collapsed, 1e-4-3e-4 degraded, 5e-5 gained (issue 3's notes).
+    lr: float = 5e-5
+    # Linear warm-up steps, then constant (verl's and MathForge's schedule).
+    warmup_steps: int = 10
+    # AdamW betas; beta2 0.999 was steadier than 0.99 on the sandbox.
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    # Gradient-norm clip (verl default 1.0).
+    grad_clip: float = 1.0
+    # Questions per training step, and samples per question (G). Project baseline G = 8 (variants.md §2).
+    prompts_per_step: int = 16
+    group_size: int = 8
+    # Rollout temperature (1.0: the policy itself; the log-probs are of this distribution).
+    temperature: float = 1.0
+    # Generation limit; None takes the train task's own. Also L_max for Dr. GRPO's normaliser.
+    max_new_tokens: int | None = None
+    # Prompt template; None takes the train task's own.
+    template: str | None = None
+    # Weight of a format reward (1 when an answer can be extracted); 0 = accuracy only (Dr. GRPO's advice).
+    format_reward: float = 0.0
+    # PPO epochs (mu) over each rollout batch, each split into this many minibatch updates.
+    ppo_epochs: int = 1
+    minibatches: int = 1
+    # Log the k3 KL to the starting policy even when kl_beta is 0 (a training curve; costs one no-grad forward).
+    track_kl: bool = True
+    # Save the whole trainer state every this many steps (and at the end).
+    checkpoint_every: int = 20
+    # --- GRPO mechanism (paper / verl) ---
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    # verl's dual clip c for negative advantages; None = off.
+    dual_clip: float | None = None
+    # k3 KL-to-reference coefficient in the loss (project baseline beta in {0, 0.001}; 0 here).
+    kl_beta: float = 0.0
+    loss_aggregation: str = "seq-mean-token-mean"
+    # Group std convention: unbiased (verl, TRL) and eps 1e-6 (verl).
+    unbiased_std: bool = True
+    advantage_eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.group_size < 1 or self.prompts_per_step < 1:
+            raise ValueError("group_size and prompts_per_step must be >= 1")
+        if self.minibatches < 1 or self.ppo_epochs < 1:
+            raise ValueError("ppo_epochs and minibatches must be >= 1")
+        if self.minibatches > self.prompts_per_step:
+            raise ValueError(f"minibatches ({self.minibatches}) cannot exceed prompts_per_step "
+                             f"({self.prompts_per_step}): a minibatch holds whole groups")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0 for training rollouts")
+        algos.AGGREGATIONS.get(self.loss_aggregation)
+
+
+def field_docs(config_cls) -> dict[str, str]:
+    """Each config field's comment block, read from the source: the documentation lives where it is declared."""
+    import inspect
+
+    docs: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        pending: list[str] = []
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("# ---"):
+                pending = []
+            elif stripped.startswith("#"):
+                pending.append(stripped.lstrip("# "))
+            elif ":" in stripped and not stripped.startswith(("def ", "class ", "@", '"""', "return", "if ")):
+                name = stripped.split(":")[0].strip()
+                if name.isidentifier():
+                    docs[name] = " ".join(pending) or docs.get(name, "")
+                pending = []
+            else:
+                pending = []
+    return docs
+
+
+def apply_overrides(config, overrides: dict[str, str]):
+    """`{"lr": "1e-5"}` -> a new config; an unknown field lists the known ones."""
+    known = {f.name: f for f in dataclasses.fields(config)}
+    values = {}
+    for name, raw in overrides.items():
+        if name not in known:
+            raise ValueError(f"{type(config).__name__} has no field {name!r}; its fields: {', '.join(known)}")
+        values[name] = _coerce(raw, getattr(config, name), name)
+    return dataclasses.replace(config, **values)
+
+
+def _coerce(raw: str, current, name: str):
+    if not isinstance(raw, str):
+        return raw
+    if raw.lower() in ("none", "null"):
+        return None
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(float(raw)) if float(raw).is_integer() else int(raw)
+        if isinstance(current, float) or current is None:
+            return float(raw) if current is not None or _looks_numeric(raw) else raw
+        if isinstance(current, tuple):
+            return tuple(float(part) for part in raw.strip("()").split(","))
+    except ValueError:
+        raise ValueError(f"cannot read {raw!r} as a value for {name} (now {current!r})") from None
+    return raw
+
+
+def _looks_numeric(raw: str) -> bool:
+    try:
+        float(raw)
+        return True
+    except ValueError:
+        return False
+
+
+def derived_seed(*parts) -> int:
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
+
+
+@dataclass
+class Groups:
+    """One step's rollouts: N questions x G samples, rows of `batch` in group order."""
+
+    problems: list[Problem]
+    batch: RolloutBatch
+    texts: list[str]
+    answers: list[str | None]
+    accuracy: torch.Tensor  # [N, G] 0/1 correctness: the signal filters and difficulty estimates read
+    rewards: torch.Tensor  # [N, G] the scalar reward advantages are computed from
+    components: dict[str, torch.Tensor] = field(default_factory=dict)  # named [N, G] parts of the reward
+
+    @property
+    def group_size(self) -> int:
+        return self.accuracy.shape[1]
+
+    def select(self, keep: torch.Tensor) -> Groups:
+        """The groups where `keep` [N] is True."""
+        index = torch.nonzero(keep).flatten()
+        rows = (index[:, None] * self.group_size + torch.arange(self.group_size)).reshape(-1)
+        pick = rows.tolist()
+        return Groups([self.problems[i] for i in index.tolist()], self.batch.select(rows),
+                      [self.texts[i] for i in pick], [self.answers[i] for i in pick], self.accuracy[index],
+                      self.rewards[index], {k: v[index] for k, v in self.components.items()})
+
+    @staticmethod
+    def concat(parts: list[Groups]) -> Groups:
+        """Groups collected over several generation rounds (DAPO), as one batch."""
+        if len(parts) == 1:
+            return parts[0]
+        return Groups(
+            [p for g in parts for p in g.problems], _concat_batches([g.batch for g in parts]),
+            [t for g in parts for t in g.texts], [a for g in parts for a in g.answers],
+            torch.cat([g.accuracy for g in parts]), torch.cat([g.rewards for g in parts]),
+            {k: torch.cat([g.components[k] for g in parts]) for k in parts[0].components})
+
+
+def _concat_batches(batches: list[RolloutBatch]) -> RolloutBatch:
+    def pad_cat(tensors, value, left=False):
+        width = max(t.shape[1] for t in tensors)
+        padded = []
+        for t in tensors:
+            extra = width - t.shape[1]
+            # F.pad lists the last dimension first: (0, 0) for each trailing dim, then dim 1's (before, after).
+            pad = (0, 0) * (t.dim() - 2) + ((extra, 0) if left else (0, extra))
+            padded.append(torch.nn.functional.pad(t, pad, value=value))
+        return torch.cat(padded)
+
+    first = batches[0]
+    mixed = first.candidates is not None
+    return RolloutBatch(
+        pad_cat([b.prompt_ids for b in batches], 0, left=True), pad_cat([b.prompt_mask for b in batches], 0, left=True),
+        pad_cat([b.response_ids for b in batches], 0), pad_cat([b.response_mask for b in batches], 0),
+        pad_cat([b.old_logp for b in batches], 0.0), torch.cat([b.truncated for b in batches]),
+        pad_cat([b.candidates for b in batches], 0) if mixed else None,
+        pad_cat([b.weights for b in batches], 0.0) if mixed else None,
+        pad_cat([b.mixed for b in batches], False) if mixed else None)

@@ -1,0 +1,44 @@
+"""What `harness list variants` shows: each variant's paper, status, the hooks it overrides and its defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from trainers.base import HOOKS, VARIANTS, GRPOConfig, field_docs
+
+# Hook name -> the methods that implement it on the skeleton.
+HOOK_METHODS = {"sampler": ("sampler", "collect"), "prompt": ("prompt",), "rollout": ("rollout", "mixing"),
+                "reward": ("reward",), "group_filter": ("group_filter",), "advantage": ("advantage",),
+                "loss": ("loss",), "forward": ("forward",), "state": ("state_dict", "load_state_dict")}
+
+
+def overridden_hooks(trainer_cls) -> list[str]:
+    from trainers.grpo import GRPOTrainer
+
+    if trainer_cls is GRPOTrainer:
+        return ["advantage", "loss"]  # the skeleton's own: GRPO defines them
+    return [hook for hook in HOOKS
+            if any(getattr(trainer_cls, m) is not getattr(GRPOTrainer, m) for m in HOOK_METHODS[hook])]
+
+
+def config_changes(trainer_cls) -> dict[str, object]:
+    """Fields a variant adds or whose default differs from plain GRPO's."""
+    base = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+    own = trainer_cls.Config()
+    return {f.name: getattr(own, f.name) for f in dataclasses.fields(own)
+            if f.name not in base or base[f.name] != getattr(own, f.name)}
+
+
+def describe_variants() -> str:
+    blocks = []
+    for name, trainer_cls in VARIANTS.items():
+        docs = field_docs(trainer_cls.Config)
+        lines = [f"{name}  {trainer_cls.status}  {trainer_cls.paper}",
+                 f"  hooks: {', '.join(overridden_hooks(trainer_cls))}"]
+        changes = config_changes(trainer_cls) if name != "grpo" else {
+            f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+        for field_name, value in changes.items():
+            doc = docs.get(field_name, "")
+            lines.append(f"  {field_name} = {value!r}" + (f"  # {doc}" if doc else ""))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)

@@ -1,0 +1,90 @@
+"""DAPO (arXiv 2503.14476; variants.md §4): four changes to GRPO.
+
+1. Clip-higher: eps_low 0.2, eps_high 0.28.
+2. Dynamic sampling: groups whose accuracy is all 1 or all 0 are dropped, and more prompt batches are
+   generated until `prompts_per_step` valid groups are collected (at most `max_generation_rounds`), then the
+   surplus is cut. Every generated sequence is charged to the budget, kept or not.
+3. Token-level loss (`token-mean` over the whole minibatch).
+4. Soft overlong punishment: reward +1 / -1 plus a penalty that falls linearly from 0 to -1 over the last
+   L_cache tokens before L_max.
+No KL term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainers import algos
+from trainers.base import VARIANTS, Groups, GRPOConfig
+from trainers.grpo import GRPOTrainer
+
+
+@dataclass(frozen=True)
+class DAPOConfig(GRPOConfig):
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    # The verl DAPO script's dual clip c for negative advantages.
+    dual_clip: float | None = 10.0
+    loss_aggregation: str = "token-mean"
+    kl_beta: float = 0.0
+    # Correctness reward: +1 right, -1 otherwise (the DAPO reward manager).
+    reward_correct: float = 1.0
+    reward_wrong: float = -1.0
+    # Overlong buffer L_cache as a share of L_max. Paper: 4096 of 20480 = 0.2; the share is ours, so that the
+    # same rule scales to the sandbox's short generation limit.
+    overlong_buffer_fraction: float = 0.2
+    overlong_penalty_factor: float = 1.0
+    # Dynamic sampling: prompts generated per round = this x prompts_per_step (gen_batch_size = 3 x train
+    # batch), and at most this many rounds per step (then train on what was found).
+    generation_batch_multiplier: int = 3
+    max_generation_rounds: int = 10
+    dynamic_sampling: bool = True
+
+
+@VARIANTS.register("dapo")
+class DAPOTrainer(GRPOTrainer):
+    name = "dapo"
+    paper = "DAPO (arXiv 2503.14476)"
+    status = "[code+paper]"
+    Config = DAPOConfig
+
+    def reward(self, groups: Groups):
+        cfg = self.config
+        correctness = torch.where(groups.accuracy > 0, cfg.reward_correct, cfg.reward_wrong)
+        cache = max(1, round(cfg.overlong_buffer_fraction * self.max_new_tokens))
+        overlong = algos.overlong_penalty(groups.batch.lengths.cpu(), self.max_new_tokens, cache,
+                                          cfg.overlong_penalty_factor).view_as(correctness)
+        return correctness + overlong, {"accuracy": groups.accuracy, "overlong": overlong}
+
+    def group_filter(self, groups: Groups) -> torch.Tensor:
+        if not self.config.dynamic_sampling:
+            return super().group_filter(groups)
+        return algos.non_degenerate_groups(groups.accuracy)  # on accuracy, not on the shaped reward
+
+    def collect(self) -> Groups | None:
+        cfg = self.config
+        if not cfg.dynamic_sampling:
+            return super().collect()
+        wanted, per_round = cfg.prompts_per_step, cfg.generation_batch_multiplier * cfg.prompts_per_step
+        kept: list[Groups] = []
+        found = 0
+        for round_index in range(cfg.max_generation_rounds):
+            cost = self.round_cost(per_round)
+            if round_index == 0:
+                cost.steps = self.updates_per_step()
+            why = self.budget.allows(self.ledger, cost)
+            if why:
+                if not kept:
+                    self.stopped_by = why
+                    return None
+                break  # train on what the budget paid for
+            groups = self.generate_groups(self.sampler(per_round), round_index)
+            valid = groups.select(self.group_filter(groups))
+            kept.append(valid)
+            found += len(valid.problems)
+            if found >= wanted:
+                break
+        collected = Groups.concat(kept)
+        return collected.select(torch.arange(len(collected.problems)) < wanted)  # cut the surplus

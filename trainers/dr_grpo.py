@@ -1,0 +1,43 @@
+"""Dr. GRPO, "GRPO Done Right" (arXiv 2503.20783; variants.md §3): two deletions from GRPO.
+
+1. No division by the group std: A = r - mean(r), so questions are not weighted by their difficulty.
+2. No per-response length normalisation: token losses are summed and divided by a constant L_max (the
+   generation budget), never by the padded batch length.
+Responses that hit the length limit without EOS get reward 0; no format bonus; no KL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainers import algos
+from trainers.base import VARIANTS, Groups, GRPOConfig
+from trainers.grpo import GRPOTrainer
+
+
+@dataclass(frozen=True)
+class DrGRPOConfig(GRPOConfig):
+    # Token sums over N * L_max, L_max = max_new_tokens (official code: constant_normalizer=generate_max_length).
+    loss_aggregation: str = "seq-mean-token-sum-norm"
+    kl_beta: float = 0.0
+    # Truncated responses (no EOS within max_new_tokens) score 0 even if a boxed answer was reached.
+    zero_reward_if_truncated: bool = True
+
+
+@VARIANTS.register("dr-grpo")
+class DrGRPOTrainer(GRPOTrainer):
+    name = "dr-grpo"
+    paper = "Understanding R1-Zero-Like Training (arXiv 2503.20783)"
+    status = "[code+paper]"
+    Config = DrGRPOConfig
+
+    def reward(self, groups: Groups):
+        total, components = super().reward(groups)
+        if self.config.zero_reward_if_truncated:
+            total = total * (~groups.batch.truncated.cpu()).float().view_as(total)
+        return total, components
+
+    def advantage(self, groups: Groups) -> torch.Tensor:
+        return algos.mean_centred_advantages(groups.rewards)

@@ -1,0 +1,335 @@
+"""GRPO (DeepSeekMath / R1; variants.md §2), and the skeleton every other variant derives from.
+
+Group-mean baseline scaled by the group std (unbiased, eps 1e-6), PPO clipped token objective, optional k3
+KL to the starting policy, `seq-mean-token-mean` aggregation. Each hook below is the plain-GRPO behaviour;
+a variant overrides the few it changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from harness.backends.base import DEFAULT_STOP, cut_at_stop
+from harness.budget import Budget, Ledger
+from harness.extraction import extract
+from harness.prompts import render_prompt
+from harness.task import Problem
+from trainers import algos
+from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
+from trainers.rollout import Mixing, RolloutBatch, sample, token_logprobs
+
+CHECKPOINT = "checkpoint.pt"
+TRAIN_LOG = "train_log.jsonl"
+LEDGER = "ledger.json"
+
+
+@VARIANTS.register("grpo")
+class GRPOTrainer:
+    name = "grpo"
+    paper = "DeepSeekMath (arXiv 2402.03300) / DeepSeek-R1"
+    status = "[code+paper]"
+    Config = GRPOConfig
+
+    def __init__(self, config: GRPOConfig, *, model, tokenizer, problems: list[Problem], template,
+                 answer_format: str, grader: str, max_new_tokens: int, budget: Budget, seed: int,
+                 run_dir: str | Path, pool, progress: bool = False):
+        self.config, self.model, self.tokenizer = config, model, tokenizer
+        self.problems, self.template = problems, template
+        self.answer_format, self.grader = answer_format, grader
+        self.max_new_tokens = config.max_new_tokens or max_new_tokens
+        self.budget, self.seed, self.run_dir, self.pool = budget, seed, Path(run_dir), pool
+        self.progress = progress
+        self.chat = bool(getattr(tokenizer, "chat_template", None))
+        self.reference = None
+        if config.kl_beta > 0 or config.track_kl:
+            self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.adam_betas,
+                                           weight_decay=config.weight_decay)
+        self.ledger = Ledger()
+        self.step = 0  # training steps done (one rollout batch each)
+        self.cursor = 0  # prompts drawn from the seeded order so far
+        self.stopped_by: str | None = None
+
+    # ------------------------------------------------------------------------------------------ hooks
+
+    def sampler(self, count: int) -> list[Problem]:
+        """The next `count` questions of a seeded order (a new permutation every pass over the data).
+
+        The order depends only on the run seed, so every variant sees the same questions in the same order.
+        """
+        drawn = []
+        for _ in range(count):
+            epoch, index = divmod(self.cursor, len(self.problems))
+            drawn.append(self.problems[self._order(epoch)[index]])
+            self.cursor += 1
+        return drawn
+
+    def _order(self, epoch: int) -> list[int]:
+        if getattr(self, "_order_epoch", None) != epoch:
+            self._order_epoch, self._order_cache = epoch, list(range(len(self.problems)))
+            random.Random(derived_seed(self.seed, "order", epoch)).shuffle(self._order_cache)
+        return self._order_cache
+
+    def prompt(self, problem: Problem) -> str:
+        return render_prompt(self.template, problem.problem, self.tokenizer if self.chat else None)
+
+    def mixing(self) -> Mixing | None:
+        """The rollout's embedding mixing (N-GRPO); plain sampling here."""
+        return None
+
+    def rollout(self, prompts: list[str], seed: int) -> RolloutBatch:
+        ids = [self.tokenizer(p, add_special_tokens=not self.chat).input_ids for p in prompts]
+        self.model.eval()
+        return sample(self.model, ids, max_new_tokens=self.max_new_tokens, temperature=self.config.temperature,
+                      eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, seed=seed,
+                      mixing=self.mixing())
+
+    def reward(self, groups: Groups) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(scalar reward [N, G], named components): accuracy in {0, 1}, plus an optional format bonus."""
+        components = {"accuracy": groups.accuracy}
+        total = groups.accuracy.clone()
+        if self.config.format_reward:
+            has_answer = torch.tensor([a is not None for a in groups.answers], dtype=torch.float32)
+            components["format"] = has_answer.view_as(total)
+            total = total + self.config.format_reward * components["format"]
+        return total, components
+
+    def group_filter(self, groups: Groups) -> torch.Tensor:
+        """Which groups [N] are trained on; all of them in GRPO (degenerate groups just get A = 0)."""
+        return torch.ones(len(groups.problems), dtype=torch.bool)
+
+    def advantage(self, groups: Groups) -> torch.Tensor:
+        return algos.grpo_advantages(groups.rewards, self.config.advantage_eps, self.config.unbiased_std)
+
+    def loss(self, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+             kl: torch.Tensor | None) -> torch.Tensor:
+        """Aggregated PPO-clip loss (+ beta * k3 KL) over a minibatch; advantages are per sequence [B]."""
+        ratio = torch.exp(algos.log_ratio(logp, old_logp))
+        per_token = -algos.clipped_objective(ratio, advantages[:, None], self.config.eps_low, self.config.eps_high,
+                                             self.config.dual_clip)
+        if self.config.kl_beta and kl is not None:
+            per_token = per_token + self.config.kl_beta * kl
+        aggregate = algos.AGGREGATIONS.get(self.config.loss_aggregation)
+        return aggregate(per_token, mask, max_length=self.max_new_tokens)
+
+    def forward(self, batch: RolloutBatch, with_entropy: bool = False):
+        return token_logprobs(self.model, batch, self.config.temperature, with_entropy)
+
+    def state_dict(self) -> dict:
+        """State a variant keeps across steps (GDRO's scores, R3's buffer); checkpointed with the rest."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    # ------------------------------------------------------------------------------------- the step
+
+    def generate_groups(self, problems: list[Problem], round_index: int = 0) -> Groups:
+        """Roll out G samples per question, grade them, and charge the ledger for every sequence."""
+        g = self.config.group_size
+        prompts = [self.prompt(p) for p in problems for _ in range(g)]
+        batch = self.rollout(prompts, derived_seed(self.seed, "rollout", self.step, round_index))
+        texts = []
+        for row in range(batch.response_ids.shape[0]):
+            ids = batch.response_ids[row, : int(batch.response_mask[row].sum())].tolist()
+            texts.append(cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), DEFAULT_STOP)[0])
+        answers = [extract(t, self.answer_format) for t in texts]
+        verdicts = self.pool.grade([(self.grader, p.golds, a)
+                                    for p, a in zip([p for p in problems for _ in range(g)], answers, strict=True)])
+        accuracy = torch.tensor(verdicts, dtype=torch.float32).view(len(problems), g)
+        self.ledger.add(Ledger(prompts=len(problems), rollouts=len(prompts), tokens=int(batch.lengths.sum())))
+        groups = Groups(problems, batch, texts, answers, accuracy, accuracy)
+        groups.rewards, groups.components = self.reward(groups)
+        if not torch.isfinite(groups.rewards).all():
+            raise TrainingError(f"non-finite reward at step {self.step}; {self._kept_message()}")
+        return groups
+
+    def round_cost(self, num_prompts: int) -> Ledger:
+        """Worst-case cost of one generation round: every sequence runs to max_new_tokens."""
+        rollouts = num_prompts * self.config.group_size
+        return Ledger(prompts=num_prompts, rollouts=rollouts, tokens=rollouts * self.max_new_tokens)
+
+    def updates_per_step(self) -> int:
+        return self.config.ppo_epochs * self.config.minibatches
+
+    def collect(self) -> Groups | None:
+        """The groups one step trains on; None when the budget cannot pay for them."""
+        n = self.config.prompts_per_step
+        why = self.budget.allows(self.ledger, self._step_cost(n))
+        if why:
+            self.stopped_by = why
+            return None
+        groups = self.generate_groups(self.sampler(n))
+        return groups.select(self.group_filter(groups))
+
+    def _step_cost(self, num_prompts: int) -> Ledger:
+        cost = self.round_cost(num_prompts)
+        cost.steps = self.updates_per_step()
+        return cost
+
+    def update(self, groups: Groups) -> dict:
+        """Advantages, then mu epochs of minibatch updates; returns the step's statistics."""
+        cfg = self.config
+        advantages = self.advantage(groups).reshape(-1).to(groups.batch.response_ids.device)
+        batch = groups.batch
+        mask = batch.response_mask.float()
+        with torch.no_grad():
+            if self.reference is not None:
+                ref_logp, _ = token_logprobs(self.reference, batch, cfg.temperature)
+            # With one epoch and one minibatch the policy has not moved when it is scored, so the ratio is 1 and
+            # the scoring forward itself gives old_logp; otherwise old_logp is scored once before any update.
+            old_logp = None
+            if cfg.ppo_epochs > 1 or cfg.minibatches > 1:
+                self.model.eval()
+                old_logp, _ = self.forward(batch)
+        self.model.train()
+        num_groups = len(groups.problems)
+        losses, entropies, kls = [], [], []
+        for epoch in range(cfg.ppo_epochs):
+            generator = torch.Generator().manual_seed(derived_seed(self.seed, "minibatch", self.step, epoch))
+            order = torch.randperm(num_groups, generator=generator) if cfg.minibatches > 1 else torch.arange(num_groups)
+            for chunk in torch.tensor_split(order, cfg.minibatches):
+                rows = (chunk[:, None] * groups.group_size + torch.arange(groups.group_size)).reshape(-1)
+                sub = batch.select(rows)
+                logp, entropy = self.forward(sub, with_entropy=True)
+                old = old_logp[rows] if old_logp is not None else logp.detach()
+                kl = algos.k3_kl(logp, ref_logp[rows]) if self.reference is not None else None
+                loss = self.loss(logp, old, advantages[rows], mask[rows], kl)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"non-finite loss at step {self.step}; {self._kept_message()}")
+                self._set_learning_rate()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                self.ledger.steps += 1
+                sub_mask = mask[rows]
+                losses.append(loss.item())
+                entropies.append(float((entropy * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
+                if kl is not None:
+                    kls.append(float((kl.detach() * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
+        self.model.eval()
+        return {"loss": sum(losses) / len(losses), "entropy": sum(entropies) / len(entropies),
+                "kl": sum(kls) / len(kls) if kls else None}
+
+    def _set_learning_rate(self) -> None:
+        lr = self.config.lr * min(1.0, (self.ledger.steps + 1) / max(1, self.config.warmup_steps))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    # ----------------------------------------------------------------------------------- the run
+
+    def train(self) -> Ledger:
+        """Train until the budget's first limit; resumes from the run directory's checkpoint if there is one."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self._resume()
+        first = self._step_cost(self.config.prompts_per_step)
+        if not resumed and self.budget.allows(Ledger(), first):
+            raise TrainingError(
+                f"the budget {self._limits()} cannot pay for one step of {self.name}: a step costs "
+                f"{first.steps} optimizer update(s), {first.prompts} prompts, {first.rollouts} rollouts and up to "
+                f"{first.tokens} tokens ({self.config.prompts_per_step} prompts x G={self.config.group_size} x "
+                f"{self.max_new_tokens} max new tokens); raise the budget or lower prompts_per_step")
+        started = time.monotonic() - self.ledger.wall_s
+        bar = tqdm(total=100, initial=round(100 * self._spent()), desc=f"train {self.name}", unit="%",
+                   disable=not self.progress, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {n:.0f}/100% of budget [{elapsed}<{remaining}{postfix}]")
+        while True:
+            self.ledger.wall_s = time.monotonic() - started
+            groups = self.collect()
+            if groups is None:
+                break
+            steps_before = self.ledger.steps
+            stats = self.update(groups) if len(groups.problems) else {"loss": None, "entropy": None, "kl": None}
+            if self.ledger.steps == steps_before:  # nothing survived the filter: the step still counts as spent
+                self.ledger.steps += self.updates_per_step()
+            self.step += 1
+            self.ledger.wall_s = time.monotonic() - started
+            record = {"step": self.step, **self.ledger.to_dict(), **self.step_stats(groups), **stats}
+            self._append_log(record)
+            if self.step % self.config.checkpoint_every == 0:
+                self.save_checkpoint()
+            bar.n = round(100 * self._spent())
+            bar.set_postfix(step=self.step, reward=f"{record['reward_mean']:.3f}", acc=f"{record['accuracy']:.3f}")
+        bar.close()
+        self.save_checkpoint()
+        return self.ledger
+
+    def step_stats(self, groups: Groups) -> dict:
+        """Per-step figures for the training log (what the leaderboard's curves show)."""
+        if not len(groups.problems):
+            return {"reward_mean": float("nan"), "accuracy": float("nan"), "response_length": float("nan"),
+                    "groups_trained": 0}
+        return {"reward_mean": float(groups.rewards.mean()), "accuracy": float(groups.accuracy.mean()),
+                "response_length": float(groups.batch.lengths.float().mean()),
+                "truncated": float(groups.batch.truncated.float().mean()),
+                "groups_trained": len(groups.problems)}
+
+    def _spent(self) -> float:
+        fractions = [getattr(self.ledger, name) / limit for name in ("steps", "prompts", "rollouts", "tokens", "wall_s")
+                     if (limit := getattr(self.budget, name))]
+        return min(1.0, max(fractions))
+
+    def _limits(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.budget.to_dict().items() if v is not None)
+
+    def _kept_message(self) -> str:
+        return (f"stopped; the last good checkpoint is kept in {self.run_dir / CHECKPOINT} "
+                f"(lower the learning rate, e.g. --set {self.name}.lr=1e-5)")
+
+    # ------------------------------------------------------------------------------ checkpointing
+
+    def save_checkpoint(self) -> None:
+        """The whole trainer state, written atomically: model, optimizer, step, sampler position, ledger and
+        the variant's own state (the learning rate and every random draw derive from the step and seed)."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                 "cursor": self.cursor, "ledger": self.ledger.to_dict(), "stopped_by": self.stopped_by,
+                 "variant_state": self.state_dict()}
+        tmp = self.run_dir / f".{CHECKPOINT}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.run_dir / CHECKPOINT)
+        _write_json(self.run_dir / LEDGER, {"limits": self.budget.to_dict(), "consumed": self.ledger.to_dict(),
+                                            "stopped_by": self.stopped_by, "steps_trained": self.step})
+
+    def _resume(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            (self.run_dir / TRAIN_LOG).unlink(missing_ok=True)
+            return False
+        state = torch.load(path, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.cursor = state["step"], state["cursor"]
+        self.ledger = Ledger(**state["ledger"])
+        self.load_state_dict(state["variant_state"])
+        # Steps logged after the checkpoint will be trained again: drop them so none is logged twice.
+        log = self.run_dir / TRAIN_LOG
+        if log.is_file():
+            kept = [line for line in log.read_text().splitlines(keepends=True)
+                    if line.endswith("\n") and json.loads(line)["step"] <= self.step]
+            tmp = log.with_suffix(".tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, log)
+        return True
+
+    def _append_log(self, record: dict) -> None:
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+        with open(self.run_dir / TRAIN_LOG, "a", encoding="utf-8") as f:
+            f.write(json.dumps(clean) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _write_json(path: Path, obj) -> None:
+    from harness.runstore import write_json_atomic
+
+    write_json_atomic(path, obj)
