@@ -61,7 +61,7 @@ def run_eval_command(args) -> int:
         batch_size=args.batch_size, backend=args.backend, device=args.device, data_dir=args.data_dir,
         out=args.out, completions=args.completions, grading_timeout_s=args.grading_timeout,
         embeddings=args.embeddings)
-    result = run_eval(config, progress=not args.quiet, command=shlex.join(["harness", *sys.argv[1:]]))
+    result = run_eval(config, progress=not args.quiet, command=args.command_line)
     print(format_console_table(result.metrics))
     print(f"run directory: {result.run_dir}  ({result.generated} samples generated in {result.elapsed_s:.0f} s)")
     return 0
@@ -100,7 +100,7 @@ def add_compare_parser(commands) -> None:
 
 def run_compare_command(args) -> int:
     from harness.budget import Budget
-    from harness.compare import CompareConfig, command_line, parse_overrides, run_compare
+    from harness.compare import CompareConfig, parse_overrides, run_compare
     from harness.registry import parse_name_list
     from trainers.base import VARIANTS
 
@@ -109,7 +109,7 @@ def run_compare_command(args) -> int:
         eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,
         limit=args.limit, out=args.out, name=args.name, leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set),
         data_dir=args.data_dir, device=args.device)
-    path = run_compare(config, progress=not args.quiet, command=command_line())
+    path = run_compare(config, progress=not args.quiet, command=args.command_line)
     print(f"leaderboard: {path}")
     return 0
 
@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["harness", *argv])  # recorded in cards and leaderboards
     try:
         return args.handler(args)
     except (UnknownNameError, DataError, RunMismatchError, ValueError, RuntimeError) as e:

@@ -22,8 +22,17 @@ def test_list_tasks_without_data_says_how_to_point_at_it(capsys, monkeypatch):
     assert "(no data" not in rows["sandbox"]  # generated in code, needs no data
 
 
-@pytest.mark.parametrize("command", [[], ["eval"], ["list"]])
+@pytest.mark.parametrize("command", [[], ["eval"], ["compare"], ["leaderboard"], ["list"]])
 def test_every_command_has_help(command):
     result = subprocess.run([sys.executable, "-m", "harness.cli", *command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert result.stdout.startswith("usage: harness")
+
+
+def test_list_variants_shows_paper_status_hooks_and_documented_defaults(capsys):
+    assert main(["list", "variants"]) == 0
+    out = capsys.readouterr().out
+    for name in ("grpo", "dr-grpo", "dapo", "dgpo", "n-grpo"):
+        assert f"\n{name}  [" in f"\n{out}"
+    assert "eps_high = 0.28" in out and "hooks: sampler, reward, group_filter" in out
+    assert "mix_rate = 0.1  # Paper Table 6" in out

@@ -117,43 +117,40 @@ def field_docs(config_cls) -> dict[str, str]:
 
 
 def apply_overrides(config, overrides: dict[str, str]):
-    """`{"lr": "1e-5"}` -> a new config; an unknown field lists the known ones."""
+    """`{"lr": "1e-5"}` -> a new config; an unknown field lists the known ones. Values are read by the
+    field's declared type (`int | None` takes 'none' or an integer, a tuple takes '0.9,0.99')."""
     known = {f.name: f for f in dataclasses.fields(config)}
     values = {}
     for name, raw in overrides.items():
         if name not in known:
             raise ValueError(f"{type(config).__name__} has no field {name!r}; its fields: {', '.join(known)}")
-        values[name] = _coerce(raw, getattr(config, name), name)
+        values[name] = _coerce(raw, str(known[name].type), name)
     return dataclasses.replace(config, **values)
 
 
-def _coerce(raw: str, current, name: str):
+def _coerce(raw, declared: str, name: str):
     if not isinstance(raw, str):
         return raw
-    if raw.lower() in ("none", "null"):
+    text = raw.strip()
+    if text.lower() in ("none", "null") and "None" in declared:
         return None
     try:
-        if isinstance(current, bool):
-            if raw.lower() not in ("true", "false", "1", "0"):
+        if declared.startswith("bool"):
+            if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
-            return raw.lower() in ("true", "1")
-        if isinstance(current, int):
-            return int(float(raw)) if float(raw).is_integer() else int(raw)
-        if isinstance(current, float) or current is None:
-            return float(raw) if current is not None or _looks_numeric(raw) else raw
-        if isinstance(current, tuple):
-            return tuple(float(part) for part in raw.strip("()").split(","))
+            return text.lower() in ("true", "1")
+        if declared.startswith("int"):
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if declared.startswith("float"):
+            return float(text)
+        if declared.startswith("tuple"):
+            return tuple(float(part) for part in text.strip("()").split(","))
     except ValueError:
-        raise ValueError(f"cannot read {raw!r} as a value for {name} (now {current!r})") from None
-    return raw
-
-
-def _looks_numeric(raw: str) -> bool:
-    try:
-        float(raw)
-        return True
-    except ValueError:
-        return False
+        raise ValueError(f"cannot read {raw!r} as {declared} for {name}") from None
+    return text
 
 
 def derived_seed(*parts) -> int:

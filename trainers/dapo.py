@@ -63,6 +63,12 @@ class DAPOTrainer(GRPOTrainer):
             return super().group_filter(groups)
         return algos.non_degenerate_groups(groups.accuracy)  # on accuracy, not on the shaped reward
 
+    @classmethod
+    def first_round_cost(cls, config: DAPOConfig, max_new_tokens: int):
+        if not config.dynamic_sampling:
+            return super().first_round_cost(config, max_new_tokens)
+        return cls.round_cost(config, max_new_tokens, config.generation_batch_multiplier * config.prompts_per_step)
+
     def collect(self) -> Groups | None:
         cfg = self.config
         if not cfg.dynamic_sampling:
@@ -71,9 +77,7 @@ class DAPOTrainer(GRPOTrainer):
         kept: list[Groups] = []
         found = 0
         for round_index in range(cfg.max_generation_rounds):
-            cost = self.round_cost(per_round)
-            if round_index == 0:
-                cost.steps = self.updates_per_step()
+            cost = self.round_cost(cfg, self.max_new_tokens, per_round, first=round_index == 0)
             why = self.budget.allows(self.ledger, cost)
             if why:
                 if not kept:

@@ -153,28 +153,42 @@ class GRPOTrainer:
             raise TrainingError(f"non-finite reward at step {self.step}; {self._kept_message()}")
         return groups
 
-    def round_cost(self, num_prompts: int) -> Ledger:
-        """Worst-case cost of one generation round: every sequence runs to max_new_tokens."""
-        rollouts = num_prompts * self.config.group_size
-        return Ledger(prompts=num_prompts, rollouts=rollouts, tokens=rollouts * self.max_new_tokens)
+    @staticmethod
+    def round_cost(config: GRPOConfig, max_new_tokens: int, num_prompts: int, first: bool = True) -> Ledger:
+        """Worst-case cost of one generation round (every sequence runs to max_new_tokens), plus the step's
+        optimizer updates when it is the step's first round."""
+        rollouts = num_prompts * config.group_size
+        return Ledger(steps=config.ppo_epochs * config.minibatches if first else 0, prompts=num_prompts,
+                      rollouts=rollouts, tokens=rollouts * (config.max_new_tokens or max_new_tokens))
 
-    def updates_per_step(self) -> int:
-        return self.config.ppo_epochs * self.config.minibatches
+    @classmethod
+    def first_round_cost(cls, config: GRPOConfig, max_new_tokens: int) -> Ledger:
+        return cls.round_cost(config, max_new_tokens, config.prompts_per_step)
+
+    @classmethod
+    def check_budget(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget) -> None:
+        """Refuse, before any work, a budget that cannot pay for one step."""
+        cost = cls.first_round_cost(config, max_new_tokens)
+        if budget.allows(Ledger(), cost):
+            limits = ", ".join(f"{k}={v}" for k, v in budget.to_dict().items() if v is not None)
+            raise TrainingError(
+                f"the budget {limits} cannot pay for one step of {cls.name}: a step costs {cost.steps} optimizer "
+                f"update(s), {cost.prompts} prompts, {cost.rollouts} rollouts and up to {cost.tokens} tokens "
+                f"({cost.prompts} prompts x G={config.group_size} x {config.max_new_tokens or max_new_tokens} "
+                "max new tokens); raise the budget or lower prompts_per_step")
 
     def collect(self) -> Groups | None:
         """The groups one step trains on; None when the budget cannot pay for them."""
         n = self.config.prompts_per_step
-        why = self.budget.allows(self.ledger, self._step_cost(n))
+        why = self.budget.allows(self.ledger, self.round_cost(self.config, self.max_new_tokens, n))
         if why:
             self.stopped_by = why
             return None
         groups = self.generate_groups(self.sampler(n))
         return groups.select(self.group_filter(groups))
 
-    def _step_cost(self, num_prompts: int) -> Ledger:
-        cost = self.round_cost(num_prompts)
-        cost.steps = self.updates_per_step()
-        return cost
+    def updates_per_step(self) -> int:
+        return self.config.ppo_epochs * self.config.minibatches
 
     def update(self, groups: Groups) -> dict:
         """Advantages, then mu epochs of minibatch updates; returns the step's statistics."""
@@ -232,13 +246,8 @@ class GRPOTrainer:
         """Train until the budget's first limit; resumes from the run directory's checkpoint if there is one."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self._resume()
-        first = self._step_cost(self.config.prompts_per_step)
-        if not resumed and self.budget.allows(Ledger(), first):
-            raise TrainingError(
-                f"the budget {self._limits()} cannot pay for one step of {self.name}: a step costs "
-                f"{first.steps} optimizer update(s), {first.prompts} prompts, {first.rollouts} rollouts and up to "
-                f"{first.tokens} tokens ({self.config.prompts_per_step} prompts x G={self.config.group_size} x "
-                f"{self.max_new_tokens} max new tokens); raise the budget or lower prompts_per_step")
+        if not resumed:
+            self.check_budget(self.config, self.max_new_tokens, self.budget)
         started = time.monotonic() - self.ledger.wall_s
         bar = tqdm(total=100, initial=round(100 * self._spent()), desc=f"train {self.name}", unit="%",
                    disable=not self.progress, dynamic_ncols=True,
@@ -278,9 +287,6 @@ class GRPOTrainer:
         fractions = [getattr(self.ledger, name) / limit for name in ("steps", "prompts", "rollouts", "tokens", "wall_s")
                      if (limit := getattr(self.budget, name))]
         return min(1.0, max(fractions))
-
-    def _limits(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.budget.to_dict().items() if v is not None)
 
     def _kept_message(self) -> str:
         return (f"stopped; the last good checkpoint is kept in {self.run_dir / CHECKPOINT} "

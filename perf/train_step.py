@@ -1,0 +1,82 @@
+"""Training step time per variant against GRPO, in one run, on the sandbox warm start.
+
+Each variant trains for the same number of steps from the same weights and seed; the figures are seconds
+per step split into rollout (generation + grading) and update (reference and training forwards, backward,
+optimizer), and milliseconds per 1,000 generated tokens, since variants that sample differently generate
+different amounts. N-GRPO's decode overhead is its rollout time per token against GRPO's.
+
+    python perf/train_step.py [--steps 6] [--variants grpo,dr-grpo,dapo,dgpo,n-grpo] [--model sandbox]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.budget import Budget
+from harness.grading import GradingPool
+from harness.models import resolve_model
+from harness.prompts import TEMPLATES
+from harness.task import TASKS
+from trainers.base import VARIANTS
+
+
+def measure(variant: str, model_dir, problems, task, steps: int, pool) -> dict:
+    trainer_cls = VARIANTS.get(variant)
+    timings = {"rollout": 0.0, "update": 0.0}
+
+    def timed(key: str, method):
+        def wrapper(self, *args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                timings[key] += time.perf_counter() - started
+        return wrapper
+
+    Timed = type(f"Timed{trainer_cls.__name__}", (trainer_cls,),
+                 {"generate_groups": timed("rollout", trainer_cls.generate_groups),
+                  "update": timed("update", trainer_cls.update)})
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Timed(trainer_cls.Config(), model=model, tokenizer=tokenizer, problems=problems,
+                        template=TEMPLATES.get(task.template), answer_format=task.answer_format, grader=task.grader,
+                        max_new_tokens=task.max_new_tokens, budget=Budget(steps=steps), seed=0, run_dir=run_dir,
+                        pool=pool)
+        ledger = trainer.train()
+    trained_steps = trainer.step
+    return {"variant": variant, "steps": trained_steps, "tokens": ledger.tokens, "rollouts": ledger.rollouts,
+            "rollout_s": timings["rollout"] / trained_steps, "update_s": timings["update"] / trained_steps,
+            "rollout_ms_per_1k_tokens": 1000 * timings["rollout"] / ledger.tokens * 1000,
+            "total_ms_per_1k_tokens": 1000 * (timings["rollout"] + timings["update"]) / ledger.tokens * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--variants", default="grpo,dr-grpo,dapo,dgpo,n-grpo")
+    parser.add_argument("--model", default="sandbox")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model_dir = resolve_model(args.model).path
+    task = TASKS.get("sandbox-train")
+    problems = task.load(None).problems
+    with GradingPool() as pool:
+        rows = [measure(v, model_dir, problems, task, args.steps, pool) for v in args.variants.split(",")]
+    base = next((r for r in rows if r["variant"] == "grpo"), rows[0])
+    print(f"{args.steps} steps per variant, 16 prompts x G=8, {torch.get_num_threads()} threads, model {args.model}")
+    print(f"{'variant':8} {'rollout s/step':>15} {'update s/step':>14} {'tokens':>8} {'rollout ms/1k tok':>18} "
+          f"{'total ms/1k tok':>16} {'vs grpo':>8}")
+    for r in rows:
+        ratio = r["total_ms_per_1k_tokens"] / base["total_ms_per_1k_tokens"]
+        print(f"{r['variant']:8} {r['rollout_s']:15.2f} {r['update_s']:14.2f} {r['tokens']:8d} "
+              f"{r['rollout_ms_per_1k_tokens']:18.1f} {r['total_ms_per_1k_tokens']:16.1f} {ratio:8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

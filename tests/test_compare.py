@@ -1,0 +1,69 @@
+"""`harness compare` end to end on a random-weight model with a tiny budget: rows, ledger, leaderboard, resume."""
+
+import json
+
+import pytest
+
+from harness.cli import main
+
+TINY = ["--budget", "steps=2", "--set", "all.prompts_per_step=2", "--set", "all.group_size=4",
+        "--set", "all.max_new_tokens=12", "--n", "2", "--k", "1,2", "--limit", "6", "--quiet"]
+
+
+def run(model_dir, out, *extra):
+    return main(["compare", "--model", str(model_dir), "--out", str(out / "runs"),
+                 "--leaderboard-dir", str(out / "boards"), "--name", "tiny", *TINY, *extra])
+
+
+def test_compare_trains_each_variant_within_budget_and_renders_a_leaderboard(untrained_model_dir, tmp_path, capsys):
+    assert run(untrained_model_dir, tmp_path, "--variants", "grpo,dgpo") == 0
+    rows = tmp_path / "runs"
+    assert sorted(p.name for p in rows.iterdir() if p.is_dir()) == ["dgpo-seed0", "grpo-seed0", "warm-start"]
+    for variant in ("grpo", "dgpo"):
+        ledger = json.loads((rows / f"{variant}-seed0" / "train" / "ledger.json").read_text())
+        assert ledger["consumed"]["steps"] == 2 and ledger["stopped_by"] == "steps"
+        assert (rows / f"{variant}-seed0" / "train" / "final" / "config.json").is_file()
+        assert json.loads((rows / f"{variant}-seed0" / "eval" / "metrics.json").read_text())["tasks"]["sandbox"][
+            "num_problems"] == 6
+    board = (tmp_path / "boards" / "tiny.md").read_text()
+    assert "| warm start |" in board and "| grpo |" in board and "| dgpo |" in board
+    assert "2 / 16 /" in board  # steps / rollouts consumed: 2 steps x 2 prompts x G=4
+    assert "harness compare --model" in board
+    assert (tmp_path / "boards" / "tiny-training.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Started again with the same arguments, nothing is retrained: the final models are kept as they were.
+    final = rows / "grpo-seed0" / "train" / "final" / "model.safetensors"
+    stamp = final.stat().st_mtime_ns
+    assert run(untrained_model_dir, tmp_path, "--variants", "grpo,dgpo") == 0
+    assert final.stat().st_mtime_ns == stamp
+    # The leaderboard re-renders from the stored runs alone.
+    assert main(["leaderboard", str(rows), "--out", str(tmp_path / "again.md")]) == 0
+    assert "| dgpo |" in (tmp_path / "again.md").read_text()
+
+
+def test_compare_refuses_a_directory_trained_under_other_settings(untrained_model_dir, tmp_path, capsys):
+    assert run(untrained_model_dir, tmp_path, "--variants", "grpo") == 0
+    assert run(untrained_model_dir, tmp_path, "--variants", "grpo", "--set", "grpo.lr=1e-2") == 2
+    assert "different protocol card" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--variants", "grpo,ppo"], "unknown variant 'ppo'; known variants: dapo, dgpo, dr-grpo, grpo, n-grpo"),
+    (["--variants", "grpo", "--set", "grpo.temprature=1"], "no field 'temprature'"),
+    (["--variants", "grpo", "--set", "dgpo.lr=1"], "not among --variants"),
+    (["--variants", "grpo", "--budget", "epochs=3"], "expected NAME=VALUE"),
+    (["--variants", "grpo", "--n", "2", "--k", "4"], "k=[4] impossible with n=2"),
+])
+def test_bad_compare_arguments_fail_before_any_work(untrained_model_dir, tmp_path, capsys, arguments, message):
+    code = main(["compare", "--model", str(untrained_model_dir), "--out", str(tmp_path / "runs"), "--quiet",
+                 *arguments])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_budget_that_cannot_pay_for_one_step_says_why(untrained_model_dir, tmp_path, capsys):
+    code = main(["compare", "--model", str(untrained_model_dir), "--out", str(tmp_path / "runs"), "--quiet",
+                 "--variants", "grpo", "--budget", "rollouts=4", "--limit", "2", "--n", "1", "--k", "1"])
+    assert code == 2
+    assert "cannot pay for one step" in capsys.readouterr().err
