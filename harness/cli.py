@@ -87,6 +87,7 @@ def add_compare_parser(commands) -> None:
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"eval samples per problem (default {DEFAULT_N})")
     p.add_argument("--k", type=_int_list, default=DEFAULT_K, help="k for pass@k / maj@k, each <= n")
     p.add_argument("--limit", type=int, help="evaluate only the first L problems of each eval task")
+    p.add_argument("--max-new-tokens", type=int, help="eval generation limit (default: each eval task's own)")
     p.add_argument("--set", action="append", default=[], metavar="VARIANT.FIELD=VALUE",
                    help="override a variant's config field, e.g. --set dgpo.lr=1e-5 (VARIANT 'all' for every one)")
     p.add_argument("--out", help="compare directory (default runs/compare/<name>)")
@@ -107,7 +108,8 @@ def run_compare_command(args) -> int:
     config = CompareConfig(
         variants=tuple(parse_name_list(args.variants, VARIANTS)), model=args.model, train_task=args.train_task,
         eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,
-        limit=args.limit, out=args.out, name=args.name, leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set),
+        limit=args.limit, max_new_tokens=args.max_new_tokens, out=args.out, name=args.name,
+        leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set),
         data_dir=args.data_dir, device=args.device)
     path = run_compare(config, progress=not args.quiet, command=args.command_line)
     print(f"leaderboard: {path}")

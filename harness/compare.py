@@ -49,6 +49,7 @@ class CompareConfig:
     n: int = DEFAULT_N
     k: tuple[int, ...] = DEFAULT_K
     limit: int | None = None  # evaluate only the first L problems of each eval task (smoke runs)
+    max_new_tokens: int | None = None  # eval generation limit; None takes each eval task's own
     out: str | None = None  # default runs/compare/<name>
     name: str | None = None  # leaderboard name; default "sandbox" for the sandbox model, else derived
     leaderboard_dir: str = "leaderboards"
@@ -118,7 +119,8 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     protocol = {
         "kind": "compare", "model": {"name": model.name, "weights_sha256": model.weights_sha256},
         "train_task": {"name": train_task.name, "data_sha256": train_data.sha256},
-        "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit},
+        "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
+                 "max_new_tokens": config.max_new_tokens},
         "budget": config.budget.to_dict(), "seeds": list(config.seeds),
         "variants": {v: dataclasses.asdict(c) for v, c in configs.items()}, "versions": library_versions(),
     }
@@ -160,7 +162,8 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
 
 def _evaluate(config: CompareConfig, model_path: Path, row: Path, progress: bool) -> None:
     eval_config = EvalConfig(model=str(model_path), tasks=config.eval_tasks, n=config.n, k=config.k,
-                             limit=config.limit, data_dir=config.data_dir, out=str(row / "eval"), device=config.device)
+                             limit=config.limit, max_new_tokens=config.max_new_tokens, data_dir=config.data_dir,
+                             out=str(row / "eval"), device=config.device)
     run_eval(eval_config, progress=progress, command=None)
 
 

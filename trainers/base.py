@@ -43,6 +43,9 @@ class GRPOConfig:
     warmup_steps: int = 10
     # AdamW betas; beta2 0.999 was steadier than 0.99 on the sandbox.
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    # AdamW epsilon. Adam scales every parameter's step to ~lr whatever its gradient; a larger eps keeps
+    # parameters whose RL gradient is tiny noise from drifting at full rate.
+    adam_eps: float = 1e-8
     weight_decay: float = 0.0
     # Gradient-norm clip (verl default 1.0).
     grad_clip: float = 1.0

@@ -53,7 +53,7 @@ class GRPOTrainer:
         if config.kl_beta > 0 or config.track_kl:
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.adam_betas,
-                                           weight_decay=config.weight_decay)
+                                           eps=config.adam_eps, weight_decay=config.weight_decay)
         self.ledger = Ledger()
         self.step = 0  # training steps done (one rollout batch each)
         self.cursor = 0  # prompts drawn from the seeded order so far
