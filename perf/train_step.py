@@ -67,6 +67,7 @@ def main() -> None:
     task = TASKS.get("sandbox-train")
     problems = task.load(None).problems
     with GradingPool() as pool:
+        measure("grpo", model_dir, problems, task, 1, pool)  # warm-up: first-call costs are nobody's figure
         rows = [measure(v, model_dir, problems, task, args.steps, pool) for v in args.variants.split(",")]
     base = next((r for r in rows if r["variant"] == "grpo"), rows[0])
     print(f"{args.steps} steps per variant, 16 prompts x G=8, {torch.get_num_threads()} threads, model {args.model}")
