@@ -328,11 +328,15 @@ def _plot_pass_at_k(lines: list[LabelLine], path: Path, task: str) -> None:
 
 
 def _seed_curves(rows: list[Row], key: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rollouts consumed, trailing moving mean) per seed. Per-step values swing with the batch's questions
+    (easy or hard draws), which hides the trend; the window is a tenth of the run."""
     curves = []
     for row in rows:
         points = [(r["rollouts"], r[key]) for r in row.train_log if r.get(key) is not None and "rollouts" in r]
         if points:
-            curves.append(tuple(np.array(v, dtype=float) for v in zip(*points, strict=True)))
+            x, y = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+            window = max(1, len(y) // 10)
+            curves.append((x[window - 1:], np.convolve(y, np.ones(window) / window, mode="valid")))
     return curves
 
 
@@ -359,7 +363,7 @@ def _plot_training(lines: list[LabelLine], path: Path) -> None:
             ax.text(0.5, 0.5, "no KL term" if key == "kl" else f"no {key} logged", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
             ax.set_yticks([])
-        ax.set_title(key)
+        ax.set_title(f"{key} (moving mean over a tenth of the run)")
         ax.set_xlabel("rollouts consumed")
         ax.grid(alpha=0.3)
     _save(figure, path)
