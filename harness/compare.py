@@ -25,10 +25,11 @@ from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.runstore import RunDir, write_json_atomic
 from harness.task import TASKS
+from trainers.base import VARIANTS, apply_overrides
 
 # The sandbox comparison's default budget: 40 GRPO steps of 16 prompts x 8 samples (ours). A step costs
-# ~4.5 s on 2 cores (rollout 2.2 s, training forward/backward 1.9 s, reference forward 0.4 s), so three
-# variants train in ~9 minutes and the whole default compare, warm start included, fits in ~20. Rollouts is
+# ~3.7 s on 2 cores (rollout 1.9 s, update with the reference forward 1.9 s; perf/train_step.py), so the
+# default compare takes ~10 minutes with the warm start cached and ~17 on a fresh machine. Rollouts is
 # the binding limit, so a variant that spends extra generations (DAPO's dynamic sampling) takes fewer steps,
 # as the budget intends. Measured (GPU sweep, one seed): 40-160 GRPO steps at lr 5e-5 move sampled pass@1 by
 # less than the eval noise (about +-1.5 points); higher rates degrade it.
@@ -74,8 +75,6 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 def variant_configs(config: CompareConfig) -> dict[str, object]:
     """Each variant's config with the overrides applied; every name is checked before any work starts."""
-    from trainers.base import VARIANTS, apply_overrides
-
     unknown = [v for v in config.overrides if v != "all" and v not in config.variants]
     if unknown:
         raise ValueError(f"--set names {unknown}, which are not among --variants {list(config.variants)}")
@@ -107,8 +106,6 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     bad_k = [k for k in config.k if not 1 <= k <= config.n]
     if bad_k:
         raise ValueError(f"k={bad_k} impossible with n={config.n} eval samples per problem (every k must be 1..n)")
-    from trainers.base import VARIANTS
-
     for variant, variant_config in configs.items():
         VARIANTS.get(variant).check_budget(variant_config, train_task.max_new_tokens, config.budget)
     train_data = train_task.load(config.data_dir)
@@ -173,7 +170,6 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.cache import atomic_directory
-    from trainers.base import VARIANTS
 
     final = train_dir / "final"
     template = TEMPLATES.get(variant_config.template or train_task.template)
@@ -186,7 +182,6 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
     RunDir.open(train_dir, card)  # refuses a directory trained under other settings
     if (final / "config.json").is_file():
         return final
-    torch.manual_seed(seed)
     policy = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32).to(config.device)
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     if tokenizer.pad_token is None:

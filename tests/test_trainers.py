@@ -1,6 +1,7 @@
 """The GRPO skeleton: budgets, checkpoint and resume, NaN handling, N-GRPO's rollout and replay, DAPO's
 dynamic sampling, variant registry and overrides. Small random-weight models, so every test takes seconds."""
 
+import dataclasses
 import json
 
 import pytest
@@ -202,4 +203,5 @@ def test_every_variant_documents_its_config_and_hooks():
         trainer = VARIANTS.get(name)
         assert overridden_hooks(trainer) == hooks, name
         docs = field_docs(trainer.Config)
-        assert docs["lr"] and docs["group_size"] is not None
+        assert {f.name for f in dataclasses.fields(trainer.Config)} <= set(docs), name  # every field is read
+        assert docs["lr"].startswith("AdamW peak learning rate")

@@ -22,9 +22,10 @@ from harness.backends.base import DEFAULT_STOP, cut_at_stop
 from harness.budget import Budget, Ledger
 from harness.extraction import extract
 from harness.prompts import render_prompt
+from harness.runstore import write_json_atomic
 from harness.task import Problem
 from trainers import algos
-from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
+from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed, group_rows
 from trainers.rollout import Mixing, RolloutBatch, sample, token_logprobs
 
 CHECKPOINT = "checkpoint.pt"
@@ -57,6 +58,7 @@ class GRPOTrainer:
         self.ledger = Ledger()
         self.step = 0  # training steps done (one rollout batch each)
         self.cursor = 0  # prompts drawn from the seeded order so far
+        self._order_epoch, self._order_cache = -1, []  # the current pass's permutation, derived from the seed
         self.stopped_by: str | None = None
 
     # ------------------------------------------------------------------------------------------ hooks
@@ -74,7 +76,7 @@ class GRPOTrainer:
         return drawn
 
     def _order(self, epoch: int) -> list[int]:
-        if getattr(self, "_order_epoch", None) != epoch:
+        if self._order_epoch != epoch:
             self._order_epoch, self._order_cache = epoch, list(range(len(self.problems)))
             random.Random(derived_seed(self.seed, "order", epoch)).shuffle(self._order_cache)
         return self._order_cache
@@ -212,7 +214,7 @@ class GRPOTrainer:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "minibatch", self.step, epoch))
             order = torch.randperm(num_groups, generator=generator) if cfg.minibatches > 1 else torch.arange(num_groups)
             for chunk in torch.tensor_split(order, cfg.minibatches):
-                rows = (chunk[:, None] * groups.group_size + torch.arange(groups.group_size)).reshape(-1)
+                rows = group_rows(chunk, groups.group_size)
                 sub = batch.select(rows)
                 logp, entropy = self.forward(sub, with_entropy=True)
                 old = old_logp[rows] if old_logp is not None else logp.detach()
@@ -303,7 +305,7 @@ class GRPOTrainer:
         tmp = self.run_dir / f".{CHECKPOINT}.tmp"
         torch.save(state, tmp)
         os.replace(tmp, self.run_dir / CHECKPOINT)
-        _write_json(self.run_dir / LEDGER, {"limits": self.budget.to_dict(), "consumed": self.ledger.to_dict(),
+        write_json_atomic(self.run_dir / LEDGER, {"limits": self.budget.to_dict(), "consumed": self.ledger.to_dict(),
                                             "stopped_by": self.stopped_by, "steps_trained": self.step})
 
     def _resume(self) -> bool:
@@ -333,9 +335,3 @@ class GRPOTrainer:
             f.write(json.dumps(clean) + "\n")
             f.flush()
             os.fsync(f.fileno())
-
-
-def _write_json(path: Path, obj) -> None:
-    from harness.runstore import write_json_atomic
-
-    write_json_atomic(path, obj)
