@@ -68,17 +68,25 @@ def _digits(n: int, width: int) -> list[int]:
     return [int(c) for c in reversed(str(n).zfill(width))]
 
 
-def addition_steps(a: int, b: int) -> list[str]:
+def _slipped(value: int, low: int, high: int, slip) -> int:
+    """`value`, or one off it (staying in [low, high]) when `slip()` says this line is a careless slip."""
+    if slip is None or not slip():
+        return value
+    return value - 1 if value == high or (value > low and slip.coin()) else value + 1
+
+
+def addition_steps(a: int, b: int, slip=None) -> list[str]:
     """Column addition, one line per column: 'da+db[+1]=sum :running answer'.
 
     A missing digit is written as 0, so every line has the same shape: an early version wrote a lone
     '3=3' line for one-digit operands, and the model, seeing that shape rarely, miscopied right there.
+    With `slip` (a `Slips`), a line's sum may be off by one and the work goes on from the wrong sum.
     """
     width = max(len(str(a)), len(str(b)))
     da, db = _digits(a, width), _digits(b, width)
     lines, carry, running = [], 0, ""
     for top, bottom in zip(da, db, strict=True):
-        total = top + bottom + carry
+        total = _slipped(top + bottom + carry, 0, 19, slip)
         shown = f"{top}+{bottom}" + ("+1" if carry else "")
         carry, running = total // 10, str(total % 10) + running
         lines.append(f"{shown}={total} :{running}")
@@ -87,7 +95,7 @@ def addition_steps(a: int, b: int) -> list[str]:
     return lines
 
 
-def subtraction_steps(a: int, b: int) -> list[str]:
+def subtraction_steps(a: int, b: int, slip=None) -> list[str]:
     """Column subtraction (a >= b): 'da[-1]-db=diff', a borrowed ten written in front ('13-1-8=4')."""
     width = len(str(a))
     da, db = _digits(a, width), _digits(b, width)
@@ -95,7 +103,7 @@ def subtraction_steps(a: int, b: int) -> list[str]:
     for top, bottom in zip(da, db, strict=True):
         borrow_in = borrow
         borrow = 1 if top - borrow_in < bottom else 0
-        difference = top + 10 * borrow - borrow_in - bottom
+        difference = _slipped(top + 10 * borrow - borrow_in - bottom, 0, 9, slip)
         shown = f"{10 * borrow + top}" + ("-1" if borrow_in else "") + f"-{bottom}"
         running = str(difference) + running
         lines.append(f"{shown}={difference} :{running}")
@@ -114,30 +122,53 @@ def evaluate(expression: str) -> int:
     return value
 
 
-def _column_lines(a: int, op: str, b: int) -> list[str]:
+class Slips:
+    """A careless teacher: each column line's result is off by one with probability `rate` (seeded)."""
+
+    def __init__(self, rate: float, rng: random.Random):
+        self.rate, self.rng = rate, rng
+
+    def __call__(self) -> bool:
+        return self.rng.random() < self.rate
+
+    def coin(self) -> bool:
+        return self.rng.random() < 0.5
+
+
+def _column_lines(a: int, op: str, b: int, slip=None) -> list[str]:
     if op == "+":
-        return addition_steps(a, b)
+        return addition_steps(a, b, slip)
     if op == "-":
-        return subtraction_steps(a, b)
+        return subtraction_steps(a, b, slip)
     raise ValueError(f"unknown operator {op!r}")
 
 
-def solve(expression: str) -> tuple[str, str]:
+def _running_value(lines: list[str]) -> int:
+    """The number a block of column lines ends on (its last running answer)."""
+    return int(lines[-1].rsplit(":", 1)[1])
+
+
+def solve(expression: str, slip: Slips | None = None) -> tuple[str, str]:
     """(answer, worked solution ending in \\boxed{answer}) for a one- or two-operation expression.
 
     A second operation restates its own problem ('85-19=?') from the first result, so it is solved with
-    exactly the same column moves as a fresh problem.
+    exactly the same column moves as a fresh problem. With `slip`, the solution is a careless teacher's:
+    its answer is the one its (possibly slipped) work arrives at.
     """
     first = _TERM.match(expression)
     if first is None:
         raise ValueError(f"not a sandbox expression: {expression!r}")
     a, op, b = int(first[1]), first[2], int(first[3])
-    lines, value = _column_lines(a, op, b), evaluate(first[0])
+    lines = _column_lines(a, op, b, slip)
+    value = _running_value(lines)
     rest = expression[first.end():]
     if rest:
         op2, c = rest[0], int(rest[1:])
-        lines += [f"{value}{op2}{c}=?"] + _column_lines(value, op2, c)
-        value = evaluate(expression)
+        if op2 == "-" and value < c:  # a slip made the second step negative: this one is written carefully
+            return solve(expression)
+        second = _column_lines(value, op2, c, slip)
+        lines += [f"{value}{op2}{c}=?"] + second
+        value = _running_value(second)
     # The running answer can carry leading zeros (105-98 -> '007'); the boxed answer drops them.
     return str(value), "\n".join(lines) + f"\n\\boxed{{{value}}}"
 

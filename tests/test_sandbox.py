@@ -88,6 +88,40 @@ def test_column_work_is_right_on_edge_cases():
     assert synthetic.solve("45-43+7") == ("9", "5-3=2 :2\n4-4=0 :02\n2+7=?\n2+7=9 :9\n\\boxed{9}")
 
 
+def _arrives_at(solution: str) -> int:
+    """The value a worked solution's own lines arrive at; each line's new digit is the one it wrote."""
+    value = None
+    for line in solution.split("\n")[:-1]:
+        if " :" in line:
+            fact, running = line.split(" :")
+            if "=" in fact:
+                assert running[0] == str(int(fact.split("=")[1]) % 10), line
+            value = int(running)
+    return value
+
+
+def test_a_careless_teacher_slips_at_its_rate_and_follows_through():
+    import random
+
+    slips = synthetic.Slips(0.1, random.Random(0))
+    records = synthetic.sandbox_train()[:3000]
+    wrong = lines = slipped_lines = 0
+    for record in records:
+        expression = record["problem"].removesuffix("=?")
+        answer, solution = synthetic.solve(expression, slips)
+        assert last_boxed(solution) == answer == str(_arrives_at(solution))  # the boxed answer is what the work says
+        wrong += answer != record["answer"]
+        for mine, clean in zip(solution.split("\n"), record["solution"].split("\n"), strict=False):  # a slip can add a carry line
+            if "=" in mine and not mine.endswith("=?") and mine.split("=")[0] == clean.split("=")[0]:
+                lines += 1
+                written, right = int(mine.split("=")[1].split()[0]), int(clean.split("=")[1].split()[0])
+                slipped_lines += written != right
+                assert abs(written - right) <= 1, (mine, clean)
+    assert 0.08 < slipped_lines / lines < 0.12  # about `rate` of the column lines, never by more than one
+    assert 0.15 < wrong / len(records) < 0.4  # so about a quarter of the teacher's answers are wrong
+    assert synthetic.solve("347+85") == synthetic.solve("347+85", synthetic.Slips(0.0, random.Random(0)))
+
+
 def test_relation_answers_are_the_relation_that_holds():
     symbols = dict(synthetic.RELATION_OPTIONS)
     for record in synthetic.sandbox_relation_test() + synthetic.sandbox_relation_train():
