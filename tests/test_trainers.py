@@ -168,6 +168,31 @@ def test_training_forward_replays_the_mixed_inputs(untrained_model_dir):
     assert (plain_logp - batch.old_logp).abs().max() > 1e-2
 
 
+def test_rows_that_end_early_are_dropped_from_decoding_and_still_replay_exactly(untrained_model_dir, monkeypatch):
+    import trainers.rollout as rollout
+
+    model = AutoModelForCausalLM.from_pretrained(untrained_model_dir).eval()
+    tokenizer, ids = _prompt_ids(untrained_model_dir)
+    # An output head biased towards EOS, so that rows end at many different lengths.
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[tokenizer.eos_token_id] = 1.0
+    model.lm_head = head
+    batch = sample(model, ids * 4, max_new_tokens=30, temperature=1.0, eos_id=tokenizer.eos_token_id,
+                   pad_id=tokenizer.pad_token_id, seed=7, mixing=Mixing(rate=0.3, k=3, temperature=0.7))
+    lengths = batch.lengths
+    assert len(lengths.unique()) >= 10 and (lengths < 10).sum() >= 10 and (lengths == 30).any(), lengths
+    assert (batch.response_ids[batch.response_mask == 0] == tokenizer.pad_token_id).all()
+    logp, _ = token_logprobs(model, batch, temperature=1.0)
+    assert ((logp - batch.old_logp).abs() * batch.response_mask).max() < 1e-5
+    # Scoring in length-sorted chunks gives what one forward over the whole padded batch gives.
+    monkeypatch.setattr(rollout, "ROWS_PER_FORWARD", len(ids) * 4)
+    whole, _ = token_logprobs(model, batch, temperature=1.0)
+    assert (whole - logp).abs().max() < 1e-5
+
+
 def test_dapo_dynamic_sampling_charges_every_generated_rollout(untrained_model_dir, tmp_path, train_problems):
     # Every group is all-wrong, so every round is thrown away: 2 rounds x (3 x 2 prompts) x G=4 = 48 rollouts.
     trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),

@@ -72,6 +72,16 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _scatter(values: torch.Tensor, rows: torch.Tensor, batch: int, fill, first=None) -> torch.Tensor:
+    """`values` of the decode batch's `rows`, placed in a full batch; the other rows hold `fill` (and a one-hot
+    `first` in column 0, for weights)."""
+    full = torch.full((batch, *values.shape[1:]), fill, dtype=values.dtype, device=values.device)
+    if first is not None:
+        full[:, 0] = first
+    full[rows] = values
+    return full
+
+
 def _positions(mask: torch.Tensor) -> torch.Tensor:
     # With left padding the first real token sits at position 0, as it would unpadded.
     return (mask.cumsum(dim=-1) - 1).clamp(min=0)
@@ -95,14 +105,19 @@ def sample(model, prompt_ids: list[list[int]], *, max_new_tokens: int, temperatu
     cache_kwarg = _cache_kwarg(model)
     out = model(inputs_embeds=table[prompts], attention_mask=attention, position_ids=positions, use_cache=True)
     alive = torch.ones(batch, dtype=torch.bool, device=device)
+    # Rows still in the decode batch. Finished rows are dropped from it (and from the KV cache) once a quarter
+    # of it has finished: responses end at very different lengths, and decoding pad for them cost about half
+    # of every rollout. Outputs are written back to each row's place in the full batch.
+    active = torch.arange(batch, device=device)
     ids, logps, masks, cands, wts, mixed_flags = [], [], [], [], [], []
     for _ in range(max_new_tokens):
+        live = alive[active]
         logits = out.logits[:, -1].float() / temperature
         logp_all = torch.log_softmax(logits, dim=-1)
         token = torch.multinomial(logp_all.exp(), 1, generator=tokens).squeeze(-1)
         next_input = table[token]
         if mixing is not None:
-            mix = (torch.rand(batch, generator=mix_draws, device=device) < mixing.rate) & alive
+            mix = (torch.rand(len(active), generator=mix_draws, device=device) < mixing.rate) & live
             candidates, weights, blended = neighbour_mixing(out.logits[:, -1].float(), table, mixing.temperature,
                                                             mixing.k)
             # The text keeps the anchor (the greedy token), as the paper states; its log-prob is the target.
@@ -111,17 +126,24 @@ def sample(model, prompt_ids: list[list[int]], *, max_new_tokens: int, temperatu
             one_hot = torch.zeros_like(weights)
             one_hot[:, 0] = 1.0
             plain = torch.cat([token[:, None], candidates[:, 1:]], dim=-1)
-            cands.append(torch.where(mix[:, None], candidates, plain))
-            wts.append(torch.where(mix[:, None], weights, one_hot))
-            mixed_flags.append(mix)
-        token = torch.where(alive, token, torch.full_like(token, pad_id))
-        ids.append(token)
-        logps.append(torch.where(alive, logp_all.gather(1, token[:, None]).squeeze(-1), torch.zeros(())))
+            cands.append(_scatter(torch.where(mix[:, None], candidates, plain), active, batch, pad_id))
+            wts.append(_scatter(torch.where(mix[:, None], weights, one_hot), active, batch, 0.0, first=1.0))
+            mixed_flags.append(_scatter(mix, active, batch, False))
+        token = torch.where(live, token, torch.full_like(token, pad_id))
+        ids.append(_scatter(token, active, batch, pad_id))
+        logps.append(_scatter(torch.where(live, logp_all.gather(1, token[:, None]).squeeze(-1), torch.zeros(())),
+                              active, batch, 0.0))
         masks.append(alive.long())
-        alive = alive & (token != eos_id)
+        alive = alive.clone()
+        alive[active] = live & (token != eos_id)
         if not alive.any():
             break
-        attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=-1)
+        keep = alive[active]
+        if keep.sum() <= 0.75 * len(active):
+            kept = keep.nonzero().squeeze(-1)
+            out[cache_kwarg].batch_select_indices(kept)
+            active, attention, positions, next_input = active[kept], attention[kept], positions[kept], next_input[kept]
+        attention = torch.cat([attention, attention.new_ones((len(active), 1))], dim=-1)
         positions = positions[:, -1:] + 1
         out = model(inputs_embeds=next_input[:, None], attention_mask=attention, position_ids=positions,
                     use_cache=True, **{cache_kwarg: out[cache_kwarg]})
@@ -135,6 +157,11 @@ def sample(model, prompt_ids: list[list[int]], *, max_new_tokens: int, temperatu
     )
 
 
+# Rows scored per forward in `token_logprobs`. Rows go in order of response length, so each chunk is cut to
+# its own longest prompt and response: a batch padded to its longest response was about half padding.
+ROWS_PER_FORWARD = 32
+
+
 def token_logprobs(model, batch: RolloutBatch, temperature: float,
                    with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs [B, T] of the response tokens under `model`, fed exactly the inputs the rollout fed.
@@ -142,6 +169,33 @@ def token_logprobs(model, batch: RolloutBatch, temperature: float,
     Logits are divided by the sampling temperature, as the sampler did, so that at the rollout's own weights
     the ratio is 1. With `with_entropy`, also the per-token entropy of that distribution (detached).
     """
+    rows, width = batch.response_ids.shape
+    order = torch.argsort(batch.lengths, stable=True)
+    logps, entropies = [], []
+    for chunk in torch.split(order, ROWS_PER_FORWARD):
+        part = _trimmed(batch.select(chunk))
+        logp, entropy = _score(model, part, temperature, with_entropy)
+        logps.append(torch.nn.functional.pad(logp, (0, width - logp.shape[1])))
+        if with_entropy:
+            entropies.append(torch.nn.functional.pad(entropy, (0, width - entropy.shape[1])))
+    back = torch.empty_like(order)
+    back[order] = torch.arange(rows, device=order.device)
+    return torch.cat(logps)[back], torch.cat(entropies)[back] if with_entropy else None
+
+
+def _trimmed(batch: RolloutBatch) -> RolloutBatch:
+    """`batch` without the padding columns none of its rows needs (prompts are left-, responses right-padded)."""
+    prompt = int(batch.prompt_mask.sum(dim=-1).max())
+    response = int(batch.lengths.max())
+
+    def cut(t):
+        return None if t is None else t[:, :response]
+    return RolloutBatch(batch.prompt_ids[:, -prompt:], batch.prompt_mask[:, -prompt:], cut(batch.response_ids),
+                        cut(batch.response_mask), cut(batch.old_logp), batch.truncated, cut(batch.candidates),
+                        cut(batch.weights), cut(batch.mixed))
+
+
+def _score(model, batch: RolloutBatch, temperature: float, with_entropy: bool):
     table = model.get_input_embeddings().weight
     prompt_len = batch.prompt_ids.shape[1]
     inputs = table[torch.cat([batch.prompt_ids, batch.response_ids], dim=1)]
