@@ -190,6 +190,22 @@ def _task_mean(rows: list[Row], task: str, *keys: str) -> float:
     return float(np.mean(values))
 
 
+def _tests_against(lines: list[LabelLine], base: LabelLine) -> dict:
+    """Each other label's paired test of per-problem pass@1 (seeds averaged) against `base`."""
+    return {line.label: stats.paired_test(line.scores.mean(axis=0), base.scores.mean(axis=0))
+            for line in lines if line is not base}
+
+
+def paired_tests(row_dirs, baseline: str, task: str | None = None) -> dict:
+    """{label: paired test of pass@1 against `baseline`} from stored rows alone (what the table's Δ and p show)."""
+    rows = load_rows(row_dirs)
+    lines = _label_lines(rows, task or next(iter(rows[0].metrics["tasks"])))
+    base = next((line for line in lines if line.label == baseline), None)
+    if base is None:
+        raise ValueError(f"baseline {baseline!r} is not among the rows' labels {[line.label for line in lines]}")
+    return _tests_against(lines, base)
+
+
 # ------------------------------------------------------------------------------------------ rendering
 
 
@@ -206,8 +222,7 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
     base = lines[labels.index(baseline)]
     k_max = max(base.pass_at_k)
 
-    tests = {line.label: stats.paired_test(line.scores.mean(axis=0), base.scores.mean(axis=0))
-             for line in lines if line is not base}
+    tests = _tests_against(lines, base)
     holm = dict(zip(tests, stats.holm_adjust([t.p_value for t in tests.values()]), strict=True)) if tests else {}
     bands = _rank_bands(lines)
 
