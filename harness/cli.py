@@ -78,6 +78,8 @@ def add_compare_parser(commands) -> None:
                                         "n-grpo and dgpo on the sandbox. A killed compare resumes.")
     p.add_argument("--variants", default="grpo,n-grpo,dgpo",
                    help="comma-separated variants, or 'all' (see `harness list variants`)")
+    p.add_argument("--baseline", help="row the paired differences are measured against: a variant or "
+                                      "'warm start' (default: the first variant)")
     p.add_argument("--model", default="sandbox", help="starting model: alias or local directory")
     p.add_argument("--train-task", default="sandbox-train", help="task whose problems are trained on")
     p.add_argument("--eval-tasks", type=_name_list, default=("sandbox",), help="comma-separated eval tasks")
@@ -105,8 +107,11 @@ def run_compare_command(args) -> int:
     from harness.registry import parse_name_list
     from trainers.base import VARIANTS
 
+    variants = parse_name_list(args.variants, VARIANTS)
+    if args.variants.strip() == "all":  # grpo first: the baseline every other variant is tested against
+        variants = ["grpo", *(v for v in variants if v != "grpo")]
     config = CompareConfig(
-        variants=tuple(parse_name_list(args.variants, VARIANTS)), model=args.model, train_task=args.train_task,
+        variants=tuple(variants), model=args.model, train_task=args.train_task, baseline=args.baseline,
         eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,
         limit=args.limit, max_new_tokens=args.max_new_tokens, out=args.out, name=args.name,
         leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set),

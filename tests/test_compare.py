@@ -41,6 +41,28 @@ def test_compare_trains_each_variant_within_budget_and_renders_a_leaderboard(unt
     assert "| dgpo |" in (tmp_path / "again.md").read_text()
 
 
+@pytest.mark.slow
+def test_every_registered_variant_trains_within_one_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path):
+    from trainers.base import VARIANTS
+
+    budget = 64
+    assert main(["compare", "--model", str(untrained_model_dir), "--out", str(tmp_path / "runs"),
+                 "--leaderboard-dir", str(tmp_path / "boards"), "--name", "all", "--variants", "all",
+                 "--budget", f"rollouts={budget}", "--set", "all.prompts_per_step=4", "--set", "all.group_size=4",
+                 "--set", "all.max_new_tokens=12", "--n", "2", "--k", "1,2", "--limit", "4", "--quiet"]) == 0
+    rows = tmp_path / "runs"
+    assert len(VARIANTS.names()) >= 17
+    for variant in VARIANTS.names():
+        train = rows / f"{variant}-seed0" / "train"
+        ledger = json.loads((train / "ledger.json").read_text())
+        assert ledger["steps_trained"] >= 1, variant
+        assert ledger["consumed"]["rollouts"] <= budget, (variant, ledger)
+        assert (train / "checkpoint.pt").is_file() and (train / "final" / "model.safetensors").is_file(), variant
+    board = (tmp_path / "boards" / "all.md").read_text()
+    assert "Δ pass@1 vs grpo" in board  # with --variants all, every variant is tested against grpo
+    assert all(f"| {variant} |" in board for variant in VARIANTS.names())
+
+
 def test_compare_refuses_a_directory_trained_under_other_settings(untrained_model_dir, tmp_path, capsys):
     assert run(untrained_model_dir, tmp_path, "--variants", "grpo") == 0
     assert run(untrained_model_dir, tmp_path, "--variants", "grpo", "--set", "grpo.lr=1e-2") == 2
@@ -48,7 +70,8 @@ def test_compare_refuses_a_directory_trained_under_other_settings(untrained_mode
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--variants", "grpo,ppo"], "unknown variant 'ppo'; known variants: dapo, dgpo, dr-grpo, grpo, n-grpo"),
+    (["--variants", "grpo,ppo"], "unknown variant 'ppo'; known variants: a-grae, dapo, dgpo, disco, dr-grpo"),
+    (["--variants", "grpo,dgpo", "--baseline", "dapo"], "--baseline 'dapo' is not a row of this compare"),
     (["--variants", "grpo", "--set", "grpo.temprature=1"], "no field 'temprature'"),
     (["--variants", "grpo", "--set", "dgpo.lr=1"], "not among --variants"),
     (["--variants", "grpo", "--budget", "epochs=3"], "expected NAME=VALUE"),

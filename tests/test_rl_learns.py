@@ -22,4 +22,5 @@ def test_grpo_beats_the_warm_start_on_sampled_pass_at_1_under_the_default_budget
     test = paired_tests([run / "warm-start", run / "grpo-seed0"], baseline="warm start")["grpo"]
     assert test.difference > 0 and test.p_value < 0.05, test
     table = (tmp_path / "leaderboards" / "sandbox.md").read_text()
-    assert f"{100 * test.difference:+.1f} [" in table  # the leaderboard shows the same paired difference
+    # The leaderboard's baseline is the first variant, grpo: the warm-start row shows the same difference, negated.
+    assert "| warm start | 1 |" in table and f"{-100 * test.difference:+.1f} [" in table

@@ -1,4 +1,22 @@
 """The GRPO skeleton and one module per variant (../shared/docs/variants.md). Importing the package registers
 the built-in variants in `trainers.base.VARIANTS`."""
 
-from trainers import dapo, dgpo, dr_grpo, grpo, n_grpo  # noqa: F401
+from trainers import (  # noqa: F401
+    a_grae,
+    dapo,
+    dgpo,
+    disco,
+    dr_grpo,
+    gdpo,
+    grpo,
+    grpo_lead,
+    mc_grpo,
+    n_grpo,
+    ngrpo,
+    prompt_aug,
+    prompt_gdro,
+    r3,
+    reflection,
+    rollout_gdro,
+    unlikeliness,
+)

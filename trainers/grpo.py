@@ -25,7 +25,7 @@ from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic
 from harness.task import Problem
 from trainers import algos
-from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed, group_rows
+from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
 from trainers.rollout import Mixing, RolloutBatch, sample, token_logprobs
 
 CHECKPOINT = "checkpoint.pt"
@@ -136,30 +136,41 @@ class GRPOTrainer:
     # ------------------------------------------------------------------------------------- the step
 
     def generate_groups(self, problems: list[Problem], round_index: int = 0) -> Groups:
-        """Roll out G samples per question, grade them, and charge the ledger for every sequence."""
-        g = self.config.group_size
-        prompts = [self.prompt(p) for p in problems for _ in range(g)]
-        batch = self.rollout(prompts, derived_seed(self.seed, "rollout", self.step, round_index))
-        texts = []
-        for row in range(batch.response_ids.shape[0]):
-            ids = batch.response_ids[row, : int(batch.response_mask[row].sum())].tolist()
-            texts.append(cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), DEFAULT_STOP)[0])
-        answers = [extract(t, self.answer_format) for t in texts]
-        verdicts = self.pool.grade([(self.grader, p.golds, a)
-                                    for p, a in zip([p for p in problems for _ in range(g)], answers, strict=True)])
-        accuracy = torch.tensor(verdicts, dtype=torch.float32).view(len(problems), g)
-        self.ledger.add(Ledger(prompts=len(problems), rollouts=len(prompts), tokens=int(batch.lengths.sum())))
+        """Roll out `rollouts_per_prompt` samples per question, grade them, and charge the ledger for every
+        sequence."""
+        g = self.rollouts_per_prompt(self.config)
+        batch, texts, answers, correct = self.generate_and_grade(problems, [g] * len(problems), round_index)
+        accuracy = correct.view(len(problems), g)
         groups = Groups(problems, batch, texts, answers, accuracy, accuracy)
         groups.rewards, groups.components = self.reward(groups)
         if not torch.isfinite(groups.rewards).all():
             raise TrainingError(f"non-finite reward at step {self.step}; {self._kept_message()}")
         return groups
 
+    def generate_and_grade(self, problems: list[Problem], sizes: list[int], round_index: int = 0):
+        """`sizes[i]` rollouts of question i in one rollout call, graded and charged to the ledger:
+        (batch, texts, answers, correctness [sum(sizes)]), rows question after question."""
+        rows = [p for p, size in zip(problems, sizes, strict=True) for _ in range(size)]
+        batch = self.rollout([self.prompt(p) for p in rows], derived_seed(self.seed, "rollout", self.step, round_index))
+        texts = []
+        for row in range(batch.response_ids.shape[0]):
+            ids = batch.response_ids[row, : int(batch.response_mask[row].sum())].tolist()
+            texts.append(cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), DEFAULT_STOP)[0])
+        answers = [extract(t, self.answer_format) for t in texts]
+        verdicts = self.pool.grade([(self.grader, p.golds, a) for p, a in zip(rows, answers, strict=True)])
+        self.ledger.add(Ledger(prompts=len(problems), rollouts=len(rows), tokens=int(batch.lengths.sum())))
+        return batch, texts, answers, torch.tensor(verdicts, dtype=torch.float32)
+
     @staticmethod
-    def round_cost(config: GRPOConfig, max_new_tokens: int, num_prompts: int, first: bool = True) -> Ledger:
+    def rollouts_per_prompt(config: GRPOConfig) -> int:
+        """Sequences generated per question (MC-GRPO generates one more than it trains)."""
+        return config.group_size
+
+    @classmethod
+    def round_cost(cls, config: GRPOConfig, max_new_tokens: int, num_prompts: int, first: bool = True) -> Ledger:
         """Worst-case cost of one generation round (every sequence runs to max_new_tokens), plus the step's
         optimizer updates when it is the step's first round."""
-        rollouts = num_prompts * config.group_size
+        rollouts = num_prompts * cls.rollouts_per_prompt(config)
         return Ledger(steps=config.ppo_epochs * config.minibatches if first else 0, prompts=num_prompts,
                       rollouts=rollouts, tokens=rollouts * (config.max_new_tokens or max_new_tokens))
 
@@ -176,7 +187,8 @@ class GRPOTrainer:
             raise TrainingError(
                 f"the budget {limits} cannot pay for one step of {cls.name}: a step costs {cost.steps} optimizer "
                 f"update(s), {cost.prompts} prompts, {cost.rollouts} rollouts and up to {cost.tokens} tokens "
-                f"({cost.prompts} prompts x G={config.group_size} x {config.max_new_tokens or max_new_tokens} "
+                f"({cost.prompts} prompts x {cls.rollouts_per_prompt(config)} rollouts x "
+                f"{config.max_new_tokens or max_new_tokens} "
                 "max new tokens); raise the budget or lower prompts_per_step")
 
     def collect(self) -> Groups | None:
@@ -195,7 +207,7 @@ class GRPOTrainer:
     def update(self, groups: Groups) -> dict:
         """Advantages, then mu epochs of minibatch updates; returns the step's statistics."""
         cfg = self.config
-        advantages = self.advantage(groups).reshape(-1).to(groups.batch.response_ids.device)
+        advantages = self.step_advantages(groups).to(groups.batch.response_ids.device)
         batch = groups.batch
         mask = batch.response_mask.float()
         with torch.no_grad():
@@ -214,7 +226,7 @@ class GRPOTrainer:
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "minibatch", self.step, epoch))
             order = torch.randperm(num_groups, generator=generator) if cfg.minibatches > 1 else torch.arange(num_groups)
             for chunk in torch.tensor_split(order, cfg.minibatches):
-                rows = group_rows(chunk, groups.group_size)
+                rows = groups.rows(chunk)
                 sub = batch.select(rows)
                 logp, entropy = self.forward(sub, with_entropy=True)
                 old = old_logp[rows] if old_logp is not None else logp.detach()
@@ -228,6 +240,8 @@ class GRPOTrainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 self.optimizer.step()
                 self.ledger.steps += 1
+                self.observe_minibatch(rows, logp.detach(), old, advantages[rows], mask[rows],
+                                       None if kl is None else kl.detach())
                 sub_mask = mask[rows]
                 losses.append(loss.item())
                 entropies.append(float((entropy * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
@@ -235,7 +249,20 @@ class GRPOTrainer:
                     kls.append(float((kl.detach() * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
         self.model.eval()
         return {"loss": sum(losses) / len(losses), "entropy": sum(entropies) / len(entropies),
-                "kl": sum(kls) / len(kls) if kls else None}
+                "kl": sum(kls) / len(kls) if kls else None, **self.after_update(groups)}
+
+    def step_advantages(self, groups: Groups) -> torch.Tensor:
+        """Per-row advantages [rows] of the step's groups: the advantage hook, flattened (GDRO applies it
+        part by part to groups of different sizes)."""
+        return self.advantage(groups).reshape(-1)
+
+    def observe_minibatch(self, rows, logp, old_logp, advantages, mask, kl) -> None:
+        """Called after each minibatch update with what its loss saw (detached); GDRO's adversaries learn
+        from it."""
+
+    def after_update(self, groups: Groups) -> dict:
+        """Runs once the step's updates are done; returns extra figures for the step's log record."""
+        return {}
 
     def _set_learning_rate(self) -> None:
         lr = self.config.lr * min(1.0, (self.ledger.steps + 1) / max(1, self.config.warmup_steps))

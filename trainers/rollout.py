@@ -198,10 +198,13 @@ def _trimmed(batch: RolloutBatch) -> RolloutBatch:
 def _score(model, batch: RolloutBatch, temperature: float, with_entropy: bool):
     table = model.get_input_embeddings().weight
     prompt_len = batch.prompt_ids.shape[1]
-    inputs = table[torch.cat([batch.prompt_ids, batch.response_ids], dim=1)]
+    # F.embedding, not table[ids]: its backward on CPU is deterministic, while advanced indexing accumulates
+    # the rows' gradients from several threads in any order (measured: resumed runs drifted by ~1e-8).
+    inputs = torch.nn.functional.embedding(torch.cat([batch.prompt_ids, batch.response_ids], dim=1), table)
     if batch.candidates is not None:
         # The input after response token t is the stored blend, rebuilt from the current table.
-        blended = (batch.weights[..., None].to(table.dtype) * table[batch.candidates]).sum(dim=-2)
+        blended = (batch.weights[..., None].to(table.dtype)
+                   * torch.nn.functional.embedding(batch.candidates, table)).sum(dim=-2)
         inputs = torch.cat([inputs[:, :prompt_len], blended], dim=1)
     attention = torch.cat([batch.prompt_mask, batch.response_mask], dim=1)
     out = model(inputs_embeds=inputs, attention_mask=attention, position_ids=_positions(attention))

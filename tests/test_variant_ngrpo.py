@@ -1,0 +1,159 @@
+"""NGRPO, Negative-enhanced GRPO (variants.md §8; not N-GRPO's neighbour mixing): the spec's numbers and the
+std convention they pin down, the asymmetric clip and token-mean loss, the all-correct filter, and a short
+training run. Small random-weight model, so every test takes seconds."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.budget import Budget
+from harness.prompts import TEMPLATES
+from harness.task import TASKS
+from trainers import algos
+from trainers.base import VARIANTS, apply_overrides, field_docs
+from trainers.catalog import overridden_hooks
+from trainers.grpo import CHECKPOINT, TRAIN_LOG
+from trainers.n_grpo import NGRPOTrainer
+from trainers.ngrpo import (
+    NegativeEnhancedGRPOConfig,
+    NegativeEnhancedGRPOTrainer,
+    not_all_correct,
+    virtual_max_advantages,
+)
+
+
+def approx(values, abs=1e-4):
+    return pytest.approx(values, abs=abs)
+
+
+class AlternatingPool:
+    """Grades every third request right, so that groups carry signal even from a random-weight model."""
+
+    def grade(self, requests):
+        return [i % 3 == 0 for i in range(len(requests))]
+
+
+class ConstantPool:
+    def __init__(self, verdict):
+        self.verdict = verdict
+
+    def grade(self, requests):
+        return [self.verdict] * len(requests)
+
+
+@pytest.fixture(scope="module")
+def train_problems():
+    return TASKS.get("sandbox-train").load(None).problems[:200]
+
+
+def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
+    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
+                 "lr": 1e-3, "warmup_steps": 1, **overrides}
+    config = apply_overrides(cls.Config(), overrides)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
+               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
+               pool=pool or AlternatingPool())
+
+
+def read_log(run_dir):
+    return [json.loads(line) for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------------------- spec numbers
+
+
+def test_all_wrong_group_gets_a_negative_advantage():
+    assert virtual_max_advantages(torch.zeros(1, 4))[0].tolist() == approx([-0.4472] * 4)
+
+
+def test_one_right_of_four_against_grpo():
+    rewards = torch.tensor([[1.0, 0, 0, 0]])
+    assert virtual_max_advantages(rewards)[0].tolist() == approx([1.0954, -0.7303, -0.7303, -0.7303])
+    grpo = [1.5, -0.5, -0.5, -0.5]
+    assert virtual_max_advantages(rewards, virtual_samples=0)[0].tolist() == approx(grpo)
+    assert algos.grpo_advantages(rewards)[0].tolist() == approx(grpo)
+
+
+def test_published_worked_example_pins_the_unbiased_std():
+    rewards = torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 0]])
+    unbiased = virtual_max_advantages(rewards)[0]
+    assert unbiased[[0, 1]].tolist() == approx([1.7638, -0.5040])
+    assert algos.grpo_advantages(rewards)[0, [0, 1]].tolist() == approx([2.4749, -0.3536])
+    population = virtual_max_advantages(rewards, unbiased_std=False)[0]
+    assert population[0].item() != approx(1.7638, abs=0.05)
+
+
+def test_all_correct_group_still_gets_zero():
+    assert virtual_max_advantages(torch.ones(1, 4)).abs().max().item() < 1e-6
+
+
+def test_filter_drops_only_all_correct_groups():
+    accuracy = torch.tensor([[1.0, 1, 1, 1], [0, 0, 0, 0], [1, 0, 1, 0]])
+    assert not_all_correct(accuracy).tolist() == [False, True, True]
+
+
+# ------------------------------------------------------------------------------------- trainer hooks
+
+
+def test_defaults_and_the_virtual_reward_follows_the_format_bonus():
+    config = NegativeEnhancedGRPOConfig()
+    assert (config.eps_low, config.eps_high, config.loss_aggregation) == (0.16, 0.24, "token-mean")
+    assert config.virtual_reward == 1.0
+    assert NegativeEnhancedGRPOConfig(format_reward=0.5).virtual_reward == 1.5
+    assert NegativeEnhancedGRPOConfig(format_reward=0.5, max_reward=2.0).virtual_reward == 2.0
+    with pytest.raises(ValueError, match="virtual_samples"):
+        NegativeEnhancedGRPOConfig(virtual_samples=-1)
+
+
+def test_loss_clips_asymmetrically_and_averages_over_tokens(untrained_model_dir, tmp_path, train_problems):
+    trainer = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path, train_problems,
+                           Budget(steps=1))
+    # Sequence 0: 2 tokens at ratio 1.3 with A = +1 (capped at 1 + eps_high); sequence 1: 4 tokens at ratio 0.7
+    # with A = -1 (floored at 1 - eps_low). Token-mean weighs the longer sequence twice as much.
+    old = torch.zeros(2, 4)
+    logp = torch.log(torch.tensor([[1.3] * 4, [0.7] * 4]))
+    mask = torch.tensor([[1.0, 1, 0, 0], [1, 1, 1, 1]])
+    loss = trainer.loss(logp, old, torch.tensor([1.0, -1.0]), mask, None)
+    expected = (2 * -(1 + 0.24) + 4 * (1 - 0.16)) / 6
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_all_wrong_groups_are_trained_and_all_correct_ones_dropped(untrained_model_dir, tmp_path, train_problems):
+    wrong = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path / "wrong", train_problems,
+                         Budget(steps=1), pool=ConstantPool(False), max_new_tokens=4, track_kl=False)
+    wrong.train()
+    record = read_log(tmp_path / "wrong")[0]
+    assert record["groups_trained"] == 2 and record["loss"] != 0
+    right = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path / "right", train_problems,
+                         Budget(steps=1), pool=ConstantPool(True), max_new_tokens=4, track_kl=False)
+    ledger = right.train()
+    assert read_log(tmp_path / "right")[0]["groups_trained"] == 0
+    assert (ledger.steps, ledger.rollouts) == (1, 8)  # dropped groups are still paid for
+
+
+def test_registered_apart_from_n_grpo_with_documented_config():
+    assert VARIANTS.get("ngrpo") is NegativeEnhancedGRPOTrainer
+    assert VARIANTS.get("n-grpo") is NGRPOTrainer
+    assert overridden_hooks(NegativeEnhancedGRPOTrainer) == ["group_filter", "advantage"]
+    docs = field_docs(NegativeEnhancedGRPOConfig)
+    shared = {f.name for f in dataclasses.fields(VARIANTS.get("grpo").Config)}
+    assert all(docs[f.name] for f in dataclasses.fields(NegativeEnhancedGRPOConfig) if f.name not in shared)
+    assert "(ours" in docs["max_reward"]
+
+
+def test_trains_two_steps_inside_the_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
+    trainer = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path, train_problems,
+                           Budget(steps=2))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    ledger = trainer.train()
+    assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (2, 16, 4, "steps")
+    assert (tmp_path / CHECKPOINT).is_file()
+    assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["steps"] == 2
+    log = read_log(tmp_path)
+    assert [r["step"] for r in log] == [1, 2] and all(r["loss"] is not None for r in log)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))

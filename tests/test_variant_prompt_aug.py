@@ -1,0 +1,164 @@
+"""Prompt augmentation (variants.md §17): the spec's reward examples, the per-question seeded template draw, the
+rendering, and a short training run on a random-weight model that resumes to the same numbers."""
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.budget import Budget
+from harness.extraction import extract
+from harness.grading import grade
+from harness.prompts import TEMPLATES
+from harness.task import TASKS, Problem
+from trainers.base import Groups, apply_overrides
+from trainers.grpo import CHECKPOINT, TRAIN_LOG, GRPOTrainer
+from trainers.prompt_aug import PAPER_TEMPLATES, PromptAugConfig, PromptAugTrainer, template_pool
+from trainers.rollout import RolloutBatch
+
+OPEN_R1_COMPLETION = "<think>\nx\n</think>\n<answer>\n\\boxed{2}\n</answer>"
+
+
+class AlternatingPool:
+    """Grades every third request right, so that groups carry signal even from a random-weight model."""
+
+    def grade(self, requests):
+        return [i % 3 == 0 for i in range(len(requests))]
+
+
+@pytest.fixture(scope="module")
+def train_problems():
+    return TASKS.get("sandbox-train").load(None).problems[:200]
+
+
+def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
+    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
+                 "lr": 1e-3, "warmup_steps": 1, **overrides}
+    config = apply_overrides(cls.Config(), overrides)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
+               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
+               pool=pool or AlternatingPool())
+
+
+def graded_groups(problem, texts) -> Groups:
+    """One group of `texts` for `problem`, extracted and graded as the trainer does."""
+    answers = [extract(t, "boxed") for t in texts]
+    accuracy = torch.tensor([[float(grade("math", problem.golds, a)) for a in answers]])
+    rows = len(texts)
+    batch = RolloutBatch(torch.ones(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
+                         torch.ones(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
+                         torch.zeros(rows, 1), torch.zeros(rows, dtype=torch.bool))
+    return Groups([problem], batch, texts, answers, accuracy, accuracy)
+
+
+def test_spec_open_r1_reward(untrained_model_dir, tmp_path, train_problems):
+    trainer = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+                           templates="open-r1")
+    problem = Problem(id="one-plus-one", problem="1+1=?", golds=("2",))
+    missing_close = OPEN_R1_COMPLETION.removesuffix("\n</answer>")
+    total, components = trainer.reward(graded_groups(problem, [OPEN_R1_COMPLETION, missing_close]))
+    assert components["accuracy"][0].tolist() == [1.0, 1.0]
+    assert total[0].tolist() == pytest.approx([2.0, 1.75])
+
+
+def test_spec_final_answer_phrase_exactly_once():
+    rule = PAPER_TEMPLATES["lm_eval_prompt4"].format_score
+    assert rule("The final answer is: \\boxed{2}") == 1.0
+    assert rule("The final answer is: 3. The final answer is: \\boxed{2}") == 0.0
+    assert rule("\\boxed{2}") == 0.0
+
+
+def test_teacher_templates_score_the_tags_they_leave_to_the_model():
+    open_r1 = PAPER_TEMPLATES["open-r1-teacher"].format_score
+    completion = OPEN_R1_COMPLETION.removeprefix("<think>\n")
+    assert open_r1(completion) == pytest.approx(1.0)
+    assert open_r1(completion.removesuffix("\n</answer>")) == pytest.approx(2 / 3)
+    deepseek = PAPER_TEMPLATES["deepseek-r1"].format_score
+    assert deepseek("<think>a</think><answer>\\boxed{2}</answer>") == 1.0
+    assert deepseek("<think>a</think><answer>b</answer><answer>\\boxed{2}</answer>") == 0.5  # twice is not once
+    reflective = PAPER_TEMPLATES["reflective_prompt-teacher"].format_score
+    assert reflective("2+2=4\n</solution>\n<check>\nLet's verify step by step: ok</check>") == pytest.approx(1.0)
+    assert PAPER_TEMPLATES["abel"].format_score("anything") == 1.0
+
+
+def test_one_template_per_question_draw(untrained_model_dir, tmp_path, train_problems):
+    trainer = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1))
+    drawn = [trainer.template_for(p).name for p in train_problems]
+    counts = Counter(drawn)
+    assert set(counts) == set(PAPER_TEMPLATES) and max(counts.values()) < 40  # uniform over 13: ~15 each
+    # A fresh trainer with the same seed (a resumed run) at the same step draws the same templates.
+    again = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1))
+    assert [again.template_for(p).name for p in train_problems] == drawn
+    # The next step (the question's next draw) is drawn afresh.
+    again.step = 1
+    assert sum(a != b for a, b in zip([again.template_for(p).name for p in train_problems], drawn, strict=True)) > 100
+    # Every rollout of a group sees its question's template, whatever the rollout index.
+    groups = trainer.generate_groups(train_problems[:3])
+    prompts = groups.batch.prompt_ids.view(3, 4, -1)
+    assert all(torch.equal(prompts[i, 0], prompts[i, j]) for i in range(3) for j in range(4))
+    assert all(PAPER_TEMPLATES[drawn[i]].render(train_problems[i].problem) == trainer.prompt(train_problems[i])
+               for i in range(3))
+
+
+def test_plain_alone_renders_as_grpo(untrained_model_dir, tmp_path, train_problems):
+    aug = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path / "a", train_problems, Budget(steps=1),
+                       templates="plain")
+    grpo = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "g", train_problems, Budget(steps=1))
+    assert [aug.prompt(p) for p in train_problems[:5]] == [grpo.prompt(p) for p in train_problems[:5]]
+    assert template_pool("r1_think")[0].format_score("<think>a</think><answer>b</answer>") == 1.0
+
+
+def test_chat_rendering_has_the_system_turn_and_the_assistant_prefix(untrained_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(untrained_model_dir)
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    rendered = PAPER_TEMPLATES["open-r1-teacher"].render("1+1=?", tokenizer)
+    assert rendered.startswith("<|system|>Think about the reasoning process")
+    assert rendered.endswith("<|user|>1+1=?\n<|assistant|><think>\n")
+    assert "\\boxed{} inside the answer" in rendered  # literal braces survive the formatting
+
+
+def test_unknown_or_empty_template_list_says_what_is_known():
+    with pytest.raises(ValueError, match=r"templates: unknown template 'abel2'.*open-r1-teacher.*plain"):
+        apply_overrides(PromptAugConfig(), {"templates": "paper,abel2"})
+    with pytest.raises(ValueError, match="templates"):
+        apply_overrides(PromptAugConfig(), {"templates": " , "})
+    with pytest.raises(ValueError, match="format_reward"):
+        apply_overrides(PromptAugConfig(), {"format_reward": "-1"})
+    assert len(template_pool("paper,plain,abel")) == 14
+
+
+class RecordingPrompts(PromptAugTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def prompt(self, problem):
+        rendered = super().prompt(problem)
+        self.seen.append((self.step, problem, rendered))
+        return rendered
+
+
+def test_two_steps_within_the_budget_and_a_resumed_run_draws_the_same(untrained_model_dir, tmp_path,
+                                                                       train_problems):
+    # 2 prompts x G=4 = 8 rollouts a step: the first run pays for one step, the resumed one for a second.
+    first = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=8))
+    assert first.train().steps == 1
+    before = {k: v.clone() for k, v in first.model.state_dict().items()}
+    resumed = make_trainer(RecordingPrompts, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=20))
+    ledger = resumed.train()
+    assert (ledger.steps, ledger.rollouts, resumed.stopped_by) == (2, 16, "rollouts")
+    assert ledger.tokens <= 16 * 12
+    assert (tmp_path / CHECKPOINT).is_file()
+    assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["rollouts"] == 16
+    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(r["loss"] is not None for r in log)
+    assert any(not torch.equal(before[k], v) for k, v in resumed.model.state_dict().items())
+    # The resumed run rendered its step with the templates the uninterrupted run draws at that step (the first
+    # trainer stands at step 1 too): the draw is a function of (seed, step, question), the step is checkpointed.
+    assert len(resumed.seen) == 2 * 4 and {step for step, _, _ in resumed.seen} == {1}
+    assert all(rendered == first.prompt(problem) for _, problem, rendered in resumed.seen)

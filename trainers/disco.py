@@ -1,0 +1,125 @@
+"""DisCO, Discriminative Constrained Optimization (arXiv 2505.12366; variants.md §13).
+
+The clipped group-relative objective is replaced by a per-question discriminative one on a length-normalised
+score s(o) (log-L: mean token log-prob; L-ratio: mean token ratio to pi_old). Correct samples are the
+positives O+, wrong ones the negatives O-:
+- DisCO-b: J_q = mean_{O+} s - mean_{O-} s;
+- DisCO (DRO over negatives): J_q = mean_{O+} s - tau * log mean_{O-} exp(s / tau), so the gradient weights
+  negatives by softmax(s / tau) and hard negatives count more.
+Questions with no positive or no negative give J_q = 0 but still count in the 1/|Q| mean. Instead of clipping,
+a squared-hinge trust region: loss = -J + beta/2 * [KL - delta]_+^2, KL the k1 token-mean of
+log pi_old - log pi_theta over the minibatch. No clipping (eps_low, eps_high, dual_clip and loss_aggregation
+are unused), no reference model.
+
+The advantage hook gives each sample its label (+1 correct, -1 wrong); the loss hook regroups its minibatch
+rows by G, which holds because the skeleton's minibatches are whole groups in group order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainers import algos
+from trainers.base import VARIANTS, Groups, GRPOConfig
+from trainers.grpo import GRPOTrainer
+
+SCORES = ("log-l", "l-ratio")
+OBJECTIVES = ("disco", "disco-b")
+
+
+def sequence_scores(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
+                    score: str) -> torch.Tensor:
+    """s(o) [B]: the token mean of log pi_theta (log-L) or of the ratio pi_theta / pi_old (L-ratio)."""
+    per_token = logp if score == "log-l" else torch.exp(algos.log_ratio(logp, old_logp))
+    return (per_token * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
+
+
+def discriminative_objective(scores: torch.Tensor, labels: torch.Tensor,
+                             tau: float | None = None) -> torch.Tensor:
+    """J_q [N] from scores and labels [N, G] (> 0 positive, < 0 negative): DisCO-b when `tau` is None, else
+    DisCO's log-mean-exp over the negatives at temperature tau. 0 for a group lacking either side."""
+    positive, negative = labels > 0, labels < 0
+    num_positive = positive.sum(dim=-1).clamp(min=1).to(scores.dtype)
+    num_negative = negative.sum(dim=-1).clamp(min=1).to(scores.dtype)
+    valid = positive.any(dim=-1) & negative.any(dim=-1)
+    positive_term = (scores * positive).sum(dim=-1) / num_positive
+    if tau is None:
+        negative_term = (scores * negative).sum(dim=-1) / num_negative
+    else:
+        logits = torch.where(negative, scores / tau, torch.full_like(scores, float("-inf")))
+        # A group without negatives would take the log-sum-exp of nothing (-inf, and a NaN gradient through
+        # the masked branch); it is zeroed below, so any finite logits do.
+        logits = torch.where(valid[:, None], logits, torch.zeros_like(scores))
+        negative_term = tau * (torch.logsumexp(logits, dim=-1) - torch.log(num_negative))
+    return torch.where(valid, positive_term - negative_term, torch.zeros_like(positive_term))
+
+
+def squared_hinge_penalty(kl: torch.Tensor, beta: float, delta: float) -> torch.Tensor:
+    """beta/2 * [KL - delta]_+^2. The code writes it as max(beta (KL - delta), 0).detach() * KL: the same
+    gradient, beta [KL - delta]_+ on KL; this form also has the penalty's value."""
+    return beta / 2 * torch.relu(kl - delta) ** 2
+
+
+@dataclass(frozen=True)
+class DisCOConfig(GRPOConfig):
+    # Minibatch updates per rollout batch (1 PPO epoch): the paper's 128 questions a step in minibatches of
+    # 32, kept as a ratio (ours). With a single update pi_old = pi_theta throughout, the trust region never binds
+    # and L-ratio scores are all 1.
+    minibatches: int = 4
+    # The score s(o): "log-l" (mean token log-prob) or "l-ratio" (mean token ratio to pi_old). The spec names
+    # no default; log-L, the first it gives, is ours.
+    score: str = "log-l"
+    # "disco" (log-mean-exp over negatives, hard negatives weigh more) or "disco-b" (plain mean).
+    objective: str = "disco"
+    # tau of DisCO's log-mean-exp; None takes the score's own: 10 for log-L, 1 for L-ratio.
+    tau: float | None = None
+    # beta of the squared-hinge trust region beta/2 * [KL - delta]_+^2.
+    constraint_beta: float = 1000.0
+    # delta: the KL (k1, token mean over the minibatch) allowed before the penalty starts.
+    constraint_delta: float = 1e-4
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.tau is not None and self.tau <= 0:
+            raise ValueError(f"tau must be > 0 (or None for the score's default), got {self.tau}")
+        if self.constraint_beta < 0 or self.constraint_delta < 0:
+            raise ValueError(f"constraint_beta and constraint_delta must be >= 0, got {self.constraint_beta} "
+                             f"and {self.constraint_delta}")
+
+    def dro_temperature(self) -> float | None:
+        """tau for the objective, None for DisCO-b."""
+        if self.objective == "disco-b":
+            return None
+        if self.tau is not None:
+            return self.tau
+        return 10.0 if self.score == "log-l" else 1.0
+
+
+@VARIANTS.register("disco")
+class DisCOTrainer(GRPOTrainer):
+    name = "disco"
+    paper = "DisCO, Discriminative Constrained Optimization (arXiv 2505.12366)"
+    status = "[code]"
+    Config = DisCOConfig
+
+    def advantage(self, groups: Groups) -> torch.Tensor:
+        # Labels from correctness, the binary signal DisCO needs: a format bonus never makes a wrong answer a
+        # positive (ours).
+        return 2 * groups.accuracy - 1
+
+    def loss(self, logp, old_logp, advantages, mask, kl):
+        cfg = self.config
+        scores = sequence_scores(logp, old_logp, mask, cfg.score).view(-1, cfg.group_size)
+        labels = advantages.view(-1, cfg.group_size)
+        objective = discriminative_objective(scores, labels, cfg.dro_temperature())
+        drift = algos.token_mean(old_logp - logp, mask)
+        loss = -objective.mean() + squared_hinge_penalty(drift, cfg.constraint_beta, cfg.constraint_delta)
+        if cfg.kl_beta and kl is not None:  # 0 in DisCO (no reference model); honoured when a run sets it
+            loss = loss + cfg.kl_beta * algos.token_mean(kl, mask)
+        return loss

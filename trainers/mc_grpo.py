@@ -1,0 +1,123 @@
+"""MC-GRPO, median-centred GRPO (arXiv 2601.22582; variants.md §10).
+
+1. Generate G+1 rollouts per question (an odd group when G is even); the ledger charges every one.
+2. Baseline = the group median; scale = the median absolute deviation about it, plus 1e-3. No std.
+3. The rollout that is the median (the pivot, A = 0 by construction) is dropped before the loss, so G
+   samples per question are trained and every aggregation's denominator counts G, not G+1.
+With binary rewards the MAD is 0 in almost every group, so minority samples get |A| = delta_r / 1e-3 (2000
+under the code's {0, 2} reward) and majority samples 0: the official behaviour, kept as the default;
+`mad_floor` is the spec's std fallback for ablations. Ours: among tied medians the first index is the pivot,
+and the training log reports all G+1 samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainers import algos
+from trainers.base import VARIANTS, Groups, GRPOConfig
+from trainers.grpo import GRPOTrainer
+
+
+def median_pivot(rewards: torch.Tensor) -> torch.Tensor:
+    """Index [N] of each group's median rollout. torch.median may return any of several tied indices; the
+    first one is taken (ours) so the choice is reproducible. torch's median of an even count is the lower
+    middle value, as in the official code."""
+    median = rewards.median(dim=-1, keepdim=True).values
+    return (rewards == median).int().argmax(dim=-1)
+
+
+def median_advantages(rewards: torch.Tensor, mad_eps: float = 1e-3, mad_floor: bool = False,
+                      unbiased_std: bool = True) -> torch.Tensor:
+    """(r - median) / (MAD + eps) within each group of G+1; with `mad_floor`, a group whose MAD is 0 is
+    scaled by its std instead (the spec's unconfirmed option)."""
+    centred = rewards - rewards.median(dim=-1, keepdim=True).values
+    scale = centred.abs().median(dim=-1, keepdim=True).values
+    if mad_floor:
+        scale = torch.where(scale == 0, algos.group_std(rewards, unbiased_std), scale)
+    return centred / (scale + mad_eps)
+
+
+def non_pivot_mask(pivot: torch.Tensor, generated: int) -> torch.Tensor:
+    """[N, G+1] bool: True everywhere except at each group's pivot."""
+    keep = torch.ones(len(pivot), generated, dtype=torch.bool, device=pivot.device)
+    return keep.scatter_(1, pivot[:, None], False)
+
+
+def without_pivot(values: torch.Tensor, pivot: torch.Tensor) -> torch.Tensor:
+    """[N, G+1] -> [N, G]: each group's value at `pivot` removed, the others kept in order."""
+    keep = non_pivot_mask(pivot.to(values.device), values.shape[1])
+    return values[keep].view(values.shape[0], values.shape[1] - 1)
+
+
+@dataclass
+class PivotDropped(Groups):
+    """The G trained samples per question. `generated` keeps all G+1: the median and MAD are taken over them,
+    and the training log reports them (under a binary reward the pivot always has the majority value, so
+    logging only the trained ones would bias the accuracy curve towards the minority)."""
+
+    generated: Groups | None = None
+    pivot: torch.Tensor | None = None  # [N] index of each group's pivot among its G+1 rollouts
+
+    @classmethod
+    def from_generated(cls, groups: Groups, pivot: torch.Tensor) -> PivotDropped:
+        rows = torch.nonzero(non_pivot_mask(pivot, groups.group_size).flatten()).flatten()
+        pick = rows.tolist()
+        return cls(groups.problems, groups.batch.select(rows), [groups.texts[i] for i in pick],
+                   [groups.answers[i] for i in pick], without_pivot(groups.accuracy, pivot),
+                   without_pivot(groups.rewards, pivot),
+                   {k: without_pivot(v, pivot) for k, v in groups.components.items()},
+                   generated=groups, pivot=pivot)
+
+
+@dataclass(frozen=True)
+class MCGRPOConfig(GRPOConfig):
+    # k3 KL coefficient of the MATH recipe. With MAD = 0 the advantages (~2000) swamp it.
+    kl_beta: float = 0.04
+    # Reward for a correct answer; the official code's accuracy reward is {0, 2}. Set 1 for the project's
+    # {0, 1} scale in a controlled comparison (variants.md §20).
+    reward_correct: float = 2.0
+    # eps added to the MAD (official code: 1e-3).
+    mad_eps: float = 1e-3
+    # When a group's MAD is 0, scale it by the std of its G+1 rewards (plus mad_eps) instead; the spec's
+    # `mad_floor` option for ablations (ours, unconfirmed). Off = the official behaviour.
+    mad_floor: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mad_eps <= 0:
+            raise ValueError(f"mad_eps must be > 0 (it is the whole denominator when the MAD is 0), "
+                             f"got {self.mad_eps}")
+        if self.reward_correct <= 0:
+            raise ValueError(f"reward_correct must be > 0, got {self.reward_correct}")
+
+
+@VARIANTS.register("mc-grpo")
+class MCGRPOTrainer(GRPOTrainer):
+    name = "mc-grpo"
+    paper = "MC-GRPO, Median-Centered GRPO (arXiv 2601.22582)"
+    status = "[code] + paper abstract"
+    Config = MCGRPOConfig
+
+    def reward(self, groups: Groups):
+        total, components = super().reward(groups)
+        # The skeleton's accuracy term is 1 per correct answer; rescale it to the code's reward.
+        return total + (self.config.reward_correct - 1) * groups.accuracy, components
+
+    def advantage(self, groups: PivotDropped) -> torch.Tensor:
+        cfg = self.config
+        advantages = median_advantages(groups.generated.rewards, cfg.mad_eps, cfg.mad_floor, cfg.unbiased_std)
+        return without_pivot(advantages, groups.pivot)
+
+    @staticmethod
+    def rollouts_per_prompt(config: MCGRPOConfig) -> int:
+        return config.group_size + 1
+
+    def collect(self) -> PivotDropped | None:
+        groups = super().collect()
+        return None if groups is None else PivotDropped.from_generated(groups, median_pivot(groups.rewards))
+
+    def step_stats(self, groups: PivotDropped) -> dict:
+        return super().step_stats(groups.generated)

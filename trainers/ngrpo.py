@@ -1,0 +1,82 @@
+"""NGRPO, Negative-enhanced GRPO (arXiv 2509.18851; variants.md §8). Not N-GRPO (`trainers/n_grpo.py`,
+semantic neighbour mixing in the rollout): this one changes only the advantage, the clip and the filter.
+
+1. Advantage calibration: each group's mean and (unbiased) std are taken over its G real rewards plus one
+   virtual sample with the maximum reward; only the real samples get advantages. An all-wrong group now
+   carries a negative signal instead of A = 0, and every group's mean sits higher, so wrong answers are
+   pushed down harder. The unbiased std is the convention that reproduces the paper's worked example.
+2. Asymmetric clipping: eps_low 0.16, eps_high 0.24.
+3. Only all-correct groups are dropped (all-wrong ones now carry signal); token-mean loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trainers import algos
+from trainers.base import VARIANTS, Groups, GRPOConfig
+from trainers.grpo import GRPOTrainer
+
+
+def virtual_max_advantages(rewards: torch.Tensor, max_reward: float = 1.0, virtual_samples: int = 1,
+                           eps: float = 1e-6, unbiased_std: bool = True) -> torch.Tensor:
+    """(r - mean) / (std + eps) with mean and std over the G rewards plus `virtual_samples` copies of
+    `max_reward`; advantages for the G real samples only. [N, G] -> [N, G]."""
+    virtual = rewards.new_full((rewards.shape[0], virtual_samples), max_reward)
+    augmented = torch.cat([rewards, virtual], dim=-1)
+    mean = augmented.mean(dim=-1, keepdim=True)
+    return (rewards - mean) / (algos.group_std(augmented, unbiased_std) + eps)
+
+
+def not_all_correct(accuracy: torch.Tensor) -> torch.Tensor:
+    """Groups [N] with at least one wrong sample (verl's filter_groups strategy `all_correct`)."""
+    return (accuracy < 1).any(dim=-1)
+
+
+@dataclass(frozen=True)
+class NegativeEnhancedGRPOConfig(GRPOConfig):
+    # Asymmetric clip (official script): the lower bound 1 - 0.16, which binds for negative advantages, is
+    # tighter than GRPO's...
+    eps_low: float = 0.16
+    # ...and the upper bound 1 + 0.24, which binds for positive advantages, looser.
+    eps_high: float = 0.24
+    # verl masked_mean over the tokens of the minibatch.
+    loss_aggregation: str = "token-mean"
+    # r_max of the virtual sample. None: the reward's own maximum, 1 + format_reward (ours; the paper uses 1,
+    # the maximum of its {0, 1} reward).
+    max_reward: float | None = None
+    # How many virtual maximum-reward samples enter each group's mean and std (add_max_reward_num; paper: 1).
+    # 0 gives plain GRPO advantages.
+    virtual_samples: int = 1
+    # Drop all-correct groups (A = 0 even with the virtual sample); all-wrong groups are kept. Dropped groups
+    # are not replaced by new generations (ours: whether the official run regenerates them is unconfirmed).
+    drop_all_correct: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.virtual_samples < 0:
+            raise ValueError(f"ngrpo: virtual_samples must be >= 0, got {self.virtual_samples}")
+
+    @property
+    def virtual_reward(self) -> float:
+        return self.max_reward if self.max_reward is not None else 1.0 + max(0.0, self.format_reward)
+
+
+@VARIANTS.register("ngrpo")
+class NegativeEnhancedGRPOTrainer(GRPOTrainer):
+    name = "ngrpo"
+    paper = "NGRPO: Negative-enhanced GRPO (arXiv 2509.18851)"
+    status = "[code+paper(abstract)]"
+    Config = NegativeEnhancedGRPOConfig
+
+    def group_filter(self, groups: Groups) -> torch.Tensor:
+        if not self.config.drop_all_correct:
+            return super().group_filter(groups)
+        return not_all_correct(groups.accuracy)
+
+    def advantage(self, groups: Groups) -> torch.Tensor:
+        cfg = self.config
+        return virtual_max_advantages(groups.rewards, cfg.virtual_reward, cfg.virtual_samples, cfg.advantage_eps,
+                                      cfg.unbiased_std)
