@@ -69,6 +69,10 @@ class GRPOConfig:
     track_kl: bool = True
     # Save the whole trainer state every this many steps (and at the end).
     checkpoint_every: int = 20
+    # Prefix Grouper (variants.md §18): the training forwards encode each group's prompt once and score its G
+    # responses against the cached keys/values. Same log-probs and gradients up to float rounding
+    # (tests/test_prefix_grouper.py); faster when prompts are long against responses (perf/prefix_grouper.py).
+    prefix_grouper: bool = False
     # --- GRPO mechanism (paper / verl) ---
     eps_low: float = 0.2
     eps_high: float = 0.2

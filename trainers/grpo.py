@@ -26,6 +26,7 @@ from harness.runstore import write_json_atomic
 from harness.task import Problem
 from trainers import algos
 from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
+from trainers.prefix_grouper import prefix_grouped_logprobs
 from trainers.rollout import Mixing, RolloutBatch, sample, token_logprobs
 
 CHECKPOINT = "checkpoint.pt"
@@ -124,7 +125,12 @@ class GRPOTrainer:
         return aggregate(per_token, mask, max_length=self.max_new_tokens)
 
     def forward(self, batch: RolloutBatch, with_entropy: bool = False):
-        return token_logprobs(self.model, batch, self.config.temperature, with_entropy)
+        return self.scorer(self.model, batch, self.config.temperature, with_entropy)
+
+    @property
+    def scorer(self):
+        """Log-probs of a batch under a model: the standard forward, or Prefix Grouper's (prompt encoded once)."""
+        return prefix_grouped_logprobs if self.config.prefix_grouper else token_logprobs
 
     def state_dict(self) -> dict:
         """State a variant keeps across steps (GDRO's scores, R3's buffer); checkpointed with the rest."""
@@ -212,7 +218,7 @@ class GRPOTrainer:
         mask = batch.response_mask.float()
         with torch.no_grad():
             if self.reference is not None:
-                ref_logp, _ = token_logprobs(self.reference, batch, cfg.temperature)
+                ref_logp, _ = self.scorer(self.reference, batch, cfg.temperature)
             # With one epoch and one minibatch the policy has not moved when it is scored, so the ratio is 1 and
             # the scoring forward itself gives old_logp; otherwise old_logp is scored once before any update.
             old_logp = None

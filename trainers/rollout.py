@@ -67,7 +67,7 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
-def _cache_kwarg(model) -> str:
+def cache_kwarg_of(model) -> str:
     # transformers renamed `past_key_values` to `cache` (5.2x) and will drop the old name; accept both.
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
@@ -82,7 +82,14 @@ def _scatter(values: torch.Tensor, rows: torch.Tensor, batch: int, fill, first=N
     return full
 
 
-def _positions(mask: torch.Tensor) -> torch.Tensor:
+def embed(ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Rows of the embedding table for a training forward. F.embedding, not table[ids]: its backward on CPU
+    is deterministic, while advanced indexing accumulates the rows' gradients from several threads in any
+    order (measured: a resumed run drifted from an uninterrupted one by ~1e-8)."""
+    return torch.nn.functional.embedding(ids, table)
+
+
+def position_ids_of(mask: torch.Tensor) -> torch.Tensor:
     # With left padding the first real token sits at position 0, as it would unpadded.
     return (mask.cumsum(dim=-1) - 1).clamp(min=0)
 
@@ -101,8 +108,8 @@ def sample(model, prompt_ids: list[list[int]], *, max_new_tokens: int, temperatu
     mix_draws = torch.Generator(device=device).manual_seed(seed + 1) if mixing else None
 
     attention = prompt_mask
-    positions = _positions(prompt_mask)
-    cache_kwarg = _cache_kwarg(model)
+    positions = position_ids_of(prompt_mask)
+    cache_kwarg = cache_kwarg_of(model)
     out = model(inputs_embeds=table[prompts], attention_mask=attention, position_ids=positions, use_cache=True)
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     # Rows still in the decode batch. Finished rows are dropped from it (and from the KV cache) once a quarter
@@ -173,7 +180,7 @@ def token_logprobs(model, batch: RolloutBatch, temperature: float,
     order = torch.argsort(batch.lengths, stable=True)
     logps, entropies = [], []
     for chunk in torch.split(order, ROWS_PER_FORWARD):
-        part = _trimmed(batch.select(chunk))
+        part = trimmed(batch.select(chunk))
         logp, entropy = _score(model, part, temperature, with_entropy)
         logps.append(torch.nn.functional.pad(logp, (0, width - logp.shape[1])))
         if with_entropy:
@@ -183,7 +190,7 @@ def token_logprobs(model, batch: RolloutBatch, temperature: float,
     return torch.cat(logps)[back], torch.cat(entropies)[back] if with_entropy else None
 
 
-def _trimmed(batch: RolloutBatch) -> RolloutBatch:
+def trimmed(batch: RolloutBatch) -> RolloutBatch:
     """`batch` without the padding columns none of its rows needs (prompts are left-, responses right-padded)."""
     prompt = int(batch.prompt_mask.sum(dim=-1).max())
     response = int(batch.lengths.max())
@@ -198,16 +205,13 @@ def _trimmed(batch: RolloutBatch) -> RolloutBatch:
 def _score(model, batch: RolloutBatch, temperature: float, with_entropy: bool):
     table = model.get_input_embeddings().weight
     prompt_len = batch.prompt_ids.shape[1]
-    # F.embedding, not table[ids]: its backward on CPU is deterministic, while advanced indexing accumulates
-    # the rows' gradients from several threads in any order (measured: resumed runs drifted by ~1e-8).
-    inputs = torch.nn.functional.embedding(torch.cat([batch.prompt_ids, batch.response_ids], dim=1), table)
+    inputs = embed(torch.cat([batch.prompt_ids, batch.response_ids], dim=1), table)
     if batch.candidates is not None:
         # The input after response token t is the stored blend, rebuilt from the current table.
-        blended = (batch.weights[..., None].to(table.dtype)
-                   * torch.nn.functional.embedding(batch.candidates, table)).sum(dim=-2)
+        blended = (batch.weights[..., None].to(table.dtype) * embed(batch.candidates, table)).sum(dim=-2)
         inputs = torch.cat([inputs[:, :prompt_len], blended], dim=1)
     attention = torch.cat([batch.prompt_mask, batch.response_mask], dim=1)
-    out = model(inputs_embeds=inputs, attention_mask=attention, position_ids=_positions(attention))
+    out = model(inputs_embeds=inputs, attention_mask=attention, position_ids=position_ids_of(attention))
     # Position p predicts token p+1: the response is predicted from prompt_len-1 to the second-last input.
     logits = out.logits[:, prompt_len - 1: -1].float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
