@@ -75,8 +75,8 @@ def assert_same(model, batch, rtol, grad_rtol):
 
 
 def duplicated_prompt_logprobs(model, batch, temperature, with_entropy=False):
-    """The spec's reference (a): one forward over [prompt; response] per row, in the model's own precision
-    (`token_logprobs` rounds logits to float32, which would cap a float64 comparison at float32 precision)."""
+    """The spec's reference (a): one plain forward over [prompt; response] per row, in the model's own
+    precision, written independently of both forwards under test."""
     inputs = torch.cat([batch.prompt_ids, batch.response_ids], dim=1)
     attention = torch.cat([batch.prompt_mask, batch.response_mask], dim=1)
     positions = (attention.cumsum(dim=-1) - 1).clamp(min=0)

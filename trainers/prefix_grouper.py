@@ -20,7 +20,15 @@ from __future__ import annotations
 
 import torch
 
-from trainers.rollout import ROWS_PER_FORWARD, RolloutBatch, cache_kwarg_of, embed, position_ids_of, trimmed
+from trainers.rollout import (
+    ROWS_PER_FORWARD,
+    RolloutBatch,
+    cache_kwarg_of,
+    embed,
+    position_ids_of,
+    response_logprobs,
+    trimmed,
+)
 
 
 def group_starts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
@@ -88,13 +96,4 @@ def _score_grouped(model, batch: RolloutBatch, sizes: torch.Tensor, temperature:
                        position_ids=position_ids_of(attention)[:, prompt_len:-1], use_cache=True,
                        **{cache_kwarg: cache})
         logits = torch.cat([logits, suffix.logits], dim=1)
-    # At least float32, as the standard forward; a float64 model keeps float64 (the standard one rounds to
-    # float32 there, which caps any float64 comparison at float32 precision).
-    logits = logits[:, :response_len].to(torch.promote_types(logits.dtype, torch.float32)) / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, batch.response_ids[..., None]).squeeze(-1) * batch.response_mask
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(dim=-1) * batch.response_mask
-    return logp, entropy
+    return response_logprobs(logits[:, :response_len], batch, temperature, with_entropy)

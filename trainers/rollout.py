@@ -213,7 +213,14 @@ def _score(model, batch: RolloutBatch, temperature: float, with_entropy: bool):
     attention = torch.cat([batch.prompt_mask, batch.response_mask], dim=1)
     out = model(inputs_embeds=inputs, attention_mask=attention, position_ids=position_ids_of(attention))
     # Position p predicts token p+1: the response is predicted from prompt_len-1 to the second-last input.
-    logits = out.logits[:, prompt_len - 1: -1].float() / temperature
+    return response_logprobs(out.logits[:, prompt_len - 1: -1], batch, temperature, with_entropy)
+
+
+def response_logprobs(logits: torch.Tensor, batch: RolloutBatch, temperature: float, with_entropy: bool):
+    """Log-probs [B, T] of the response tokens from the logits [B, T, V] that predict them, at the sampling
+    temperature (0 on padding), and with `with_entropy` the detached per-token entropy. Computed in at least
+    float32, so a float64 model keeps float64."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, batch.response_ids[..., None]).squeeze(-1) * batch.response_mask
     entropy = None
