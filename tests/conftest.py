@@ -32,3 +32,11 @@ def untrained_model_dir(tmp_path_factory) -> Path:
     from harness.sandbox.warmstart import build_untrained_sandbox
 
     return build_untrained_sandbox(tmp_path_factory.mktemp("untrained") / "model")
+
+
+@pytest.fixture(scope="module")
+def train_problems():
+    """The first 200 sandbox training problems, loaded once per test module (the trainer tests share it)."""
+    from harness.task import TASKS
+
+    return TASKS.get("sandbox-train").load(None).problems[:200]

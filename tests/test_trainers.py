@@ -6,48 +6,15 @@ import json
 
 import pytest
 import torch
+from trainer_helpers import ConstantPool, killed_after, make_trainer, read_log, without_time
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget, Ledger
-from harness.prompts import TEMPLATES
 from harness.registry import UnknownNameError
-from harness.task import TASKS
 from trainers.base import VARIANTS, TrainingError, apply_overrides
 from trainers.dapo import DAPOTrainer
-from trainers.grpo import CHECKPOINT, TRAIN_LOG, GRPOTrainer
+from trainers.grpo import CHECKPOINT, GRPOTrainer
 from trainers.rollout import Mixing, sample, token_logprobs
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-class WrongPool:
-    def grade(self, requests):
-        return [False] * len(requests)
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
-
-
-def read_log(run_dir):
-    return [json.loads(line) for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
 
 
 def test_budget_parse_and_errors():
@@ -91,15 +58,7 @@ def test_budget_too_small_for_one_step_says_why(untrained_model_dir, tmp_path, t
         trainer.train()
 
 
-class KilledAfter(GRPOTrainer):
-    """Dies (as a SIGKILL would, without any clean-up) when it reaches `kill_at` steps."""
-
-    kill_at = 2
-
-    def collect(self):
-        if self.step == self.kill_at:
-            raise KeyboardInterrupt("killed")
-        return super().collect()
+KilledAfter = killed_after(GRPOTrainer, step=2)
 
 
 def test_killed_run_resumes_to_the_same_numbers(untrained_model_dir, tmp_path, train_problems):
@@ -112,10 +71,6 @@ def test_killed_run_resumes_to_the_same_numbers(untrained_model_dir, tmp_path, t
     assert [r["step"] for r in read_log(tmp_path / "killed")] == [1, 2]
     resumed = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "killed", train_problems, budget)
     resumed.train()
-
-    def without_time(log):
-        return [{k: v for k, v in r.items() if k != "wall_s"} for r in log]
-
     assert without_time(read_log(tmp_path / "killed")) == without_time(read_log(tmp_path / "whole"))
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -196,7 +151,7 @@ def test_rows_that_end_early_are_dropped_from_decoding_and_still_replay_exactly(
 def test_dapo_dynamic_sampling_charges_every_generated_rollout(untrained_model_dir, tmp_path, train_problems):
     # Every group is all-wrong, so every round is thrown away: 2 rounds x (3 x 2 prompts) x G=4 = 48 rollouts.
     trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
-                           pool=WrongPool(), max_generation_rounds=2)
+                           pool=ConstantPool(False), max_generation_rounds=2)
     ledger = trainer.train()
     assert (ledger.rollouts, ledger.prompts, ledger.steps) == (48, 12, 1)
     assert read_log(tmp_path)[0]["groups_trained"] == 0

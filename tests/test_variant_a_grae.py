@@ -7,16 +7,14 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import make_trainer, read_log
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
 from trainers import algos
 from trainers.a_grae import AGRAEConfig, AGRAETrainer, difficulty_focus, suppress_correct
-from trainers.base import VARIANTS, Groups, apply_overrides, field_docs
+from trainers.base import VARIANTS, Groups, field_docs
 from trainers.catalog import overridden_hooks
-from trainers.grpo import CHECKPOINT, TRAIN_LOG
+from trainers.grpo import CHECKPOINT
 
 
 def approx(values, abs=1e-4):
@@ -26,29 +24,6 @@ def approx(values, abs=1e-4):
 
 def flat(values) -> list[float]:
     return torch.as_tensor(values, dtype=torch.float64).flatten().tolist()
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
 
 
 def graded(accuracy) -> Groups:
@@ -147,6 +122,6 @@ def test_trains_two_steps_inside_the_budget_and_leaves_a_checkpoint(untrained_mo
     assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (2, 16, 4, "steps")
     assert (tmp_path / CHECKPOINT).is_file()
     assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["steps"] == 2
-    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2] and all(r["loss"] is not None for r in log)
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))

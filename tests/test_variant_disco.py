@@ -1,16 +1,12 @@
 """DisCO (variants.md §13): the spec's objective, gradient-weight and penalty numbers, skipped groups in the
 1/|Q| mean, the loss hook regrouping minibatch rows, and a short training run with minibatch updates."""
 
-import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import make_trainer, read_log
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
-from trainers.base import apply_overrides
 from trainers.disco import (
     DisCOConfig,
     DisCOTrainer,
@@ -18,31 +14,7 @@ from trainers.disco import (
     sequence_scores,
     squared_hinge_penalty,
 )
-from trainers.grpo import CHECKPOINT, TRAIN_LOG
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
-
+from trainers.grpo import CHECKPOINT
 
 SPEC_SCORES = [-0.3, -0.5, -0.4, -0.9]
 SPEC_LABELS = [1.0, 1, -1, -1]
@@ -130,6 +102,6 @@ def test_trains_with_minibatch_updates_within_budget_and_leaves_a_checkpoint(unt
     ledger = trainer.train()
     assert (ledger.steps, ledger.rollouts, trainer.stopped_by) == (4, 16, "steps")
     assert (tmp_path / CHECKPOINT).is_file()
-    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    log = read_log(tmp_path)
     assert [r["steps"] for r in log] == [2, 4]
     assert all(r["loss"] is not None for r in log)

@@ -5,16 +5,13 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import approx, blank_batch, make_trainer, read_log
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
 from trainers import algos
 from trainers.base import Groups, apply_overrides
 from trainers.gdpo import GDPOConfig, GDPOTrainer, batch_whiten, decoupled_group_advantages, gdpo_advantages
-from trainers.grpo import CHECKPOINT, TRAIN_LOG
-from trainers.rollout import RolloutBatch
+from trainers.grpo import CHECKPOINT
 
 # The spec's two groups (G = 4): correctness and format per sample.
 CORRECT = [[1.0, 1, 0, 0], [1, 0, 0, 0]]
@@ -22,42 +19,12 @@ FORMAT = [[1.0, 0, 1, 1], [1, 1, 1, 1]]
 SPEC_GDPO = [1.5359, -0.7128, -0.4116, -0.4116, 1.6865, -0.5622, -0.5622, -0.5622]
 
 
-def approx(values):
-    return pytest.approx(values, abs=1e-4)  # the spec prints four decimals
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
-
-
 def crafted_groups(problems, accuracy, answers, lengths) -> Groups:
     """Groups with given correctness, extracted answers and response lengths (no model involved)."""
     accuracy = torch.tensor(accuracy)
     lengths = torch.tensor(lengths).flatten()
     rows, width = len(lengths), int(lengths.max())
-    response_mask = (torch.arange(width) < lengths[:, None]).long()
-    batch = RolloutBatch(torch.ones(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
-                         torch.ones(rows, width, dtype=torch.long), response_mask, torch.zeros(rows, width),
-                         torch.zeros(rows, dtype=torch.bool))
+    batch = blank_batch((torch.arange(width) < lengths[:, None]).long())
     flat_answers = [a for group in answers for a in group]
     return Groups(problems[: len(accuracy)], batch, ["x"] * rows, flat_answers, accuracy, accuracy)
 
@@ -153,6 +120,6 @@ def test_two_steps_train_within_the_budget_and_leave_a_checkpoint(untrained_mode
     assert ledger.tokens <= 16 * 12
     assert (tmp_path / CHECKPOINT).is_file()
     assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["rollouts"] == 16
-    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2] and all(r["loss"] is not None for r in log)
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())

@@ -4,18 +4,16 @@ and short runs on an untrained model."""
 
 import dataclasses
 import itertools
-import json
 import random
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import killed_after, make_trainer, read_log, without_time
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
 from harness.task import TASKS, Problem
 from trainers import algos
-from trainers.base import Groups, apply_overrides, field_docs
+from trainers.base import Groups, field_docs
 from trainers.catalog import overridden_hooks
 from trainers.gdro import (
     DifficultyClassifier,
@@ -29,38 +27,11 @@ from trainers.gdro import (
     sequence_losses,
     square_root_allocation,
 )
-from trainers.grpo import CHECKPOINT, TRAIN_LOG, GRPOTrainer
+from trainers.grpo import CHECKPOINT, GRPOTrainer
 from trainers.prompt_gdro import PromptGDROConfig, PromptGDROTrainer
 from trainers.rollout_gdro import RolloutGDROConfig, RolloutGDROTrainer
 
 DECILES = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], dtype=torch.float64)
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
-
-
-def read_log(run_dir):
-    return [json.loads(line) for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
 
 
 def problem(uid):
@@ -399,20 +370,10 @@ def test_killed_run_resumes_to_the_same_numbers(cls, untrained_model_dir, tmp_pa
     whole = make_trainer(cls, untrained_model_dir, tmp_path / "whole", pool, budget)
     whole.train()
 
-    class KilledAfter(cls):
-        def collect(self):
-            if self.step == 2:
-                raise KeyboardInterrupt("killed")
-            return super().collect()
-
     with pytest.raises(KeyboardInterrupt):
-        make_trainer(KilledAfter, untrained_model_dir, tmp_path / "killed", pool, budget).train()
+        make_trainer(killed_after(cls, step=2), untrained_model_dir, tmp_path / "killed", pool, budget).train()
     resumed = make_trainer(cls, untrained_model_dir, tmp_path / "killed", pool, budget)
     resumed.train()
-
-    def without_time(log):
-        return [{k: v for k, v in r.items() if k != "wall_s"} for r in log]
-
     assert without_time(read_log(tmp_path / "killed")) == without_time(read_log(tmp_path / "whole"))
     assert_same_state(resumed.state_dict(), whole.state_dict())
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):

@@ -6,15 +6,13 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import approx, make_trainer, read_log
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
 from trainers import algos
-from trainers.base import VARIANTS, Groups, apply_overrides, field_docs
+from trainers.base import VARIANTS, Groups, field_docs
 from trainers.catalog import overridden_hooks
-from trainers.grpo import CHECKPOINT, TRAIN_LOG
+from trainers.grpo import CHECKPOINT
 from trainers.grpo_lead import (
     GRPOLeadConfig,
     GRPOLeadTrainer,
@@ -24,33 +22,6 @@ from trainers.grpo_lead import (
     logistic_weight,
 )
 from trainers.rollout import RolloutBatch
-
-
-def approx(values, abs=1e-4):
-    return pytest.approx(values, abs=abs)
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, template="plain", **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get(template),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
 
 
 def make_groups(accuracy, lengths, texts=None, answers=None) -> Groups:
@@ -190,7 +161,7 @@ def test_trains_two_steps_inside_the_budget_and_leaves_a_checkpoint(untrained_mo
     assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (2, 16, 4, "steps")
     assert (tmp_path / CHECKPOINT).is_file()
     assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["steps"] == 2
-    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2] and all(r["loss"] is not None for r in log)
     # 3 of 8 samples right and every wrong one at -1: the mean reward is negative, as it never is under GRPO's 0/1.
     assert all(r["reward_mean"] < 0 for r in log)

@@ -1,17 +1,14 @@
 """MC-GRPO (variants.md §10): the spec's numbers, G+1 rollouts charged to the budget, the pivot left out of the
 loss and its denominators, and a short training run on a random-weight model."""
 
-import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import make_trainer, read_log
 
 from harness.budget import Budget, Ledger
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
-from trainers.base import TrainingError, apply_overrides
-from trainers.grpo import CHECKPOINT, TRAIN_LOG, GRPOTrainer
+from trainers.base import TrainingError
+from trainers.grpo import CHECKPOINT, GRPOTrainer
 from trainers.mc_grpo import (
     MCGRPOConfig,
     MCGRPOTrainer,
@@ -20,29 +17,6 @@ from trainers.mc_grpo import (
     median_pivot,
     without_pivot,
 )
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
 
 
 def test_spec_numbers():
@@ -126,6 +100,6 @@ def test_trains_within_its_rollout_budget_and_leaves_a_checkpoint(untrained_mode
     assert (ledger.steps, ledger.prompts, ledger.rollouts, trainer.stopped_by) == (2, 4, 20, "rollouts")
     assert 0 < ledger.tokens <= 20 * 12
     assert (tmp_path / CHECKPOINT).is_file()
-    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    log = read_log(tmp_path)
     assert [r["rollouts"] for r in log] == [10, 20]
     assert all(r["loss"] is not None and r["groups_trained"] == 2 for r in log)

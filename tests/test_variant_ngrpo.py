@@ -7,15 +7,13 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import ConstantPool, approx, make_trainer, read_log
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
 from trainers import algos
-from trainers.base import VARIANTS, apply_overrides, field_docs
+from trainers.base import VARIANTS, field_docs
 from trainers.catalog import overridden_hooks
-from trainers.grpo import CHECKPOINT, TRAIN_LOG
+from trainers.grpo import CHECKPOINT
 from trainers.n_grpo import NGRPOTrainer
 from trainers.ngrpo import (
     NegativeEnhancedGRPOConfig,
@@ -23,46 +21,6 @@ from trainers.ngrpo import (
     not_all_correct,
     virtual_max_advantages,
 )
-
-
-def approx(values, abs=1e-4):
-    return pytest.approx(values, abs=abs)
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-class ConstantPool:
-    def __init__(self, verdict):
-        self.verdict = verdict
-
-    def grade(self, requests):
-        return [self.verdict] * len(requests)
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
-
-
-def read_log(run_dir):
-    return [json.loads(line) for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
-
 
 # ------------------------------------------------------------------------------------------- spec numbers
 

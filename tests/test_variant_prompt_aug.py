@@ -6,42 +6,18 @@ from collections import Counter
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import blank_batch, make_trainer, read_log
+from transformers import AutoTokenizer
 
 from harness.budget import Budget
 from harness.extraction import extract
 from harness.grading import grade
-from harness.prompts import TEMPLATES
-from harness.task import TASKS, Problem
+from harness.task import Problem
 from trainers.base import Groups, apply_overrides
-from trainers.grpo import CHECKPOINT, TRAIN_LOG, GRPOTrainer
+from trainers.grpo import CHECKPOINT, GRPOTrainer
 from trainers.prompt_aug import PAPER_TEMPLATES, PromptAugConfig, PromptAugTrainer, template_pool
-from trainers.rollout import RolloutBatch
 
 OPEN_R1_COMPLETION = "<think>\nx\n</think>\n<answer>\n\\boxed{2}\n</answer>"
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
 
 
 def graded_groups(problem, texts) -> Groups:
@@ -49,9 +25,7 @@ def graded_groups(problem, texts) -> Groups:
     answers = [extract(t, "boxed") for t in texts]
     accuracy = torch.tensor([[float(grade("math", problem.golds, a)) for a in answers]])
     rows = len(texts)
-    batch = RolloutBatch(torch.ones(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
-                         torch.ones(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
-                         torch.zeros(rows, 1), torch.zeros(rows, dtype=torch.bool))
+    batch = blank_batch(torch.ones(rows, 1, dtype=torch.long))
     return Groups([problem], batch, texts, answers, accuracy, accuracy)
 
 
@@ -155,7 +129,7 @@ def test_two_steps_within_the_budget_and_a_resumed_run_draws_the_same(untrained_
     assert ledger.tokens <= 16 * 12
     assert (tmp_path / CHECKPOINT).is_file()
     assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["rollouts"] == 16
-    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2] and all(r["loss"] is not None for r in log)
     assert any(not torch.equal(before[k], v) for k, v in resumed.model.state_dict().items())
     # The resumed run rendered its step with the templates the uninterrupted run draws at that step (the first

@@ -6,15 +6,13 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import approx, killed_after, make_trainer, read_log, without_time
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
 from trainers import algos
-from trainers.base import apply_overrides, field_docs
+from trainers.base import field_docs
 from trainers.catalog import overridden_hooks
-from trainers.grpo import CHECKPOINT, TRAIN_LOG
+from trainers.grpo import CHECKPOINT
 from trainers.r3 import (
     ATTEMPT,
     R3Config,
@@ -26,17 +24,6 @@ from trainers.r3 import (
     ranking_rewards,
 )
 from trainers.rollout import token_logprobs
-
-
-def approx(values, abs=1e-4):
-    return pytest.approx(values, abs=abs)
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
 
 
 class ScriptedPool:
@@ -63,26 +50,6 @@ def all_wrong(i):
 
 def every_other(i):
     return i % 2 == 0
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
-
-
-def read_log(run_dir):
-    return [json.loads(line) for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
 
 
 def two_steps(trainer):
@@ -309,15 +276,7 @@ def test_buffer_keeps_the_newest_responses_per_outcome(untrained_model_dir, tmp_
         assert [t.ids for t in history.correct] == responses(second, index)[1:] and history.rollouts == 8
 
 
-class KilledAfter(R3Trainer):
-    """Dies (as a SIGKILL would, without any clean-up) when it reaches `kill_at` steps."""
-
-    kill_at = 2
-
-    def collect(self):
-        if self.step == self.kill_at:
-            raise KeyboardInterrupt("killed")
-        return super().collect()
+KilledAfter = killed_after(R3Trainer, step=2)
 
 
 @pytest.fixture
@@ -347,10 +306,6 @@ def test_killed_run_resumes_to_the_same_numbers(untrained_model_dir, tmp_path, t
         make_trainer(KilledAfter, untrained_model_dir, tmp_path / "killed", pool=pool, **settings).train()
     resumed = make_trainer(R3Trainer, untrained_model_dir, tmp_path / "killed", pool=pool, **settings)
     resumed.train()
-
-    def without_time(log):
-        return [{k: v for k, v in r.items() if k != "wall_s"} for r in log]
-
     assert without_time(read_log(tmp_path / "killed")) == without_time(read_log(tmp_path / "whole"))
     assert resumed.history == whole.history
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):

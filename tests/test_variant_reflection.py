@@ -5,49 +5,21 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import blank_batch, make_trainer, read_log
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
 from trainers.base import Groups, apply_overrides
-from trainers.grpo import CHECKPOINT, TRAIN_LOG
+from trainers.grpo import CHECKPOINT
 from trainers.reflection import ReflectionConfig, ReflectionTrainer, distinct_markers, reflection_reward
-from trainers.rollout import RolloutBatch
 
 SPEC_TEXT = "…so x=3. Wait, let me check: … x=3."
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
 
 
 def crafted_groups(problems, accuracy, texts, answers) -> Groups:
     """One group per row of `accuracy`, with the given response texts and extracted answers."""
     accuracy = torch.tensor(accuracy)
     rows = accuracy.numel()
-    batch = RolloutBatch(torch.ones(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
-                         torch.ones(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
-                         torch.zeros(rows, 1), torch.zeros(rows, dtype=torch.bool))
+    batch = blank_batch(torch.ones(rows, 1, dtype=torch.long))
     return Groups(problems[: len(accuracy)], batch, texts, answers, accuracy, accuracy)
 
 
@@ -110,7 +82,7 @@ def test_two_steps_train_within_the_budget_and_leave_a_checkpoint(untrained_mode
     assert ledger.tokens <= 16 * 12
     assert (tmp_path / CHECKPOINT).is_file()
     assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["rollouts"] == 16
-    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2]
     assert all(r["loss"] is not None and r["reflection_rate"] is not None for r in log)
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())

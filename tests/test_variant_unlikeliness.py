@@ -1,18 +1,15 @@
 """Unlikeliness reward (variants.md §12): the spec's numbers, the hook ranking by the rollout's per-token mean
 log-prob, the uniform-group filter, and a short training run with the paper's two PPO epochs."""
 
-import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trainer_helpers import make_trainer, read_log
 
 from harness.budget import Budget
-from harness.prompts import TEMPLATES
-from harness.task import TASKS
 from trainers import algos
-from trainers.base import Groups, apply_overrides
-from trainers.grpo import CHECKPOINT, TRAIN_LOG
+from trainers.base import Groups
+from trainers.grpo import CHECKPOINT
 from trainers.rollout import RolloutBatch
 from trainers.unlikeliness import (
     UnlikelinessConfig,
@@ -21,30 +18,6 @@ from trainers.unlikeliness import (
     mean_token_logp,
     unlikeliness_rewards,
 )
-
-
-class AlternatingPool:
-    """Grades every third request right, so that groups carry signal even from a random-weight model."""
-
-    def grade(self, requests):
-        return [i % 3 == 0 for i in range(len(requests))]
-
-
-@pytest.fixture(scope="module")
-def train_problems():
-    return TASKS.get("sandbox-train").load(None).problems[:200]
-
-
-def make_trainer(cls, model_dir, run_dir, problems, budget, pool=None, **overrides):
-    overrides = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                 "lr": 1e-3, "warmup_steps": 1, **overrides}
-    config = apply_overrides(cls.Config(), overrides)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return cls(config, model=model, tokenizer=tokenizer, problems=problems, template=TEMPLATES.get("plain"),
-               answer_format="boxed", grader="math", max_new_tokens=100, budget=budget, seed=3, run_dir=run_dir,
-               pool=pool or AlternatingPool())
-
 
 SPEC_REWARDS = torch.tensor([[1.0, 1, 0, 1]])
 SPEC_LOGP = torch.tensor([[-0.2, -0.9, -0.5, -0.4]])
@@ -103,6 +76,6 @@ def test_trains_two_epochs_per_step_within_budget_and_leaves_a_checkpoint(untrai
     ledger = trainer.train()
     assert (ledger.steps, ledger.rollouts, trainer.stopped_by) == (4, 16, "steps")
     assert (tmp_path / CHECKPOINT).is_file()
-    log = [json.loads(line) for line in (tmp_path / TRAIN_LOG).read_text().splitlines()]
+    log = read_log(tmp_path)
     assert [r["steps"] for r in log] == [2, 4]
     assert all(r["loss"] is not None and r["groups_trained"] == 2 for r in log)
