@@ -64,7 +64,7 @@ def test_killed_eval_resumes_without_losing_or_duplicating(untrained_model_dir, 
     def command(out):
         args = [sys.executable, "-m", "harness.cli", *eval_args(untrained_model_dir, tmp_path / out)]
         args[args.index("12")] = "40"  # enough batches that the kill lands mid-run
-        return args
+        return [*args, "--max-new-tokens", "32"]  # the untrained model never stops: keep its samples short
 
     args = command("killed")
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

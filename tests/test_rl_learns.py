@@ -11,7 +11,10 @@ from harness.leaderboard import paired_tests
 @pytest.mark.slow
 def test_grpo_beats_the_warm_start_on_sampled_pass_at_1_under_the_default_budget(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["compare", "--variants", "grpo"]) == 0
+    # The default budget and everything else default, but 4 eval samples per problem rather than 8, to fit the
+    # suite's time (the sandbox's own `harness eval` default is 4): the default compare measured +3.5 points
+    # at p = 2e-4 with 8, and its first or last 4 samples alone give p = 0.005 and 0.0006.
+    assert main(["compare", "--variants", "grpo", "--n", "4", "--k", "1,2,4"]) == 0
     out = capsys.readouterr().out
     assert "leaderboard: leaderboards/sandbox.md" in out
 
