@@ -262,10 +262,35 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
     text += [markdown_table(header, table), "", "## How to read this", "", _how_to_read(baseline, k_max, temperature), "",
              "## Plots", "", f"![pass@k per variant]({passk_png.name})", "",
              f"![training curves against rollouts consumed]({training_png.name})", ""]
+    allocation = _allocation_table(lines)
+    if allocation:
+        text += ["## Rollouts per difficulty bin", "",
+                 "Rollouts each difficulty bin received over the run (mean over seeds; bins by each prompt's "
+                 "pass rate so far, the last one for prompts not seen before, as the GDRO variants log them).",
+                 "", allocation, ""]
     if notes:
         text += ["## Notes", "", notes.strip(), ""]
     out_md.write_text("\n".join(text), encoding="utf-8")
     return out_md
+
+
+def _allocation_table(lines: list[LabelLine]) -> str | None:
+    """Total rollouts per difficulty bin for the labels whose training logs record it (GDRO); None if none do."""
+    table, bins = [], 0
+    for line in lines:
+        per_seed = []
+        for row in line.rows:
+            steps = [record["gdro_bin_rollouts"] for record in row.train_log if record.get("gdro_bin_rollouts")]
+            if steps:
+                per_seed.append(np.sum(np.array(steps, dtype=float), axis=0))
+        if per_seed:
+            totals = np.mean(per_seed, axis=0)
+            bins = max(bins, len(totals))
+            table.append((line.label, totals))
+    if not table:
+        return None
+    header = ["variant", *(f"bin {b}" for b in range(bins))]
+    return markdown_table(header, [[label, *(f"{t:,.0f}" for t in totals)] for label, totals in table])
 
 
 def _protocol_line(rows: list[Row], task: str) -> str:

@@ -260,3 +260,23 @@ def test_cli_refuses_a_folder_without_rows_and_has_help(tmp_path, capsys):
         parser.parse_args(["leaderboard", "--help"])
     assert exit_info.value.code == 0
     assert "Holm-adjusted" in capsys.readouterr().out
+
+
+def test_gdro_rollouts_per_difficulty_bin_are_summed_over_steps_and_averaged_over_seeds(tmp_path):
+    counts = [3, 4, 5, 6]
+    dirs = [write_row(tmp_path, "grpo", "grpo", counts),
+            write_row(tmp_path, "r0", "rollout-gdro", counts, seed=0),
+            write_row(tmp_path, "r1", "rollout-gdro", counts, seed=1)]
+    for name, per_step in (("r0", [[4, 0, 12], [8, 4, 4]]), ("r1", [[0, 8, 8], [6, 6, 4]])):
+        log = dirs[0].parent / name / "train/train_log.jsonl"
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        for record, rollouts in zip(records, per_step, strict=False):
+            record["gdro_bin_rollouts"] = rollouts
+        log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    markdown = render_leaderboard(dirs, tmp_path / "lb.md").read_text()
+    section = markdown.split("## Rollouts per difficulty bin")[1]
+    # Seed 0 gives [12, 4, 16], seed 1 [6, 14, 12]; their mean is [9, 9, 14]. grpo logs no bins: no line.
+    assert "| rollout-gdro | 9 | 9 | 14 |" in section and "| grpo |" not in section
+
+    plain = render_leaderboard(dirs[:1], tmp_path / "plain.md").read_text()
+    assert "Rollouts per difficulty bin" not in plain
