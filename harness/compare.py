@@ -28,11 +28,12 @@ from harness.task import TASKS
 from trainers.base import VARIANTS, apply_overrides
 
 # The sandbox comparison's default budget: 40 GRPO steps of 16 prompts x 8 samples (ours). A step costs
-# ~2.5 s on 2 cores (perf/train_step.py), so a variant trains in ~100 s and is evaluated in ~50 s; the
-# default three-variant compare takes about 8 minutes with the warm start cached and 14 on a fresh machine.
+# ~2.7 s on 2 cores (perf/train_step.py), so a variant trains in ~110 s and is evaluated in ~60 s; the
+# default three-variant compare took 600 s with the warm start cached (about 16 minutes on a fresh machine).
 # Rollouts is the binding limit, so a variant that spends extra generations (DAPO's dynamic sampling) takes
-# fewer steps, as the budget intends. Measured (one seed, 2 cores): GRPO gains +3.5 points of sampled pass@1
-# on the test split over the warm start under this budget (paired p = 2e-4; tests/test_rl_learns.py).
+# fewer steps, as the budget intends. Measured (one seed, 2 cores, n = 8): GRPO gains +3.5 points of sampled
+# pass@1 on the test split over the warm start under this budget (paired p = 2e-4); tests/test_rl_learns.py
+# holds it to p < 0.05.
 DEFAULT_BUDGET = Budget(rollouts=40 * 16 * 8)
 # Evaluation samples per problem: 8 x 240 problems puts a pass@1 difference of ~2.5 points at p < 0.05 for
 # the paired test on this task (ours).

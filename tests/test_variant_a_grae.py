@@ -3,18 +3,16 @@ positive advantages only, the schedule and base-advantage flags, and a short tra
 model, so every test takes seconds."""
 
 import dataclasses
-import json
 
 import pytest
 import torch
-from trainer_helpers import make_trainer, read_log
+from trainer_helpers import make_trainer, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
 from trainers.a_grae import AGRAEConfig, AGRAETrainer, difficulty_focus, suppress_correct
 from trainers.base import VARIANTS, Groups, field_docs
 from trainers.catalog import overridden_hooks
-from trainers.grpo import CHECKPOINT
 
 
 def approx(values, abs=1e-4):
@@ -117,11 +115,6 @@ def test_registered_with_documented_config_and_its_hook():
 
 def test_trains_two_steps_inside_the_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
     trainer = make_trainer(AGRAETrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=2))
-    before = [p.detach().clone() for p in trainer.model.parameters()]
-    ledger = trainer.train()
+    ledger, log = train_and_check(trainer, tmp_path)
     assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (2, 16, 4, "steps")
-    assert (tmp_path / CHECKPOINT).is_file()
-    assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["steps"] == 2
-    log = read_log(tmp_path)
-    assert [r["step"] for r in log] == [1, 2] and all(r["loss"] is not None for r in log)
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+    assert [r["step"] for r in log] == [1, 2]

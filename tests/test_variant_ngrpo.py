@@ -3,17 +3,15 @@ std convention they pin down, the asymmetric clip and token-mean loss, the all-c
 training run. Small random-weight model, so every test takes seconds."""
 
 import dataclasses
-import json
 
 import pytest
 import torch
-from trainer_helpers import ConstantPool, approx, make_trainer, read_log
+from trainer_helpers import ConstantPool, approx, make_trainer, read_log, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
 from trainers.base import VARIANTS, field_docs
 from trainers.catalog import overridden_hooks
-from trainers.grpo import CHECKPOINT
 from trainers.n_grpo import NGRPOTrainer
 from trainers.ngrpo import (
     NegativeEnhancedGRPOConfig,
@@ -107,11 +105,6 @@ def test_registered_apart_from_n_grpo_with_documented_config():
 def test_trains_two_steps_inside_the_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
     trainer = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path, train_problems,
                            Budget(steps=2))
-    before = [p.detach().clone() for p in trainer.model.parameters()]
-    ledger = trainer.train()
+    ledger, log = train_and_check(trainer, tmp_path)
     assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (2, 16, 4, "steps")
-    assert (tmp_path / CHECKPOINT).is_file()
-    assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["steps"] == 2
-    log = read_log(tmp_path)
-    assert [r["step"] for r in log] == [1, 2] and all(r["loss"] is not None for r in log)
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+    assert [r["step"] for r in log] == [1, 2]

@@ -1,15 +1,13 @@
 """Reflection reward (variants.md §15, our implementation of an unconfirmed mechanism): the spec's example, what
 counts as a marker, the correctness gate, the stage switch, and a short training run on a random-weight model."""
 
-import json
 
 import pytest
 import torch
-from trainer_helpers import blank_batch, make_trainer, read_log
+from trainer_helpers import blank_batch, make_trainer, train_and_check
 
 from harness.budget import Budget
 from trainers.base import Groups, apply_overrides
-from trainers.grpo import CHECKPOINT
 from trainers.reflection import ReflectionConfig, ReflectionTrainer, distinct_markers, reflection_reward
 
 SPEC_TEXT = "…so x=3. Wait, let me check: … x=3."
@@ -76,13 +74,8 @@ def test_bad_values_name_the_field(field, value):
 
 def test_two_steps_train_within_the_budget_and_leave_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
     trainer = make_trainer(ReflectionTrainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=20))
-    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    ledger = trainer.train()
+    ledger, log = train_and_check(trainer, tmp_path)
     assert (ledger.steps, ledger.rollouts, trainer.stopped_by) == (2, 16, "rollouts")
     assert ledger.tokens <= 16 * 12
-    assert (tmp_path / CHECKPOINT).is_file()
-    assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["rollouts"] == 16
-    log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2]
-    assert all(r["loss"] is not None and r["reflection_rate"] is not None for r in log)
-    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    assert all(r["reflection_rate"] is not None for r in log)

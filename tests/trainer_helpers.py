@@ -80,3 +80,19 @@ def blank_batch(response_mask) -> RolloutBatch:
     return RolloutBatch(torch.ones(rows, 1, dtype=torch.long), torch.ones(rows, 1, dtype=torch.long),
                         torch.ones_like(response_mask), response_mask, torch.zeros(response_mask.shape),
                         torch.zeros(rows, dtype=torch.bool))
+
+
+def train_and_check(trainer, run_dir):
+    """Train `trainer` to its budget, then check what every run must leave: a checkpoint, a ledger file equal to
+    the in-memory ledger, one log record with a loss per step, and weights that moved. Returns (ledger, log)
+    for the variant's own checks."""
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    ledger = trainer.train()
+    assert (run_dir / "checkpoint.pt").is_file()
+    consumed = json.loads((run_dir / "ledger.json").read_text())["consumed"]
+    assert {k: consumed[k] for k in ("steps", "prompts", "rollouts", "tokens")} == \
+        {k: getattr(ledger, k) for k in ("steps", "prompts", "rollouts", "tokens")}
+    log = read_log(run_dir)
+    assert [r["step"] for r in log] == list(range(1, trainer.step + 1)) and all(r["loss"] is not None for r in log)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
+    return ledger, log

@@ -45,8 +45,8 @@ class GRPOConfig:
     warmup_steps: int = 10
     # AdamW betas; beta2 0.999 as in the planning run that gained on the sandbox.
     adam_betas: tuple[float, float] = (0.9, 0.999)
-    # AdamW epsilon. Adam scales every parameter's step to ~lr whatever its gradient; a larger eps keeps
-    # parameters whose RL gradient is tiny noise from drifting at full rate.
+    # AdamW epsilon (PyTorch's default). On the earlier sandbox without teacher slips, eps 1e-4 with lr 1e-4
+    # lost 4.2 points in 40 steps, so the default is kept.
     adam_eps: float = 1e-8
     weight_decay: float = 0.0
     # Gradient-norm clip (verl default 1.0).

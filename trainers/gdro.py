@@ -231,6 +231,15 @@ class RaggedGroups:
     def bins(self) -> torch.Tensor:
         return torch.cat(self.part_bins)
 
+    @property
+    def rewards(self) -> torch.Tensor:
+        """Every trained sample's reward, row-ordered (what GRPOTrainer.step_stats averages)."""
+        return self.flat("rewards")
+
+    @property
+    def accuracy(self) -> torch.Tensor:
+        return self.flat("accuracy")
+
     def flat(self, name: str) -> torch.Tensor:
         """A per-sample [N, G] field of every part (accuracy, rewards) as one row-ordered vector."""
         return torch.cat([getattr(p, name).reshape(-1) for p in self.parts])
@@ -280,12 +289,10 @@ class GDROTrainer(GRPOTrainer):
     def collect(self) -> RaggedGroups | None:
         # Every allocation spends exactly N x G rollouts, so GRPO's worst-case round cost (N x G sequences of
         # max_new_tokens) is this step's too, and the budget check before it stays exact.
-        n = self.config.prompts_per_step
-        why = self.budget.allows(self.ledger, self.round_cost(self.config, self.max_new_tokens, n))
-        if why:
-            self.stopped_by = why
+        problems = self.draw_prompts()
+        if problems is None:
             return None
-        problems = self.sampler(n)
+        n = len(problems)
         bins = self.classifier.bins(problems)  # the previous steps' classification
         sizes = self.allocate(bins)
         if int(sizes.sum()) != n * self.config.group_size:
@@ -340,10 +347,4 @@ class GDROTrainer(GRPOTrainer):
     def after_update(self, step: RaggedGroups) -> dict:
         return self.adversary_step(step, self.signal)
 
-    def step_stats(self, step: RaggedGroups) -> dict:
-        if not step.parts:
-            return super().step_stats(step)
-        return {"reward_mean": float(step.flat("rewards").mean()), "accuracy": float(step.flat("accuracy").mean()),
-                "response_length": float(step.batch.lengths.float().mean()),
-                "truncated": float(step.batch.truncated.float().mean()), "groups_trained": len(step.problems)}
 

@@ -199,13 +199,21 @@ class GRPOTrainer:
 
     def collect(self) -> Groups | None:
         """The groups one step trains on; None when the budget cannot pay for them."""
+        problems = self.draw_prompts()
+        if problems is None:
+            return None
+        groups = self.generate_groups(problems)
+        return groups.select(self.group_filter(groups))
+
+    def draw_prompts(self) -> list[Problem] | None:
+        """The step's questions from the sampler, or None (recording why) when the budget cannot pay for
+        their generation round at worst-case cost."""
         n = self.config.prompts_per_step
         why = self.budget.allows(self.ledger, self.round_cost(self.config, self.max_new_tokens, n))
         if why:
             self.stopped_by = why
             return None
-        groups = self.generate_groups(self.sampler(n))
-        return groups.select(self.group_filter(groups))
+        return self.sampler(n)
 
     def updates_per_step(self) -> int:
         return self.config.ppo_epochs * self.config.minibatches

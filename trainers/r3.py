@@ -261,12 +261,10 @@ class R3Trainer(GRPOTrainer):
 
     def collect(self) -> Groups | None:
         cfg = self.config
-        n = cfg.prompts_per_step
-        why = self.budget.allows(self.ledger, self.round_cost(cfg, self.max_new_tokens, n))
-        if why:
-            self.stopped_by = why
+        problems = self.draw_prompts()
+        if problems is None:
             return None
-        problems = self.sampler(n)
+        n = len(problems)
         copies = self._reflection_copies(problems) if cfg.reflection else []
         # A reflection copy is generated like any group: the step makes only as many as the budget still pays for.
         while copies and self.budget.allows(self.ledger, self.round_cost(cfg, self.max_new_tokens, n + len(copies))):
