@@ -250,9 +250,13 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
 
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
-    passk_png, training_png = (out_md.with_name(f"{out_md.stem}-{kind}.png") for kind in ("passk", "training"))
-    _plot_pass_at_k(lines, passk_png, task)
-    _plot_training(lines, training_png)
+    passk_png, training_png, delta_png, allocation_png = (out_md.with_name(f"{out_md.stem}-{kind}.png") for kind
+                                                          in ("passk", "training", "delta", "allocation"))
+    colors = _colors(labels)
+    _plot_pass_at_k(lines, passk_png, task, colors)
+    _plot_training(lines, training_png, colors)
+    if tests:
+        _plot_differences(tests, holm, baseline, delta_png)
 
     temperature = rows[0].card["tasks"].get(task, {}).get("sampling", {}).get("temperature", "?")
     text = [f"# {title or f'Leaderboard: {task}'}", "", _protocol_line(rows, task), ""]
@@ -260,14 +264,19 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
     if budget_line:
         text += [budget_line, ""]
     text += [markdown_table(header, table), "", "## How to read this", "", _how_to_read(baseline, k_max, temperature), "",
-             "## Plots", "", f"![pass@k per variant]({passk_png.name})", "",
+             "## Plots", ""]
+    if tests:
+        text += [f"![difference from {baseline} per variant]({delta_png.name})", ""]
+    text += [f"![pass@k per variant]({passk_png.name})", "",
              f"![training curves against rollouts consumed]({training_png.name})", ""]
     allocation = _allocation_table(lines)
     if allocation:
+        _plot_allocation(lines, allocation_png)
         text += ["## Rollouts per difficulty bin", "",
                  "Rollouts each difficulty bin received over the run (mean over seeds; bins by each prompt's "
                  "pass rate so far, the last one for prompts not seen before, as the GDRO variants log them).",
-                 "", allocation, ""]
+                 "", allocation, "", f"![share of each step's rollouts per difficulty bin]({allocation_png.name})",
+                 ""]
     if notes:
         text += ["## Notes", "", notes.strip(), ""]
     out_md.write_text("\n".join(text), encoding="utf-8")
@@ -278,19 +287,30 @@ def _allocation_table(lines: list[LabelLine]) -> str | None:
     """Total rollouts per difficulty bin for the labels whose training logs record it (GDRO); None if none do."""
     table, bins = [], 0
     for line in lines:
-        per_seed = []
-        for row in line.rows:
-            steps = [record["gdro_bin_rollouts"] for record in row.train_log if record.get("gdro_bin_rollouts")]
-            if steps:
-                per_seed.append(np.sum(np.array(steps, dtype=float), axis=0))
+        per_seed = _bin_rollouts(line.rows)
         if per_seed:
-            totals = np.mean(per_seed, axis=0)
+            totals = np.mean([steps.sum(axis=0) for steps in per_seed], axis=0)
             bins = max(bins, len(totals))
             table.append((line.label, totals))
     if not table:
         return None
-    header = ["variant", *(f"bin {b}" for b in range(bins))]
+    header = ["variant", *_bin_names(bins)]
     return markdown_table(header, [[label, *(f"{t:,.0f}" for t in totals)] for label, totals in table])
+
+
+def _bin_names(bins: int) -> list[str]:
+    # GDRO logs its pass-rate bins from the lowest (hardest) up, then one for prompts not yet classified.
+    return [f"bin {b}{' (hardest)' if b == 0 else ''}" for b in range(bins - 1)] + ["unseen"]
+
+
+def _bin_rollouts(rows: list[Row]) -> list[np.ndarray]:
+    """Per seed that logs them, the [steps, bins] rollouts each difficulty bin received (the GDRO variants)."""
+    per_seed = []
+    for row in rows:
+        steps = [record["gdro_bin_rollouts"] for record in row.train_log if record.get("gdro_bin_rollouts")]
+        if steps:
+            per_seed.append(np.array(steps, dtype=float))
+    return per_seed
 
 
 def _protocol_line(rows: list[Row], task: str) -> str:
@@ -346,24 +366,91 @@ def _save(figure, path: Path) -> None:
         figure.savefig(path, dpi=110, metadata={"Software": None})
 
 
-def _plot_pass_at_k(lines: list[LabelLine], path: Path, task: str) -> None:
-    figure = _new_figure(figsize=(6.4, 4.4), layout="constrained")
+# Beyond this many lines a legend inside the axes hides the curves, and per-seed lines hide the means.
+CROWDED = 6
+
+
+def _colors(labels: list[str]) -> dict[str, tuple]:
+    """A distinct colour per label: tab10, or for more labels tab20 with its dark shades first, so that
+    neighbours in the legend (which tab20 pairs as dark/light of one hue) never look alike."""
+    import matplotlib
+
+    if len(labels) <= 10:
+        cmap, order = matplotlib.colormaps["tab10"], range(10)
+    else:
+        cmap, order = matplotlib.colormaps["tab20"], [*range(0, 20, 2), *range(1, 20, 2)]
+    return {label: cmap(order[i % len(order)]) for i, label in enumerate(labels)}
+
+
+def _legend(ax, count: int) -> None:
+    if count > CROWDED:
+        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize="small")
+
+
+def _plot_differences(tests: dict, holm: dict, baseline: str, path: Path) -> None:
+    """Forest plot of each label's paired pass@1 difference from the baseline, largest first."""
+    order = sorted(tests, key=lambda label: tests[label].difference)
+    figure = _new_figure(figsize=(6.4, 1.4 + 0.32 * len(order)), layout="constrained")
     ax = figure.add_subplot()
-    for index, line in enumerate(lines):
+    for y, label in enumerate(order):
+        t = tests[label]
+        significant = holm[label] < 0.05
+        ax.errorbar(100 * t.difference, y, xerr=[[100 * (t.difference - t.ci_low)], [100 * (t.ci_high - t.difference)]],
+                    fmt="o", color="C3" if significant else "0.35", markerfacecolor=None if significant else "white",
+                    capsize=3)
+    ax.axvline(0, color="0.5", linewidth=1)
+    ax.set_yticks(range(len(order)), order)
+    ax.set_ylim(-0.7, len(order) - 0.3)
+    ax.set_xlabel(f"Δ pass@1 vs {baseline} (points, paired 95% CI)")
+    ax.set_title("filled red: Holm-adjusted p < 0.05; hollow: not distinguishable", fontsize="small")
+    ax.grid(axis="x", alpha=0.3)
+    _save(figure, path)
+
+
+def _plot_allocation(lines: list[LabelLine], path: Path) -> None:
+    """Each GDRO label's share of rollouts per difficulty bin at each step (mean over seeds), stacked."""
+    import matplotlib
+
+    logged = [(line.label, per_seed) for line in lines if (per_seed := _bin_rollouts(line.rows))]
+    figure = _new_figure(figsize=(6.4, 2.6 * len(logged)), layout="constrained")
+    for ax, (label, per_seed) in zip(figure.subplots(len(logged), 1, squeeze=False)[:, 0], logged, strict=True):
+        steps = min(s.shape[0] for s in per_seed)  # the steps every seed reached
+        bins = max(s.shape[1] for s in per_seed)
+        padded = [np.pad(s[:steps], ((0, 0), (0, bins - s.shape[1]))) for s in per_seed]
+        shares = np.mean([s / np.maximum(s.sum(axis=1, keepdims=True), 1) for s in padded], axis=0)
+        viridis = matplotlib.colormaps["viridis"]
+        ax.stackplot(np.arange(1, steps + 1), 100 * shares.T, labels=_bin_names(bins),
+                     colors=[viridis(b / max(bins - 1, 1)) for b in range(bins)])
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% of the step's rollouts")
+        ax.set_xlabel("training step")
+        ax.set_title(f"{label} (mean of {len(per_seed)} seed{'s' if len(per_seed) > 1 else ''})", fontsize="small")
+        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _save(figure, path)
+
+
+def _plot_pass_at_k(lines: list[LabelLine], path: Path, task: str, colors: dict) -> None:
+    crowded = len(lines) > CROWDED
+    figure = _new_figure(figsize=(8.4 if crowded else 6.4, 4.4), layout="constrained")
+    ax = figure.add_subplot()
+    for line in lines:
         ks = sorted(line.pass_at_k)
         mean, low, high = (np.array([100 * line.pass_at_k[k][i] for k in ks]) for i in range(3))
         seeds = f" ({len(line.rows)} seeds)" if len(line.rows) > 1 else ""
-        ax.plot(ks, mean, marker="o", color=f"C{index % 10}", label=line.label + seeds)
-        ax.fill_between(ks, low, high, color=f"C{index % 10}", alpha=0.15, linewidth=0)
+        ax.plot(ks, mean, marker="o", color=colors[line.label], label=line.label + seeds)
+        if not crowded:  # many overlapping bands are a grey smear; the table gives every interval
+            ax.fill_between(ks, low, high, color=colors[line.label], alpha=0.15, linewidth=0)
     ks = sorted(lines[0].pass_at_k)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xticks([], minor=True)  # log-scale minor ticks would suggest k values that were not measured
     ax.set_xlabel("k (samples)")
-    ax.set_ylabel("pass@k % (95% CI shaded)")
+    ax.set_ylabel("pass@k %" if crowded else "pass@k % (95% CI shaded)")
     ax.set_title(f"pass@k on {task}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax, len(lines))
     _save(figure, path)
 
 
@@ -380,32 +467,38 @@ def _seed_curves(rows: list[Row], key: str) -> list[tuple[np.ndarray, np.ndarray
     return curves
 
 
-def _plot_training(lines: list[LabelLine], path: Path) -> None:
-    figure = _new_figure(figsize=(10, 7), layout="constrained")
+def _plot_training(lines: list[LabelLine], path: Path, colors: dict) -> None:
+    crowded = len(lines) > CROWDED
+    figure = _new_figure(figsize=(12.5 if crowded else 10, 7), layout="constrained")
     axes = figure.subplots(2, 2).ravel()
     for ax, key in zip(axes, TRAINING_PANELS, strict=True):
         drawn = False
-        for index, line in enumerate(lines):
+        for line in lines:
             curves = _seed_curves(line.rows, key)  # the warm start has no log and is skipped here
-            color = f"C{index % 10}"
+            color = colors[line.label]
             if len(curves) == 1:
                 ax.plot(*curves[0], color=color, linewidth=1.8, label=line.label)
             elif curves:  # thin per-seed lines show the spread; the bold mean uses the range every seed reached
-                for x, y in curves:
+                for x, y in curves if not crowded else ():
                     ax.plot(x, y, color=color, alpha=0.3, linewidth=0.8)
                 grid = np.linspace(max(x[0] for x, _ in curves), min(x[-1] for x, _ in curves), 100)
                 ax.plot(grid, np.mean([np.interp(grid, x, y) for x, y in curves], axis=0), color=color,
                         linewidth=1.8, label=f"{line.label} (mean of {len(curves)} seeds)")
             drawn = drawn or bool(curves)
-        if drawn:
+        if drawn and not crowded:
             ax.legend(fontsize="x-small")
-        else:
+        elif not drawn:
             ax.text(0.5, 0.5, "no KL term" if key == "kl" else f"no {key} logged", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
             ax.set_yticks([])
         ax.set_title(f"{key} (moving mean over a tenth of the run)")
         ax.set_xlabel("rollouts consumed")
         ax.grid(alpha=0.3)
+    if crowded:  # one legend for the four panels, beside them
+        handles, names = next((ax.get_legend_handles_labels() for ax in axes if ax.get_legend_handles_labels()[0]),
+                              ([], []))
+        if handles:
+            figure.legend(handles, names, loc="outside right center", fontsize="x-small")
     _save(figure, path)
 
 

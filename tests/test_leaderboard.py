@@ -11,6 +11,7 @@ import pytest
 
 from harness import metrics
 from harness.leaderboard import (
+    _colors,
     add_leaderboard_parser,
     expand_row_dirs,
     load_rows,
@@ -177,10 +178,11 @@ def test_plots_are_pngs_and_rerendering_is_byte_identical(tmp_path):
             write_row(tmp_path, "d0", "dgpo", list(rng.integers(0, 9, size=20)), seed=0)]
     out = render_leaderboard(dirs, tmp_path / "lb.md", title="Sandbox", notes="Tiny runs, for the test.")
     markdown = out.read_text()
-    pngs = [tmp_path / "lb-passk.png", tmp_path / "lb-training.png"]
+    pngs = [tmp_path / "lb-passk.png", tmp_path / "lb-training.png", tmp_path / "lb-delta.png"]
     first = [p.read_bytes() for p in pngs]
     assert all(data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000 for data in first)
     assert "![pass@k per variant](lb-passk.png)" in markdown and "(lb-training.png)" in markdown
+    assert "![difference from grpo per variant](lb-delta.png)" in markdown
     assert markdown.startswith("# Sandbox\n") and "## Notes\n\nTiny runs, for the test." in markdown
     assert "## How to read this" in markdown
     render_leaderboard(dirs, out, title="Sandbox", notes="Tiny runs, for the test.")
@@ -278,5 +280,19 @@ def test_gdro_rollouts_per_difficulty_bin_are_summed_over_steps_and_averaged_ove
     # Seed 0 gives [12, 4, 16], seed 1 [6, 14, 12]; their mean is [9, 9, 14]. grpo logs no bins: no line.
     assert "| rollout-gdro | 9 | 9 | 14 |" in section and "| grpo |" not in section
 
+    assert "(lb-allocation.png)" in section and (tmp_path / "lb-allocation.png").read_bytes().startswith(b"\x89PNG")
+
     plain = render_leaderboard(dirs[:1], tmp_path / "plain.md").read_text()
-    assert "Rollouts per difficulty bin" not in plain
+    assert "Rollouts per difficulty bin" not in plain and not (tmp_path / "plain-allocation.png").exists()
+    # One label has nothing to be compared with: no difference plot.
+    assert "plain-delta.png" not in plain and not (tmp_path / "plain-delta.png").exists()
+
+
+def test_many_variants_get_distinct_colours_and_a_readable_render(tmp_path):
+    labels = [f"variant-{i}" for i in range(17)]
+    assert len(set(_colors(labels).values())) == 17
+    rng = np.random.default_rng(7)
+    dirs = [write_row(tmp_path, label, label, list(rng.integers(0, 9, size=30))) for label in labels]
+    markdown = render_leaderboard(dirs, tmp_path / "all.md").read_text()
+    assert len(table(markdown)) == 17
+    assert all((tmp_path / f"all-{kind}.png").is_file() for kind in ("passk", "training", "delta"))
