@@ -260,10 +260,14 @@ def two_level_bootstrap_ci(
     seed: int = 0,
 ) -> tuple[float, float]:
     """CI of a variant's score across training seeds: each resample draws S seeds with replacement, then
-    resamples problems independently within each drawn seed, and averages the S means.
+    resamples problems within the drawn seeds, and averages the S means.
 
-    Both seed-to-seed and problem-to-problem variation widen the interval. Report len(scores_by_seed) next
-    to it: with 2-3 seeds the seed level is poorly resolved.
+    Both seed-to-seed and problem-to-problem variation widen the interval. When every seed scored the same
+    problems (same length, same order, as on a leaderboard) one problem resample serves all drawn seeds: the
+    problems are shared, so evaluating three seeds on one test set must not shrink the problem-level
+    uncertainty as three independent test sets would (three copies of one run keep its single-seed interval).
+    Seeds scored on different problem sets are resampled independently. Report len(scores_by_seed) next to
+    the interval: with 2-3 seeds the seed level is poorly resolved.
     """
     groups = [np.asarray(s, dtype=float).reshape(-1) for s in scores_by_seed]
     _check_level(level, num_resamples)
@@ -271,6 +275,10 @@ def two_level_bootstrap_ci(
         raise ValueError("two_level_bootstrap_ci needs at least one seed, each with at least one problem")
     rng = np.random.default_rng(seed)
     chosen = rng.integers(0, len(groups), size=(num_resamples, len(groups)))
+    if len({g.size for g in groups}) == 1:  # shared problems: one problem resample per seed resample
+        seed_means = np.stack(groups)[chosen].mean(axis=1)  # [resamples, problems]: drawn seeds averaged
+        picks = rng.integers(0, groups[0].size, size=seed_means.shape)
+        return _percentile_interval(np.take_along_axis(seed_means, picks, axis=1).mean(axis=1), level)
     means = np.empty(chosen.shape)
     for g, scores in enumerate(groups):  # all draws of one seed at once, in a fixed order for determinism
         hit = chosen == g

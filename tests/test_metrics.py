@@ -255,6 +255,15 @@ def test_two_level_bootstrap_includes_seed_variation():
     assert (one_high - one_low) == pytest.approx(ref_high - ref_low, rel=0.15)
 
 
+def test_two_level_bootstrap_does_not_narrow_for_repeated_seeds_on_shared_problems():
+    # Three identical runs scored on one test set carry no more information about the problems than one:
+    # resampling problems independently per seed would shrink the interval by about 1/sqrt(3).
+    scores = np.clip(np.random.default_rng(5).normal(0.4, 0.3, 240), 0, 1)
+    ref_low, ref_high = bootstrap_ci(scores)
+    low, high = two_level_bootstrap_ci([scores, scores, scores])
+    assert (high - low) == pytest.approx(ref_high - ref_low, rel=0.1)
+
+
 # ---------------------------------------------------------------------------------- paired comparison
 
 
