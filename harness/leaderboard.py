@@ -269,31 +269,25 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
         text += [f"![difference from {baseline} per variant]({delta_png.name})", ""]
     text += [f"![pass@k per variant]({passk_png.name})", "",
              f"![training curves against rollouts consumed]({training_png.name})", ""]
-    allocation = _allocation_table(lines)
-    if allocation:
-        _plot_allocation(lines, allocation_png)
+    allocations = _bin_rollouts(lines)
+    if allocations:
+        _plot_allocation(allocations, allocation_png)
         text += ["## Rollouts per difficulty bin", "",
                  "Rollouts each difficulty bin received over the run (mean over seeds; bins by each prompt's "
                  "pass rate so far, the last one for prompts not seen before, as the GDRO variants log them).",
-                 "", allocation, "", f"![share of each step's rollouts per difficulty bin]({allocation_png.name})",
-                 ""]
+                 "", _allocation_table(allocations), "",
+                 f"![share of each step's rollouts per difficulty bin]({allocation_png.name})", ""]
     if notes:
         text += ["## Notes", "", notes.strip(), ""]
     out_md.write_text("\n".join(text), encoding="utf-8")
     return out_md
 
 
-def _allocation_table(lines: list[LabelLine]) -> str | None:
-    """Total rollouts per difficulty bin for the labels whose training logs record it (GDRO); None if none do."""
-    table, bins = [], 0
-    for line in lines:
-        per_seed = _bin_rollouts(line.rows)
-        if per_seed:
-            totals = np.mean([steps.sum(axis=0) for steps in per_seed], axis=0)
-            bins = max(bins, len(totals))
-            table.append((line.label, totals))
-    if not table:
-        return None
+def _allocation_table(allocations: dict[str, list[np.ndarray]]) -> str:
+    """Total rollouts per difficulty bin for each label that logs them, summed over steps, averaged over seeds."""
+    table = [(label, np.mean([steps.sum(axis=0) for steps in per_seed], axis=0))
+             for label, per_seed in allocations.items()]
+    bins = max(len(totals) for _, totals in table)
     header = ["variant", *_bin_names(bins)]
     return markdown_table(header, [[label, *(f"{t:,.0f}" for t in totals)] for label, totals in table])
 
@@ -303,14 +297,19 @@ def _bin_names(bins: int) -> list[str]:
     return [f"bin {b}{' (hardest)' if b == 0 else ''}" for b in range(bins - 1)] + ["unseen"]
 
 
-def _bin_rollouts(rows: list[Row]) -> list[np.ndarray]:
-    """Per seed that logs them, the [steps, bins] rollouts each difficulty bin received (the GDRO variants)."""
-    per_seed = []
-    for row in rows:
-        steps = [record["gdro_bin_rollouts"] for record in row.train_log if record.get("gdro_bin_rollouts")]
-        if steps:
-            per_seed.append(np.array(steps, dtype=float))
-    return per_seed
+def _bin_rollouts(lines: list[LabelLine]) -> dict[str, list[np.ndarray]]:
+    """{label: per seed, the [steps, bins] rollouts each difficulty bin received} for the labels whose training
+    logs record them (the GDRO variants); empty if none do."""
+    allocations = {}
+    for line in lines:
+        per_seed = []
+        for row in line.rows:
+            steps = [record["gdro_bin_rollouts"] for record in row.train_log if record.get("gdro_bin_rollouts")]
+            if steps:
+                per_seed.append(np.array(steps, dtype=float))
+        if per_seed:
+            allocations[line.label] = per_seed
+    return allocations
 
 
 def _protocol_line(rows: list[Row], task: str) -> str:
@@ -382,13 +381,6 @@ def _colors(labels: list[str]) -> dict[str, tuple]:
     return {label: cmap(order[i % len(order)]) for i, label in enumerate(labels)}
 
 
-def _legend(ax, count: int) -> None:
-    if count > CROWDED:
-        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-    else:
-        ax.legend(fontsize="small")
-
-
 def _plot_differences(tests: dict, holm: dict, baseline: str, path: Path) -> None:
     """Forest plot of each label's paired pass@1 difference from the baseline, largest first."""
     order = sorted(tests, key=lambda label: tests[label].difference)
@@ -409,13 +401,13 @@ def _plot_differences(tests: dict, holm: dict, baseline: str, path: Path) -> Non
     _save(figure, path)
 
 
-def _plot_allocation(lines: list[LabelLine], path: Path) -> None:
+def _plot_allocation(allocations: dict[str, list[np.ndarray]], path: Path) -> None:
     """Each GDRO label's share of rollouts per difficulty bin at each step (mean over seeds), stacked."""
     import matplotlib
 
-    logged = [(line.label, per_seed) for line in lines if (per_seed := _bin_rollouts(line.rows))]
-    figure = _new_figure(figsize=(6.4, 2.6 * len(logged)), layout="constrained")
-    for ax, (label, per_seed) in zip(figure.subplots(len(logged), 1, squeeze=False)[:, 0], logged, strict=True):
+    figure = _new_figure(figsize=(6.4, 2.6 * len(allocations)), layout="constrained")
+    axes = figure.subplots(len(allocations), 1, squeeze=False)[:, 0]
+    for ax, (label, per_seed) in zip(axes, allocations.items(), strict=True):
         steps = min(s.shape[0] for s in per_seed)  # the steps every seed reached
         bins = max(s.shape[1] for s in per_seed)
         padded = [np.pad(s[:steps], ((0, 0), (0, bins - s.shape[1]))) for s in per_seed]
@@ -450,7 +442,10 @@ def _plot_pass_at_k(lines: list[LabelLine], path: Path, task: str, colors: dict)
     ax.set_ylabel("pass@k %" if crowded else "pass@k % (95% CI shaded)")
     ax.set_title(f"pass@k on {task}")
     ax.grid(alpha=0.3)
-    _legend(ax, len(lines))
+    if crowded:
+        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize="small")
     _save(figure, path)
 
 
@@ -479,8 +474,9 @@ def _plot_training(lines: list[LabelLine], path: Path, colors: dict) -> None:
             if len(curves) == 1:
                 ax.plot(*curves[0], color=color, linewidth=1.8, label=line.label)
             elif curves:  # thin per-seed lines show the spread; the bold mean uses the range every seed reached
-                for x, y in curves if not crowded else ():
-                    ax.plot(x, y, color=color, alpha=0.3, linewidth=0.8)
+                if not crowded:
+                    for x, y in curves:
+                        ax.plot(x, y, color=color, alpha=0.3, linewidth=0.8)
                 grid = np.linspace(max(x[0] for x, _ in curves), min(x[-1] for x, _ in curves), 100)
                 ax.plot(grid, np.mean([np.interp(grid, x, y) for x, y in curves], axis=0), color=color,
                         linewidth=1.8, label=f"{line.label} (mean of {len(curves)} seeds)")
@@ -494,9 +490,8 @@ def _plot_training(lines: list[LabelLine], path: Path, colors: dict) -> None:
         ax.set_title(f"{key} (moving mean over a tenth of the run)")
         ax.set_xlabel("rollouts consumed")
         ax.grid(alpha=0.3)
-    if crowded:  # one legend for the four panels, beside them
-        handles, names = next((ax.get_legend_handles_labels() for ax in axes if ax.get_legend_handles_labels()[0]),
-                              ([], []))
+    if crowded:  # one legend for the four panels, beside them, from the panel that drew the most lines
+        handles, names = max((ax.get_legend_handles_labels() for ax in axes), key=lambda pair: len(pair[0]))
         if handles:
             figure.legend(handles, names, loc="outside right center", fontsize="x-small")
     _save(figure, path)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from trainer_helpers import bias_towards_eos
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
@@ -151,13 +152,7 @@ def test_real_rollouts_at_a_temperature(untrained_model_dir):
     """Groups as the trainer builds them: each prompt repeated G times, sampled responses ending in EOS or cut."""
     model = load(untrained_model_dir, torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(untrained_model_dir)
-    # An output head biased towards EOS, so that responses end at different lengths.
-    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[tokenizer.eos_token_id] = 2.0
-    model.lm_head = head
+    bias_towards_eos(model, tokenizer.eos_token_id, 2.0)
     prompts = [tokenizer(text).input_ids for text in ("37+48=?", "7+5=?", "347+85-19=?")]
     batch = sample(model, [p for p in prompts for _ in range(4)], max_new_tokens=10, temperature=0.7,
                    eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id, seed=5)

@@ -6,7 +6,15 @@ import json
 
 import pytest
 import torch
-from trainer_helpers import ConstantPool, killed_after, make_trainer, read_log, without_time
+from trainer_helpers import (
+    TINY_OVERRIDES,
+    ConstantPool,
+    bias_towards_eos,
+    killed_after,
+    make_trainer,
+    read_log,
+    without_time,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget, Ledger
@@ -67,8 +75,8 @@ FITS_TWO_PROMPTS = {"disco": {"minibatches": 2}}  # a minibatch holds whole grou
 @pytest.mark.parametrize("variant", [v for v in VARIANTS.names() if v not in RESUMED_ELSEWHERE])
 def test_killed_run_resumes_to_the_same_numbers(variant, untrained_model_dir, tmp_path, train_problems):
     cls, overrides = VARIANTS.get(variant), FITS_TWO_PROMPTS.get(variant, {})
-    config = cls.Config()
-    budget = Budget(steps=2 * config.ppo_epochs * overrides.get("minibatches", config.minibatches))  # 2 batches
+    config = apply_overrides(cls.Config(), {**TINY_OVERRIDES, **overrides})  # what make_trainer builds
+    budget = Budget(steps=2 * config.ppo_epochs * config.minibatches)  # two rollout batches
     whole = make_trainer(cls, untrained_model_dir, tmp_path / "whole", train_problems, budget, **overrides)
     whole.train()
 
@@ -135,13 +143,7 @@ def test_rows_that_end_early_are_dropped_from_decoding_and_still_replay_exactly(
 
     model = AutoModelForCausalLM.from_pretrained(untrained_model_dir).eval()
     tokenizer, ids = _prompt_ids(untrained_model_dir)
-    # An output head biased towards EOS, so that rows end at many different lengths.
-    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[tokenizer.eos_token_id] = 1.0
-    model.lm_head = head
+    bias_towards_eos(model, tokenizer.eos_token_id, 1.0)
     batch = sample(model, ids * 4, max_new_tokens=30, temperature=1.0, eos_id=tokenizer.eos_token_id,
                    pad_id=tokenizer.pad_token_id, seed=7, mixing=Mixing(rate=0.3, k=3, temperature=0.7))
     lengths = batch.lengths

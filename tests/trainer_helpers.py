@@ -96,3 +96,13 @@ def train_and_check(trainer, run_dir):
     assert [r["step"] for r in log] == list(range(1, trainer.step + 1)) and all(r["loss"] is not None for r in log)
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
     return ledger, log
+
+
+def bias_towards_eos(model, eos_id: int, bias: float) -> None:
+    """Give `model` an output head that favours EOS by `bias`, so that sampled rows end at many lengths."""
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[eos_id] = bias
+    model.lm_head = head

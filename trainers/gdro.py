@@ -346,5 +346,3 @@ class GDROTrainer(GRPOTrainer):
 
     def after_update(self, step: RaggedGroups) -> dict:
         return self.adversary_step(step, self.signal)
-
-
