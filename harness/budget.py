@@ -1,17 +1,23 @@
-"""Budgets are enforced, not advisory: a run stops at the first limit, and every generated sequence counts.
+"""Budgets are enforced, not advisory: a run stops at the first limit, and every unit of compute counts.
 
-A `Budget` holds the limits; a `Ledger` what a run has consumed. A trainer asks `budget.allows(ledger, cost)`
-before it spends anything (a step, or one more generation round inside a step), so steps, prompts,
-rollouts and tokens never go past their limits: the token cost of a round is charged at its worst case
-(every sequence runs to max_new_tokens) when asking, and at its true size when paid. Wall-clock time
-cannot be predicted, so it is checked before each step and may run over by at most one step.
+A `Budget` holds the limits; a `Ledger` what a run has consumed: optimizer updates, questions drawn, and the
+compute on both sides of training, generation (sequences, generated tokens, prompt tokens the sampler read)
+and updates (`update_tokens`: every token that passes through a training-side forward or backward, i.e. the
+policy's forward and backward, old-policy and reference forwards, replayed rows and extra scoring forwards).
+
+A trainer asks `budget.allows(ledger, cost)` before it spends anything (a step, or one more generation round
+inside a step), so steps, prompts, rollouts and generated tokens never go past their limits: a round's
+generated tokens are asked for at their worst case (every sequence runs to max_new_tokens) and charged at
+their true size. Prompt tokens, update tokens and wall-clock time are not known before a step is taken:
+the trainer asks for what the previous step spent, so these limits may be overrun by at most about one step.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-LIMITS = ("steps", "prompts", "rollouts", "tokens", "wall_s")
+LIMITS = ("steps", "prompts", "rollouts", "tokens", "prompt_tokens", "update_tokens", "wall_s")
+COUNTS = LIMITS[:-1]  # the limits a cost is asked for; wall-clock time is only checked
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,8 @@ class Budget:
     prompts: int | None = None  # questions drawn, including those whose groups were filtered out
     rollouts: int | None = None  # generated sequences, every one: discarded, extra and pivot ones too
     tokens: int | None = None  # generated tokens (responses only; prompts are not generated)
+    prompt_tokens: int | None = None  # prompt tokens the sampler read, one prompt per generated sequence
+    update_tokens: int | None = None  # token passes of training-side forwards and backwards (see the module doc)
     wall_s: float | None = None  # seconds of training, checked between steps
 
     def __post_init__(self):
@@ -52,7 +60,7 @@ class Budget:
 
     def allows(self, ledger: Ledger, cost: Ledger) -> str | None:
         """None if `cost` on top of `ledger` stays within every count limit, else the name of the limit hit."""
-        for name in ("steps", "prompts", "rollouts", "tokens"):
+        for name in COUNTS:
             limit = getattr(self, name)
             if limit is not None and getattr(ledger, name) + getattr(cost, name) > limit:
                 return name
@@ -67,11 +75,17 @@ class Ledger:
     prompts: int = 0
     rollouts: int = 0
     tokens: int = 0
+    prompt_tokens: int = 0
+    update_tokens: int = 0
     wall_s: float = 0.0
 
     def add(self, other: Ledger) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def minus(self, earlier: Ledger) -> Ledger:
+        """What was consumed since `earlier`, a copy of this ledger taken before."""
+        return Ledger(**{f.name: getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)})
 
     def to_dict(self) -> dict:
         return {**asdict(self), "wall_s": round(self.wall_s, 2)}

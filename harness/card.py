@@ -12,12 +12,31 @@ UNHASHED = ("hash", "created_at", "command", "provenance")
 
 def library_versions() -> dict[str, str]:
     found = {}
-    for package in ("rlvr-harness", "torch", "transformers", "math-verify", "sympy", "numpy", "vllm"):
+    for package in ("rlvr-harness", "torch", "transformers", "tokenizers", "safetensors", "math-verify", "sympy",
+                    "numpy", "vllm"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
             continue
     return found
+
+
+def machine_info() -> dict[str, str | int]:
+    """The processor and thread count a run used: CPU kernels can differ in the last float bits between
+    processor kinds, so a leaderboard names the machine its numbers came from."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count() or 0, "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version()}
 
 
 def canonical_json(obj) -> str:

@@ -68,7 +68,7 @@ def run_eval_command(args) -> int:
 
 
 def add_compare_parser(commands) -> None:
-    from harness.compare import DEFAULT_BUDGET, DEFAULT_K, DEFAULT_N
+    from harness.compare import DEFAULT_BUDGET, DEFAULT_K, DEFAULT_N, PROTOCOLS
 
     budget = ",".join(f"{k}={v}" for k, v in DEFAULT_BUDGET.to_dict().items() if v is not None)
     p = commands.add_parser("compare", help="train variants under one budget, evaluate them, write a leaderboard",
@@ -84,7 +84,11 @@ def add_compare_parser(commands) -> None:
     p.add_argument("--train-task", default="sandbox-train", help="task whose problems are trained on")
     p.add_argument("--eval-tasks", type=_name_list, default=("sandbox",), help="comma-separated eval tasks")
     p.add_argument("--budget", default=budget,
-                   help=f"limits, first hit stops: steps, prompts, rollouts, tokens, wall_s (default {budget})")
+                   help="limits, first hit stops: steps (optimizer updates), prompts, rollouts, tokens (generated), "
+                        f"prompt_tokens, update_tokens (training-side token passes), wall_s (default {budget})")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="shared",
+                   help="update schedule: 'shared' (default) trains every variant with the same minibatches and "
+                        "PPO epochs; 'paper' uses each variant's own paper schedule (on the card and leaderboard)")
     p.add_argument("--seeds", type=_int_list, default=(0,), help="comma-separated training seeds (default 0)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"eval samples per problem (default {DEFAULT_N})")
     p.add_argument("--k", type=_int_list, default=DEFAULT_K, help="k for pass@k / maj@k, each <= n")
@@ -115,7 +119,7 @@ def run_compare_command(args) -> int:
         eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,
         limit=args.limit, max_new_tokens=args.max_new_tokens, out=args.out, name=args.name,
         leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set),
-        data_dir=args.data_dir, device=args.device)
+        data_dir=args.data_dir, device=args.device, protocol=args.protocol)
     path = run_compare(config, progress=not args.quiet, command=args.command_line)
     print(f"leaderboard: {path}")
     return 0

@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from harness.budget import Budget
-from harness.card import card_hash, library_versions
+from harness.card import card_hash, library_versions, machine_info
 from harness.evaluate import EvalConfig, run_eval
 from harness.grading import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.runstore import RunDir, write_json_atomic
 from harness.task import TASKS
-from trainers.base import VARIANTS, apply_overrides
+from trainers.base import VARIANTS, apply_overrides, paper_schedule
 
 # The sandbox comparison's default budget: 40 GRPO steps of 16 prompts x 8 samples (ours). A step costs
 # ~2.7 s on 2 cores (perf/train_step.py), so a variant trains in ~110 s and is evaluated in ~60 s; the
@@ -38,6 +38,7 @@ DEFAULT_BUDGET = Budget(rollouts=40 * 16 * 8)
 # Evaluation samples per problem: 8 x 240 problems puts a pass@1 difference of ~2.5 points at p < 0.05 for
 # the paired test on this task (ours).
 DEFAULT_N, DEFAULT_K = 8, (1, 2, 4, 8)
+PROTOCOLS = ("shared", "paper")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class CompareConfig:
     # Label every row's paired difference is measured against (a variant or "warm start"); default the first
     # variant, so `--variants all` tests every variant against grpo.
     baseline: str | None = None
+    # "shared": every variant trains under the shared update schedule (GRPOConfig's ppo_epochs and
+    # minibatches), so a comparison changes mechanisms, not optimisation; "paper": each variant's own
+    # schedule (its config's PAPER_SCHEDULE), as its paper trained.
+    protocol: str = "shared"
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -82,11 +87,14 @@ def variant_configs(config: CompareConfig) -> dict[str, object]:
     unknown = [v for v in config.overrides if v != "all" and v not in config.variants]
     if unknown:
         raise ValueError(f"--set names {unknown}, which are not among --variants {list(config.variants)}")
+    if config.protocol not in PROTOCOLS:
+        raise ValueError(f"--protocol {config.protocol!r} is not one of {', '.join(PROTOCOLS)}")
     configs = {}
     for name in config.variants:
         trainer = VARIANTS.get(name)
         values = {**config.overrides.get("all", {}), **config.overrides.get(name, {})}
-        configs[name] = apply_overrides(trainer.Config(), values)
+        start = trainer.Config() if config.protocol == "shared" else paper_schedule(trainer.Config())
+        configs[name] = apply_overrides(start, values)
     return configs
 
 
@@ -126,11 +134,12 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         "train_task": {"name": train_task.name, "data_sha256": train_data.sha256},
         "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
                  "max_new_tokens": config.max_new_tokens},
-        "budget": config.budget.to_dict(), "seeds": list(config.seeds),
+        "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
         "variants": {v: dataclasses.asdict(c) for v, c in configs.items()}, "versions": library_versions(),
     }
     protocol_hash = card_hash(protocol)
-    write_json_atomic(out / "protocol.json", {**protocol, "hash": protocol_hash, "command": command})
+    write_json_atomic(out / "protocol.json", {**protocol, "hash": protocol_hash, "command": command,
+                                              "machine": machine_info()})
     rows = [(v, s) for v in config.variants for s in config.seeds]
     total = len(rows) + (1 if config.warm_start_row else 0)
     row_dirs = []
@@ -181,7 +190,8 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
 
     final = train_dir / "final"
     template = TEMPLATES.get(variant_config.template or train_task.template)
-    card = {"kind": "train", "variant": variant, "seed": seed, "config": dataclasses.asdict(variant_config),
+    card = {"kind": "train", "variant": variant, "seed": seed, "protocol": config.protocol,
+            "config": dataclasses.asdict(variant_config), "mechanism": list(VARIANTS.get(variant).mechanism),
             "budget": config.budget.to_dict(),
             "model": {"name": model.name, "weights_sha256": model.weights_sha256},
             "train_task": {"name": train_task.name, "data_sha256": train_data.sha256},

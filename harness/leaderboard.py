@@ -33,6 +33,7 @@ class Row:
     train_log: list[dict]
     command: str | None = None
     protocol_hash: str | None = None
+    train_card: dict | None = None
 
 
 def load_rows(row_dirs) -> list[Row]:
@@ -67,12 +68,13 @@ def _read_row(path: Path) -> Row:
     if card.get("hash") and metrics.get("card_hash") not in (None, card["hash"]):
         raise ValueError(f"{path / 'eval/metrics.json'} was scored under card {metrics['card_hash'][:12]}, not "
                          f"the card {card['hash'][:12]} next to it; re-run the evaluation")
-    ledger_path, log_path = path / "train/ledger.json", path / "train/train_log.jsonl"
+    ledger_path, log_path, train_card = path / "train/ledger.json", path / "train/train_log.jsonl", path / "train/card.json"
     return Row(label=info.get("label") or info.get("variant") or "warm start", variant=info.get("variant"),
                seed=info.get("seed"), path=path, metrics=metrics, card=card,
                ledger=read_json(ledger_path) if ledger_path.is_file() else None,
                train_log=_read_train_log(log_path) if log_path.is_file() else [],
-               command=info.get("command"), protocol_hash=info.get("protocol_hash"))
+               command=info.get("command"), protocol_hash=info.get("protocol_hash"),
+               train_card=read_json(train_card) if train_card.is_file() else None)
 
 
 def _read_train_log(path: Path) -> list[dict]:
@@ -170,13 +172,35 @@ def _p(p: float) -> str:
     return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
 
 
-def _budget_cell(rows: list[Row]) -> str:
+def _budget_cells(rows: list[Row]) -> tuple[str, str]:
+    """(generation: rollouts / generated tokens (stopped by), updates: optimizer updates / update token
+    passes), each the mean over seeds."""
     ledgers = [row.ledger for row in rows if row.ledger]
     if not ledgers:
-        return "-"
-    used = {key: np.mean([ledger["consumed"][key] for ledger in ledgers]) for key in ("steps", "rollouts", "tokens")}
+        return "-", "-"
+    keys = ("steps", "rollouts", "tokens", "update_tokens")
+    used = {key: np.mean([ledger["consumed"].get(key, 0) for ledger in ledgers]) for key in keys}
     stopped = ", ".join(sorted({ledger.get("stopped_by") or "?" for ledger in ledgers}))
-    return f"{used['steps']:,.0f} / {used['rollouts']:,.0f} / {used['tokens']:,.0f} ({stopped})"
+    return (f"{used['rollouts']:,.0f} / {used['tokens']:,.0f} ({stopped})",
+            f"{used['steps']:,.0f} / {used['update_tokens']:,.0f}")
+
+
+def mechanism_summary(rows: list[Row]) -> dict[str, float] | None:
+    """Each declared probe's mean per step over a label's runs (None for untrained rows): what the variant's
+    defining mechanism did, read from the probes every step logged."""
+    names = next((row.train_card.get("mechanism") for row in rows if row.train_card), None)
+    if not names:
+        return None
+    steps = [record.get("probes") or {} for row in rows for record in row.train_log]
+    return {name: float(np.mean([step.get(name, 0.0) for step in steps])) if steps else 0.0 for name in names}
+
+
+def _mechanism_cell(rows: list[Row]) -> str:
+    summary = mechanism_summary(rows)
+    if summary is None:
+        return "-"
+    shown = ", ".join(f"{name} {value:.3g}" if value else f"{name} 0 (inert)" for name, value in summary.items())
+    return shown if any(summary.values()) else f"**inert**: {shown}"
 
 
 def _task_mean(rows: list[Row], task: str, *keys: str) -> float:
@@ -228,8 +252,8 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
 
     header = ["band", "variant", "seeds", "pass@1 % [95% CI]", f"pass@{k_max} %", f"maj@{k_max} %",
               "distinct answers", "answer entropy", "distinct-4", "mean tokens",
-              "budget used: steps / rollouts / tokens (stopped by)", f"Δ pass@1 vs {baseline} (pts) [95% CI]",
-              "p", "p (Holm)"]
+              "generation: rollouts / tokens (stopped by)", "updates: optimizer steps / token passes",
+              "mechanism (mean per step)", f"Δ pass@1 vs {baseline} (pts) [95% CI]", "p", "p (Holm)"]
     table = []
     for i in np.argsort([-line.pass_at_k[1][0] for line in lines], kind="stable"):
         line = lines[i]
@@ -246,7 +270,7 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
                       f"{_task_mean(line.rows, task, 'diversity', 'answer_entropy'):.2f}",
                       f"{_task_mean(line.rows, task, 'diversity', 'distinct_4'):.2f}",
                       f"{_task_mean(line.rows, task, 'length', 'mean_tokens'):.1f}",
-                      _budget_cell(line.rows), delta, p_raw, p_holm])
+                      *_budget_cells(line.rows), _mechanism_cell(line.rows), delta, p_raw, p_holm])
 
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -260,6 +284,9 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
 
     temperature = rows[0].card["tasks"].get(task, {}).get("sampling", {}).get("temperature", "?")
     text = [f"# {title or f'Leaderboard: {task}'}", "", _protocol_line(rows, task), ""]
+    provenance = _provenance_line(rows)
+    if provenance:
+        text += [provenance, ""]
     budget_line = _budget_limits_line(rows)
     if budget_line:
         text += [budget_line, ""]
@@ -323,6 +350,31 @@ def _protocol_line(rows: list[Row], task: str) -> str:
     line = f"{protocol}; task `{task}`, n = {n} samples per problem, {m['num_problems']} problems."
     command = rows[0].command or rows[0].card.get("command")
     return line + (f" Produced by `{command}`." if command else "")
+
+
+def _provenance_line(rows: list[Row]) -> str | None:
+    """The update schedule every trained row used, and the library versions and machine that produced the
+    numbers: the same seed gives the same numbers only under the same versions on the same processor kind."""
+    cards = [row.train_card for row in rows if row.train_card]
+    parts = []
+    if cards:
+        protocols = "/".join(sorted({card.get("protocol", "shared") for card in cards}))
+        schedules = {card["variant"]: (card["config"]["ppo_epochs"], card["config"]["minibatches"]) for card in cards}
+        if len(set(schedules.values())) == 1:
+            epochs, minibatches = next(iter(schedules.values()))
+            shown = f"every variant {epochs} PPO epoch(s) x {minibatches} minibatches"
+        else:
+            shown = "; ".join(f"{variant} {epochs} x {minibatches}" for variant, (epochs, minibatches)
+                              in sorted(schedules.items()))
+        parts.append(f"Update schedule: `{protocols}` protocol ({shown} per rollout batch).")
+    stored = rows[0].path.parent / "protocol.json"
+    if stored.is_file():
+        protocol = read_json(stored)
+        versions = ", ".join(f"{name} {v}" for name, v in protocol.get("versions", {}).items())
+        machine = protocol.get("machine")
+        parts.append(f"Produced with {versions}" + (f" on {machine['cpu']} ({machine['cores']} cores, "
+                                                    f"{machine['torch_threads']} torch threads)." if machine else "."))
+    return " ".join(parts) or None
 
 
 def _budget_limits_line(rows: list[Row]) -> str | None:

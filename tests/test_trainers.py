@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from trainer_helpers import (
+    ONE_STEP,
     TINY_OVERRIDES,
     ConstantPool,
     bias_towards_eos,
@@ -27,7 +28,7 @@ from trainers.rollout import Mixing, sample, token_logprobs
 
 def test_budget_parse_and_errors():
     assert Budget.parse("steps=3, tokens=1e4") == Budget(steps=3, tokens=10000)
-    with pytest.raises(ValueError, match="steps, prompts, rollouts, tokens, wall_s"):
+    with pytest.raises(ValueError, match="steps, prompts, rollouts, tokens, prompt_tokens, update_tokens, wall_s"):
         Budget.parse("epochs=3")
     with pytest.raises(ValueError, match="not a number"):
         Budget.parse("steps=many")
@@ -40,10 +41,11 @@ def test_budget_parse_and_errors():
 
 
 def test_training_stops_at_the_first_limit_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
-    # 2 prompts x G=4 = 8 rollouts a step: 20 rollouts pay for 2 steps, not 3, and nothing is overspent.
+    # 2 prompts x G=4 = 8 rollouts a step: 20 rollouts pay for 2 steps, not 3, and nothing is overspent. The
+    # shared schedule's 4 minibatches become one per group: 2 optimizer updates a step.
     trainer = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=20, steps=50))
     ledger = trainer.train()
-    assert (ledger.steps, ledger.rollouts, trainer.stopped_by) == (2, 16, "rollouts")
+    assert (ledger.steps, ledger.rollouts, trainer.stopped_by) == (4, 16, "rollouts")
     assert ledger.prompts == 4 and 0 < ledger.tokens <= 16 * 12
     assert (tmp_path / CHECKPOINT).is_file()
     stored = json.loads((tmp_path / "ledger.json").read_text())
@@ -57,7 +59,7 @@ def test_token_limit_counts_the_worst_case_before_a_step(untrained_model_dir, tm
     # A step may generate 8 x 12 = 96 tokens; 150 tokens can pay for one worst case, never for a second.
     trainer = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(tokens=150))
     ledger = trainer.train()
-    assert ledger.steps == 1 and ledger.tokens <= 150
+    assert trainer.step == 1 and ledger.tokens <= 150
 
 
 def test_budget_too_small_for_one_step_says_why(untrained_model_dir, tmp_path, train_problems):
@@ -159,7 +161,7 @@ def test_rows_that_end_early_are_dropped_from_decoding_and_still_replay_exactly(
 
 def test_dapo_dynamic_sampling_charges_every_generated_rollout(untrained_model_dir, tmp_path, train_problems):
     # Every group is all-wrong, so every round is thrown away: 2 rounds x (3 x 2 prompts) x G=4 = 48 rollouts.
-    trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+    trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                            pool=ConstantPool(False), max_generation_rounds=2)
     ledger = trainer.train()
     assert (ledger.rollouts, ledger.prompts, ledger.steps) == (48, 12, 1)
@@ -167,7 +169,7 @@ def test_dapo_dynamic_sampling_charges_every_generated_rollout(untrained_model_d
 
 
 def test_dapo_keeps_exactly_the_wanted_number_of_valid_groups(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1))
+    trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP)
     trainer.train()
     record = read_log(tmp_path)[0]
     assert record["groups_trained"] == 2 and record["rollouts"] == 24  # one round of 3 x 2 prompts sufficed

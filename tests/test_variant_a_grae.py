@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from trainer_helpers import make_trainer, train_and_check
+from trainer_helpers import ONE_STEP, make_trainer, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
@@ -37,7 +37,7 @@ SPEC_RESULT = [[0.5387, 0.5387, 0.5387, -3.2320], [0.75, -0.5, -0.5, -0.5]]
 @pytest.fixture
 def a_grae(untrained_model_dir, tmp_path, train_problems):
     def build(**overrides):
-        return make_trainer(AGRAETrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+        return make_trainer(AGRAETrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                             track_kl=False, **overrides)
     return build
 

@@ -4,7 +4,7 @@
 
 import pytest
 import torch
-from trainer_helpers import make_trainer, read_log
+from trainer_helpers import ONE_STEP, make_trainer, read_log
 
 from harness.budget import Budget
 from trainers.disco import (
@@ -79,7 +79,7 @@ def test_config_tau_defaults_and_validation():
 
 
 def test_loss_hook_regroups_rows_and_adds_the_trust_region(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(DisCOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+    trainer = make_trainer(DisCOTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                            minibatches=2)
     # Two groups of G=4 one-token responses whose log-probs are the scores: the spec's group, then an
     # all-wrong one that is skipped but still halves the mean.

@@ -4,7 +4,7 @@ whitening, and a short training run on a random-weight model."""
 
 import pytest
 import torch
-from trainer_helpers import approx, blank_batch, make_trainer, train_and_check
+from trainer_helpers import ONE_STEP, approx, blank_batch, make_trainer, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
@@ -62,7 +62,7 @@ def test_token_weighted_whitening():
 
 
 def test_trainer_reproduces_the_spec_from_its_own_components(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(GDPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+    trainer = make_trainer(GDPOTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                            brevity_reward=0.0)
     # Format = an answer could be extracted, so None answers are the spec's format 0.
     answers = [["1", None, "2", "3"], ["1", "1", "1", "1"]]
@@ -76,7 +76,7 @@ def test_trainer_reproduces_the_spec_from_its_own_components(untrained_model_dir
 
 
 def test_brevity_component_and_its_weight(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(GDPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1))
+    trainer = make_trainer(GDPOTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP)
     groups = crafted_groups(train_problems, [[1.0, 1, 0, 0]], [["1", "1", "2", "2"]], [[6, 12, 3, 9]])
     total, components = trainer.reward(groups)
     assert components["brevity"].tolist() == [[0.5, 0.0, 0.75, 0.25]]  # 1 - |o| / 12
@@ -92,8 +92,8 @@ def test_brevity_component_and_its_weight(untrained_model_dir, tmp_path, train_p
 
 def test_batch_norm_over_tokens_switches_the_whitening(untrained_model_dir, tmp_path, train_problems):
     groups = crafted_groups(train_problems, CORRECT, [["1", None, "2", "3"], ["1"] * 4], [[2, 9, 4, 4], [7, 3, 3, 3]])
-    by_samples = make_trainer(GDPOTrainer, untrained_model_dir, tmp_path / "s", train_problems, Budget(steps=1))
-    by_tokens = make_trainer(GDPOTrainer, untrained_model_dir, tmp_path / "t", train_problems, Budget(steps=1),
+    by_samples = make_trainer(GDPOTrainer, untrained_model_dir, tmp_path / "s", train_problems, ONE_STEP)
+    by_tokens = make_trainer(GDPOTrainer, untrained_model_dir, tmp_path / "t", train_problems, ONE_STEP,
                              batch_norm_over="tokens")
     groups.rewards, groups.components = by_samples.reward(groups)
     samples, tokens = by_samples.advantage(groups), by_tokens.advantage(groups)

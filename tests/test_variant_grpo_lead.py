@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 import torch
-from trainer_helpers import approx, make_trainer, train_and_check
+from trainer_helpers import ONE_STEP, approx, make_trainer, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
@@ -86,7 +86,7 @@ def test_length_z_score_uses_correct_responses_only():
 @pytest.fixture
 def lead(untrained_model_dir, tmp_path, train_problems):
     def build(**overrides):
-        return make_trainer(GRPOLeadTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+        return make_trainer(GRPOLeadTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                             **overrides)
     return build
 

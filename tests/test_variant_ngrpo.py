@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from trainer_helpers import ConstantPool, approx, make_trainer, read_log, train_and_check
+from trainer_helpers import ONE_STEP, ConstantPool, approx, make_trainer, read_log, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
@@ -68,7 +68,7 @@ def test_defaults_and_the_virtual_reward_follows_the_format_bonus():
 
 def test_loss_clips_asymmetrically_and_averages_over_tokens(untrained_model_dir, tmp_path, train_problems):
     trainer = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path, train_problems,
-                           Budget(steps=1))
+                           ONE_STEP)
     # Sequence 0: 2 tokens at ratio 1.3 with A = +1 (capped at 1 + eps_high); sequence 1: 4 tokens at ratio 0.7
     # with A = -1 (floored at 1 - eps_low). Token-mean weighs the longer sequence twice as much.
     old = torch.zeros(2, 4)
@@ -81,12 +81,12 @@ def test_loss_clips_asymmetrically_and_averages_over_tokens(untrained_model_dir,
 
 def test_all_wrong_groups_are_trained_and_all_correct_ones_dropped(untrained_model_dir, tmp_path, train_problems):
     wrong = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path / "wrong", train_problems,
-                         Budget(steps=1), pool=ConstantPool(False), max_new_tokens=4, track_kl=False)
+                         ONE_STEP, pool=ConstantPool(False), max_new_tokens=4, track_kl=False)
     wrong.train()
     record = read_log(tmp_path / "wrong")[0]
     assert record["groups_trained"] == 2 and record["loss"] != 0
     right = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path / "right", train_problems,
-                         Budget(steps=1), pool=ConstantPool(True), max_new_tokens=4, track_kl=False)
+                         ONE_STEP, pool=ConstantPool(True), max_new_tokens=4, track_kl=False)
     ledger = right.train()
     assert read_log(tmp_path / "right")[0]["groups_trained"] == 0
     assert (ledger.steps, ledger.rollouts) == (1, 8)  # dropped groups are still paid for

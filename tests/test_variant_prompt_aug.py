@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 import torch
-from trainer_helpers import blank_batch, make_trainer, read_log
+from trainer_helpers import ONE_STEP, blank_batch, make_trainer, read_log
 from transformers import AutoTokenizer
 
 from harness.budget import Budget
@@ -30,7 +30,7 @@ def graded_groups(problem, texts) -> Groups:
 
 
 def test_spec_open_r1_reward(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+    trainer = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                            templates="open-r1")
     problem = Problem(id="one-plus-one", problem="1+1=?", golds=("2",))
     missing_close = OPEN_R1_COMPLETION.removesuffix("\n</answer>")
@@ -60,12 +60,12 @@ def test_teacher_templates_score_the_tags_they_leave_to_the_model():
 
 
 def test_one_template_per_question_draw(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1))
+    trainer = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP)
     drawn = [trainer.template_for(p).name for p in train_problems]
     counts = Counter(drawn)
     assert set(counts) == set(PAPER_TEMPLATES) and max(counts.values()) < 40  # uniform over 13: ~15 each
     # A fresh trainer with the same seed (a resumed run) at the same step draws the same templates.
-    again = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1))
+    again = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP)
     assert [again.template_for(p).name for p in train_problems] == drawn
     # The next step (the question's next draw) is drawn afresh.
     again.step = 1
@@ -79,9 +79,9 @@ def test_one_template_per_question_draw(untrained_model_dir, tmp_path, train_pro
 
 
 def test_plain_alone_renders_as_grpo(untrained_model_dir, tmp_path, train_problems):
-    aug = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path / "a", train_problems, Budget(steps=1),
+    aug = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path / "a", train_problems, ONE_STEP,
                        templates="plain")
-    grpo = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "g", train_problems, Budget(steps=1))
+    grpo = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "g", train_problems, ONE_STEP)
     assert [aug.prompt(p) for p in train_problems[:5]] == [grpo.prompt(p) for p in train_problems[:5]]
     assert template_pool("r1_think")[0].format_score("<think>a</think><answer>b</answer>") == 1.0
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from harness.budget import Budget
 from harness.prompts import TEMPLATES
 from trainers.base import apply_overrides
 from trainers.grpo import TRAIN_LOG
@@ -18,6 +19,9 @@ from trainers.rollout import RolloutBatch
 # What makes a step take a second: 2 prompts x G=4 = 8 rollouts of at most 12 tokens, a checkpoint every step.
 TINY_OVERRIDES = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
                   "lr": 1e-3, "warmup_steps": 1}
+
+# Pays for exactly one TINY step: under the shared schedule its 2 groups make 2 minibatch updates.
+ONE_STEP = Budget(steps=2)
 
 
 class AlternatingPool:

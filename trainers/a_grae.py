@@ -18,6 +18,7 @@ confirmed against the paper's equations, so they are ours.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -49,6 +50,8 @@ def suppress_correct(advantages: torch.Tensor, batch_accuracy: float | torch.Ten
 
 @dataclass(frozen=True)
 class AGRAEConfig(GRPOConfig):
+    # The paper's schedule (`--protocol paper`): 1024 prompts a step in minibatches of 256.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
     # alpha of the suppression min(1, mu_B / alpha) of positive advantages: 1 for math, 0.5 for the
     # geometry/medical MLLM tasks (released code; unconfirmed against the paper, so ours).
     suppression_alpha: float = 1.0
@@ -87,6 +90,7 @@ class AGRAETrainer(GRPOTrainer):
              "Adaptation (arXiv 2602.05548)")
     status = "[code]"
     Config = AGRAEConfig
+    mechanism = {"advantage_change": "mean |A - A_GRPO| over the step's samples (GRPO's advantage of the same rewards)"}
 
     def advantage(self, groups: Groups) -> torch.Tensor:
         cfg = self.config
@@ -98,4 +102,6 @@ class AGRAETrainer(GRPOTrainer):
         batch_accuracy = accuracy.mean()
         progress = batch_accuracy if cfg.curriculum == "batch-accuracy" else min(1.0, self.step / cfg.curriculum_steps)
         focused = difficulty_focus(advantages, accuracy, progress, cfg.focus_scale, cfg.advantage_eps)
-        return suppress_correct(focused, batch_accuracy, cfg.suppression_alpha)
+        advantages = suppress_correct(focused, batch_accuracy, cfg.suppression_alpha)
+        self.note_advantage_change(groups.rewards, advantages)
+        return advantages

@@ -82,6 +82,20 @@ def clipped_objective(ratio: torch.Tensor, advantages: torch.Tensor, eps_low: fl
     return objective
 
 
+def clipped_tokens(ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, eps_low: float = 0.2,
+                   eps_high: float = 0.2, dual_clip: float | None = None) -> torch.Tensor:
+    """How many masked tokens each bound of `clipped_objective` cut off the gradient: [low, high, dual].
+
+    The low clip binds where A < 0 and rho < 1 - eps_low, the high clip where A > 0 and rho > 1 + eps_high,
+    the dual clip where A < 0 and rho > c (its bound c*A is then above the clipped objective)."""
+    advantages = advantages.reshape(-1, *([1] * (ratio.dim() - 1))).expand_as(ratio)
+    on = mask > 0
+    low = on & (advantages < 0) & (ratio < 1 - eps_low)
+    high = on & (advantages > 0) & (ratio > 1 + eps_high)
+    dual = on & (advantages < 0) & (ratio > dual_clip) if dual_clip is not None else torch.zeros_like(on)
+    return torch.stack([low.sum(), high.sum(), dual.sum()]).float()
+
+
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """k3 estimator of KL(pi || pi_ref) per token: e^(l_ref - l) - (l_ref - l) - 1, clamped as verl does."""
     delta = torch.clamp(ref_logp - logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)

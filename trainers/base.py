@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import types
+import typing
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -41,7 +44,8 @@ class GRPOConfig:
     # +4.0 (one seed each); on an earlier sandbox without teacher slips 1e-4-2e-4 degraded it and 4e-4
     # collapsed it, so the default stays at the lower rate.
     lr: float = 5e-5
-    # Linear warm-up steps, then constant (verl's and MathForge's schedule).
+    # Linear warm-up over this many rollout steps (not optimizer updates, so the schedule does not change
+    # it), then constant (verl's and MathForge's schedule).
     warmup_steps: int = 10
     # AdamW betas; beta2 0.999 as in the planning run that gained on the sandbox.
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -62,9 +66,13 @@ class GRPOConfig:
     template: str | None = None
     # Weight of a format reward (1 when an answer can be extracted); 0 = accuracy only (Dr. GRPO's advice).
     format_reward: float = 0.0
-    # PPO epochs (mu) over each rollout batch, each split into this many minibatch updates.
+    # The update schedule: PPO epochs (mu) over each rollout batch, each split into this many minibatch
+    # updates of whole groups. Shared by every variant (ours): with several minibatches per rollout batch the
+    # policy moves between updates, so later minibatches see ratios off 1 and the clips (asymmetric, higher,
+    # dual) can bind; with one update per batch the ratio is exactly 1 and every clip is inert. A variant's
+    # paper schedule (its `PAPER_SCHEDULE`) applies only under `harness compare --protocol paper`.
     ppo_epochs: int = 1
-    minibatches: int = 1
+    minibatches: int = 4
     # Log the k3 KL to the starting policy even when kl_beta is 0 (a training curve; costs one no-grad forward).
     track_kl: bool = True
     # Save the whole trainer state every this many steps (and at the end).
@@ -85,14 +93,15 @@ class GRPOConfig:
     unbiased_std: bool = True
     advantage_eps: float = 1e-6
 
+    # The paper's own update schedule where it differs from the shared one, scaled to prompts_per_step
+    # (e.g. 512 prompts a step in minibatches of 128 -> minibatches 4); applied by `--protocol paper`.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 1}
+
     def __post_init__(self):
         if self.group_size < 1 or self.prompts_per_step < 1:
             raise ValueError("group_size and prompts_per_step must be >= 1")
         if self.minibatches < 1 or self.ppo_epochs < 1:
             raise ValueError("ppo_epochs and minibatches must be >= 1")
-        if self.minibatches > self.prompts_per_step:
-            raise ValueError(f"minibatches ({self.minibatches}) cannot exceed prompts_per_step "
-                             f"({self.prompts_per_step}): a minibatch holds whole groups")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0 for training rollouts")
         algos.AGGREGATIONS.get(self.loss_aggregation)
@@ -127,38 +136,50 @@ def field_docs(config_cls) -> dict[str, str]:
 
 def apply_overrides(config, overrides: dict[str, str]):
     """`{"lr": "1e-5"}` -> a new config; an unknown field lists the known ones. Values are read by the
-    field's declared type (`int | None` takes 'none' or an integer, a tuple takes '0.9,0.99')."""
+    field's declared type (`int | None` takes 'none' or an integer, a tuple takes '0.9,0.99'), resolved with
+    `typing.get_type_hints`, so a plugin's config reads alike with or without postponed annotations."""
     known = {f.name: f for f in dataclasses.fields(config)}
+    types_of = typing.get_type_hints(type(config))
     values = {}
     for name, raw in overrides.items():
         if name not in known:
             raise ValueError(f"{type(config).__name__} has no field {name!r}; its fields: {', '.join(known)}")
-        values[name] = _coerce(raw, str(known[name].type), name)
+        values[name] = _coerce(raw, types_of[name], name)
     return dataclasses.replace(config, **values)
 
 
-def _coerce(raw, declared: str, name: str):
+def paper_schedule(config):
+    """`config` with its variant's paper update schedule (`PAPER_SCHEDULE`) in place of the shared one."""
+    return dataclasses.replace(config, **type(config).PAPER_SCHEDULE)
+
+
+def _coerce(raw, declared, name: str):
+    """`raw` (a command-line string) as a value of type `declared`; anything not a string passes through."""
     if not isinstance(raw, str):
         return raw
     text = raw.strip()
-    if text.lower() in ("none", "null") and "None" in declared:
-        return None
+    options = typing.get_args(declared) if typing.get_origin(declared) in (typing.Union, types.UnionType) else ()
+    if options:
+        if text.lower() in ("none", "null") and type(None) in options:
+            return None
+        declared = next(option for option in options if option is not type(None))
+    shown = getattr(declared, "__name__", str(declared))
     try:
-        if declared.startswith("bool"):
+        if declared is bool:
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
             return text.lower() in ("true", "1")
-        if declared.startswith("int"):
+        if declared is int:
             number = float(text)
             if not number.is_integer():
                 raise ValueError
             return int(number)
-        if declared.startswith("float"):
+        if declared is float:
             return float(text)
-        if declared.startswith("tuple"):
+        if declared is tuple or typing.get_origin(declared) is tuple:
             return tuple(float(part) for part in text.strip("()").split(","))
     except ValueError:
-        raise ValueError(f"cannot read {raw!r} as {declared} for {name}") from None
+        raise ValueError(f"cannot read {raw!r} as {shown} for {name}") from None
     return text
 
 

@@ -1,4 +1,5 @@
-"""What `harness list variants` shows: each variant's paper, status, the hooks it overrides and its defaults."""
+"""What `harness list variants` shows: each variant's paper, status, the hooks it overrides, the probes that show
+its mechanism acted, its paper's update schedule and its defaults."""
 
 from __future__ import annotations
 
@@ -33,8 +34,12 @@ def describe_variants() -> str:
     blocks = []
     for name, trainer_cls in VARIANTS.items():
         docs = field_docs(trainer_cls.Config)
+        schedule = trainer_cls.Config.PAPER_SCHEDULE
         lines = [f"{name}  {trainer_cls.status}  {trainer_cls.paper}",
-                 f"  hooks: {', '.join(overridden_hooks(trainer_cls))}"]
+                 f"  hooks: {', '.join(overridden_hooks(trainer_cls))}",
+                 f"  paper schedule (--protocol paper): {schedule['ppo_epochs']} PPO epoch(s) x "
+                 f"{schedule['minibatches']} minibatches",
+                 "  mechanism probes:", *(f"    {probe}: {what}" for probe, what in trainer_cls.mechanism.items())]
         changes = config_changes(trainer_cls) if name != "grpo" else {
             f.name: f.default for f in dataclasses.fields(GRPOConfig)}
         for field_name, value in changes.items():

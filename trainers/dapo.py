@@ -13,6 +13,7 @@ No KL term.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -23,6 +24,8 @@ from trainers.grpo import GRPOTrainer
 
 @dataclass(frozen=True)
 class DAPOConfig(GRPOConfig):
+    # The paper's schedule (`--protocol paper`): 512 prompts a step in minibatches of 32, 16 updates a batch.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 16}
     eps_low: float = 0.2
     eps_high: float = 0.28
     # The verl DAPO script's dual clip c for negative advantages.
@@ -45,6 +48,12 @@ class DAPOConfig(GRPOConfig):
 
 @VARIANTS.register("dapo")
 class DAPOTrainer(GRPOTrainer):
+    mechanism = {
+        "groups_filtered": "share of generated groups dynamic sampling dropped (all right or all wrong)",
+        "overlong_penalised": "share of samples the soft overlong punishment lowered",
+        "clip_high": "share of response tokens cut by the raised upper clip (A > 0)",
+        "dual_clip": "share of response tokens bounded by the dual clip (A < 0, ratio > c)",
+    }
     name = "dapo"
     paper = "DAPO (arXiv 2503.14476)"
     status = "[code+paper]"
@@ -56,6 +65,7 @@ class DAPOTrainer(GRPOTrainer):
         cache = max(1, round(cfg.overlong_buffer_fraction * self.max_new_tokens))
         overlong = algos.overlong_penalty(groups.batch.lengths.cpu(), self.max_new_tokens, cache,
                                           cfg.overlong_penalty_factor).view_as(correctness)
+        self.note("overlong_penalised", float((overlong < 0).float().mean()))
         return correctness + overlong, {"accuracy": groups.accuracy, "overlong": overlong}
 
     def group_filter(self, groups: Groups) -> torch.Tensor:
@@ -75,7 +85,7 @@ class DAPOTrainer(GRPOTrainer):
             return super().collect()
         wanted, per_round = cfg.prompts_per_step, cfg.generation_batch_multiplier * cfg.prompts_per_step
         kept: list[Groups] = []
-        found = 0
+        found = generated = 0
         for round_index in range(cfg.max_generation_rounds):
             cost = self.round_cost(cfg, self.max_new_tokens, per_round, first=round_index == 0)
             why = self.budget.allows(self.ledger, cost)
@@ -86,9 +96,11 @@ class DAPOTrainer(GRPOTrainer):
                 break  # train on what the budget paid for
             groups = self.generate_groups(self.sampler(per_round), round_index)
             valid = groups.select(self.group_filter(groups))
+            generated += len(groups.problems)
             kept.append(valid)
             found += len(valid.problems)
             if found >= wanted:
                 break
+        self.note("groups_filtered", 1 - found / generated)
         collected = Groups.concat(kept)
         return collected.select(torch.arange(len(collected.problems)) < wanted)  # cut the surplus

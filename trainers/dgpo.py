@@ -35,13 +35,19 @@ class DGPOTrainer(GRPOTrainer):
     paper = "MathForge: Harder Is Better (arXiv 2601.20614)"
     status = "[code]"
     Config = DGPOConfig
+    mechanism = {"advantage_change": "mean |A - A_GRPO| over the step's samples (GRPO's advantage of the same rewards)",
+                 "weight_spread": "max / min - 1 of the question weights over the step's valid groups"}
 
     def advantage(self, groups: Groups) -> torch.Tensor:
         advantages = algos.mad_advantages(groups.rewards, self.config.mad_eps)
         if self.config.question_weighting:
             accuracy = groups.accuracy.mean(dim=-1)  # p_q from the accuracy component, not a shaped reward
             valid = algos.non_degenerate_groups(groups.accuracy)
-            advantages = advantages * algos.difficulty_weights(accuracy, valid, self.config.dqw_temperature)[:, None]
+            weights = algos.difficulty_weights(accuracy, valid, self.config.dqw_temperature)
+            advantages = advantages * weights[:, None]
+            if valid.any():
+                self.note("weight_spread", float(weights[valid].max() / weights[valid].min() - 1))
+        self.note_advantage_change(groups.rewards, advantages)
         return advantages
 
     def loss(self, logp, old_logp, advantages, mask, kl):

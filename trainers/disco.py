@@ -18,6 +18,7 @@ rows by G, which holds because the skeleton's minibatches are whole groups in gr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -64,10 +65,10 @@ def squared_hinge_penalty(kl: torch.Tensor, beta: float, delta: float) -> torch.
 
 @dataclass(frozen=True)
 class DisCOConfig(GRPOConfig):
-    # Minibatch updates per rollout batch (1 PPO epoch): the paper's 128 questions a step in minibatches of
-    # 32, kept as a ratio (ours). With a single update pi_old = pi_theta throughout, the trust region never binds
-    # and L-ratio scores are all 1.
-    minibatches: int = 4
+    # The paper's schedule (`--protocol paper`): 128 questions a step in minibatches of 32, kept as a ratio
+    # (ours), one PPO epoch. With a single update pi_old = pi_theta throughout, the trust region never binds
+    # and L-ratio scores are all 1; the shared schedule also updates several times per batch.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
     # The score s(o): "log-l" (mean token log-prob) or "l-ratio" (mean token ratio to pi_old). The spec names
     # no default; log-L, the first it gives, is ours.
     score: str = "log-l"
@@ -107,10 +108,17 @@ class DisCOTrainer(GRPOTrainer):
     paper = "DisCO, Discriminative Constrained Optimization (arXiv 2505.12366)"
     status = "[code]"
     Config = DisCOConfig
+    mechanism = {
+        "discriminated": "share of trained groups with both a correct and a wrong answer (what the "
+                         "discriminative objective scores against each other)",
+        "hinge_active": "minibatch updates a step whose KL to pi_old passed delta (the trust-region penalty on)",
+    }
 
     def advantage(self, groups: Groups) -> torch.Tensor:
         # Labels from correctness, the binary signal DisCO needs: a format bonus never makes a wrong answer a
         # positive (ours).
+        self.note("discriminated", float(algos.non_degenerate_groups(groups.accuracy).float().mean()))
+        self.note("hinge_active", 0.0)
         return 2 * groups.accuracy - 1
 
     def loss(self, logp, old_logp, advantages, mask, kl):
@@ -119,6 +127,7 @@ class DisCOTrainer(GRPOTrainer):
         labels = advantages.view(-1, cfg.group_size)
         objective = discriminative_objective(scores, labels, cfg.dro_temperature())
         drift = algos.token_mean(old_logp - logp, mask)
+        self.note("hinge_active", float(drift.detach() > cfg.constraint_delta), add=True)
         loss = -objective.mean() + squared_hinge_penalty(drift, cfg.constraint_beta, cfg.constraint_delta)
         if cfg.kl_beta and kl is not None:  # 0 in DisCO (no reference model); honoured when a run sets it
             loss = loss + cfg.kl_beta * algos.token_mean(kl, mask)

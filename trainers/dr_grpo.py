@@ -32,6 +32,7 @@ class DrGRPOTrainer(GRPOTrainer):
     paper = "Understanding R1-Zero-Like Training (arXiv 2503.20783)"
     status = "[code+paper]"
     Config = DrGRPOConfig
+    mechanism = {"advantage_change": "mean |A - A_GRPO| over the step's samples (GRPO's advantage of the same rewards)"}
 
     def reward(self, groups: Groups):
         total, components = super().reward(groups)
@@ -40,4 +41,6 @@ class DrGRPOTrainer(GRPOTrainer):
         return total, components
 
     def advantage(self, groups: Groups) -> torch.Tensor:
-        return algos.mean_centred_advantages(groups.rewards)
+        advantages = algos.mean_centred_advantages(groups.rewards)
+        self.note_advantage_change(groups.rewards, advantages)
+        return advantages

@@ -8,6 +8,7 @@ a variant overrides the few it changes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -19,14 +20,14 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
-from harness.budget import Budget, Ledger
+from harness.budget import LIMITS, Budget, Ledger
 from harness.extraction import extract
 from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic
 from harness.task import Problem
 from trainers import algos
 from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
-from trainers.prefix_grouper import prefix_grouped_logprobs
+from trainers.prefix_grouper import forward_tokens, prefix_grouped_logprobs
 from trainers.rollout import Mixing, RolloutBatch, sample, token_logprobs
 
 CHECKPOINT = "checkpoint.pt"
@@ -40,6 +41,14 @@ class GRPOTrainer:
     paper = "DeepSeekMath (arXiv 2402.03300) / DeepSeek-R1"
     status = "[code+paper]"
     Config = GRPOConfig
+    # The statistics that show this variant's defining mechanism acted (probe name -> what it measures). Each
+    # is noted once per step with `note()`, logged under the step record's "probes", averaged per step in the
+    # leaderboard's `mechanism` column (a row whose probes are all zero is marked inert) and listed by
+    # `harness list variants`. A variant declares its own; the skeleton notes the clip probes for every one.
+    mechanism: dict[str, str] = {
+        "clip_low": "share of response tokens whose ratio fell below 1 - eps_low with A < 0 (gradient cut)",
+        "clip_high": "share of response tokens whose ratio rose above 1 + eps_high with A > 0 (gradient cut)",
+    }
 
     def __init__(self, config: GRPOConfig, *, model, tokenizer, problems: list[Problem], template,
                  answer_format: str, grader: str, max_new_tokens: int, budget: Budget, seed: int,
@@ -61,6 +70,8 @@ class GRPOTrainer:
         self.cursor = 0  # prompts drawn from the seeded order so far
         self._order_epoch, self._order_cache = -1, []  # the current pass's permutation, derived from the seed
         self.stopped_by: str | None = None
+        self.probes: dict[str, float] = {}  # the current step's probe values (see `mechanism`)
+        self.last_step = Ledger()  # what the previous step consumed: the estimate of the next one's cost
 
     # ------------------------------------------------------------------------------------------ hooks
 
@@ -92,9 +103,17 @@ class GRPOTrainer:
     def rollout(self, prompts: list[str], seed: int) -> RolloutBatch:
         ids = [self.tokenizer(p, add_special_tokens=not self.chat).input_ids for p in prompts]
         self.model.eval()
-        return sample(self.model, ids, max_new_tokens=self.max_new_tokens, temperature=self.config.temperature,
-                      eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, seed=seed,
-                      mixing=self.mixing())
+        batch = sample(self.model, ids, max_new_tokens=self.max_new_tokens, temperature=self.config.temperature,
+                       eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, seed=seed,
+                       mixing=self.mixing())
+        self.charge_generation(batch)
+        return batch
+
+    def charge_generation(self, batch: RolloutBatch) -> None:
+        """Charge generated sequences where they are generated, so no caller of `rollout` generates for free
+        (a variant that replaces `rollout` calls this itself)."""
+        self.ledger.add(Ledger(rollouts=batch.response_ids.shape[0], tokens=int(batch.lengths.sum()),
+                               prompt_tokens=int(batch.prompt_mask.sum())))
 
     def reward(self, groups: Groups) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(scalar reward [N, G], named components): accuracy in {0, 1}, plus an optional format bonus."""
@@ -125,7 +144,15 @@ class GRPOTrainer:
         return aggregate(per_token, mask, max_length=self.max_new_tokens)
 
     def forward(self, batch: RolloutBatch, with_entropy: bool = False):
-        return self.scorer(self.model, batch, self.config.temperature, with_entropy)
+        return self.score(self.model, batch, with_entropy)
+
+    def score(self, model, batch: RolloutBatch, with_entropy: bool = False):
+        """Log-probs (and entropies) of `batch` under `model`, charged to the ledger: every training-side forward
+        goes through here, so none is free. A forward under autograd counts its tokens twice (the backward
+        passes them again), a no-grad forward (old policy, reference, scoring) once."""
+        passes = 2 if torch.is_grad_enabled() else 1
+        self.ledger.update_tokens += passes * forward_tokens(batch, self.config.prefix_grouper)
+        return self.scorer(model, batch, self.config.temperature, with_entropy)
 
     @property
     def scorer(self):
@@ -154,7 +181,8 @@ class GRPOTrainer:
         return groups
 
     def generate_and_grade(self, problems: list[Problem], sizes: list[int], round_index: int = 0):
-        """`sizes[i]` rollouts of question i in one rollout call, graded and charged to the ledger:
+        """`sizes[i]` rollouts of question i in one rollout call (charged by `rollout`), graded, and the questions
+        counted in the ledger:
         (batch, texts, answers, correctness [sum(sizes)]), rows question after question."""
         rows = [p for p, size in zip(problems, sizes, strict=True) for _ in range(size)]
         batch = self.rollout([self.prompt(p) for p in rows], derived_seed(self.seed, "rollout", self.step, round_index))
@@ -164,7 +192,7 @@ class GRPOTrainer:
             texts.append(cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), DEFAULT_STOP)[0])
         answers = [extract(t, self.answer_format) for t in texts]
         verdicts = self.pool.grade([(self.grader, p.golds, a) for p, a in zip(rows, answers, strict=True)])
-        self.ledger.add(Ledger(prompts=len(problems), rollouts=len(rows), tokens=int(batch.lengths.sum())))
+        self.ledger.prompts += len(problems)
         return batch, texts, answers, torch.tensor(verdicts, dtype=torch.float32)
 
     @staticmethod
@@ -177,8 +205,8 @@ class GRPOTrainer:
         """Worst-case cost of one generation round (every sequence runs to max_new_tokens), plus the step's
         optimizer updates when it is the step's first round."""
         rollouts = num_prompts * cls.rollouts_per_prompt(config)
-        return Ledger(steps=config.ppo_epochs * config.minibatches if first else 0, prompts=num_prompts,
-                      rollouts=rollouts, tokens=rollouts * (config.max_new_tokens or max_new_tokens))
+        return Ledger(steps=config.ppo_epochs * min(config.minibatches, config.prompts_per_step) if first else 0,
+                      prompts=num_prompts, rollouts=rollouts, tokens=rollouts * (config.max_new_tokens or max_new_tokens))
 
     @classmethod
     def first_round_cost(cls, config: GRPOConfig, max_new_tokens: int) -> Ledger:
@@ -209,14 +237,19 @@ class GRPOTrainer:
         """The step's questions from the sampler, or None (recording why) when the budget cannot pay for
         their generation round at worst-case cost."""
         n = self.config.prompts_per_step
-        why = self.budget.allows(self.ledger, self.round_cost(self.config, self.max_new_tokens, n))
+        cost = self.round_cost(self.config, self.max_new_tokens, n)
+        # Prompt and update tokens are known only once spent: ask for what the previous step spent.
+        cost.prompt_tokens, cost.update_tokens = self.last_step.prompt_tokens, self.last_step.update_tokens
+        why = self.budget.allows(self.ledger, cost)
         if why:
             self.stopped_by = why
             return None
         return self.sampler(n)
 
-    def updates_per_step(self) -> int:
-        return self.config.ppo_epochs * self.config.minibatches
+    def updates_per_step(self, num_groups: int | None = None) -> int:
+        """Optimizer updates a step makes: mu epochs of minibatches, one per group when groups are fewer."""
+        groups = self.config.prompts_per_step if num_groups is None else num_groups
+        return self.config.ppo_epochs * max(1, min(self.config.minibatches, groups))
 
     def update(self, groups: Groups) -> dict:
         """Advantages, then mu epochs of minibatch updates; returns the step's statistics."""
@@ -224,22 +257,24 @@ class GRPOTrainer:
         advantages = self.step_advantages(groups).to(groups.batch.response_ids.device)
         batch = groups.batch
         mask = batch.response_mask.float()
+        num_groups = len(groups.problems)
+        minibatches = min(cfg.minibatches, num_groups)
         with torch.no_grad():
             if self.reference is not None:
-                ref_logp, _ = self.scorer(self.reference, batch, cfg.temperature)
+                ref_logp, _ = self.score(self.reference, batch)
             # With one epoch and one minibatch the policy has not moved when it is scored, so the ratio is 1 and
             # the scoring forward itself gives old_logp; otherwise old_logp is scored once before any update.
             old_logp = None
-            if cfg.ppo_epochs > 1 or cfg.minibatches > 1:
+            if cfg.ppo_epochs > 1 or minibatches > 1:
                 self.model.eval()
                 old_logp, _ = self.forward(batch)
         self.model.train()
-        num_groups = len(groups.problems)
         losses, entropies, kls = [], [], []
+        clipped = torch.zeros(3)  # response tokens cut by the low clip, the high clip, the dual clip
         for epoch in range(cfg.ppo_epochs):
             generator = torch.Generator().manual_seed(derived_seed(self.seed, "minibatch", self.step, epoch))
-            order = torch.randperm(num_groups, generator=generator) if cfg.minibatches > 1 else torch.arange(num_groups)
-            for chunk in torch.tensor_split(order, cfg.minibatches):
+            order = torch.randperm(num_groups, generator=generator) if minibatches > 1 else torch.arange(num_groups)
+            for chunk in torch.tensor_split(order, minibatches):
                 rows = groups.rows(chunk)
                 sub = batch.select(rows)
                 logp, entropy = self.forward(sub, with_entropy=True)
@@ -257,11 +292,16 @@ class GRPOTrainer:
                 self.observe_minibatch(rows, logp.detach(), old, advantages[rows], mask[rows],
                                        None if kl is None else kl.detach())
                 sub_mask = mask[rows]
+                clipped += algos.clipped_tokens(torch.exp(algos.log_ratio(logp.detach(), old)), advantages[rows],
+                                                sub_mask, cfg.eps_low, cfg.eps_high, cfg.dual_clip)
                 losses.append(loss.item())
                 entropies.append(float((entropy * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
                 if kl is not None:
                     kls.append(float((kl.detach() * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
         self.model.eval()
+        trained_tokens = float(mask.sum()) * cfg.ppo_epochs
+        for name, count in zip(("clip_low", "clip_high", "dual_clip"), clipped.tolist(), strict=True):
+            self.note(name, count / max(1.0, trained_tokens))
         return {"loss": sum(losses) / len(losses), "entropy": sum(entropies) / len(entropies),
                 "kl": sum(kls) / len(kls) if kls else None, **self.after_update(groups)}
 
@@ -279,9 +319,19 @@ class GRPOTrainer:
         return {}
 
     def _set_learning_rate(self) -> None:
-        lr = self.config.lr * min(1.0, (self.ledger.steps + 1) / max(1, self.config.warmup_steps))
+        lr = self.config.lr * min(1.0, (self.step + 1) / max(1, self.config.warmup_steps))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
+    def note_advantage_change(self, rewards: torch.Tensor, advantages: torch.Tensor) -> None:
+        """Probe `advantage_change`: mean |A - A_GRPO| over the step's samples, A_GRPO being plain GRPO's
+        advantage of `rewards`; 0 exactly when a variant's advantage hook gave GRPO's numbers."""
+        grpo = algos.grpo_advantages(rewards, self.config.advantage_eps, self.config.unbiased_std)
+        self.note("advantage_change", float((advantages - grpo).abs().mean()) if advantages.numel() else 0.0)
+
+    def note(self, name: str, value: float, add: bool = False) -> None:
+        """Record probe `name`'s value for the current step (`add`: accumulate onto what the step noted)."""
+        self.probes[name] = (self.probes.get(name, 0.0) if add else 0.0) + float(value)
 
     # ----------------------------------------------------------------------------------- the run
 
@@ -297,6 +347,8 @@ class GRPOTrainer:
                    bar_format="{l_bar}{bar}| {n:.0f}/100% of budget [{elapsed}<{remaining}{postfix}]")
         while True:
             self.ledger.wall_s = time.monotonic() - started
+            self.probes = {}
+            before = dataclasses.replace(self.ledger)
             groups = self.collect()
             if groups is None:
                 break
@@ -306,7 +358,9 @@ class GRPOTrainer:
                 self.ledger.steps += self.updates_per_step()
             self.step += 1
             self.ledger.wall_s = time.monotonic() - started
-            record = {"step": self.step, **self.ledger.to_dict(), **self.step_stats(groups), **stats}
+            self.last_step = self.ledger.minus(before)
+            record = {"step": self.step, **self.ledger.to_dict(), **self.step_stats(groups), **stats,
+                      "probes": dict(self.probes)}
             self._append_log(record)
             if self.step % self.config.checkpoint_every == 0:
                 self.save_checkpoint()
@@ -327,7 +381,7 @@ class GRPOTrainer:
                 "groups_trained": len(groups.problems)}
 
     def _spent(self) -> float:
-        fractions = [getattr(self.ledger, name) / limit for name in ("steps", "prompts", "rollouts", "tokens", "wall_s")
+        fractions = [getattr(self.ledger, name) / limit for name in LIMITS
                      if (limit := getattr(self.budget, name))]
         return min(1.0, max(fractions))
 
@@ -341,7 +395,8 @@ class GRPOTrainer:
         """The whole trainer state, written atomically: model, optimizer, step, sampler position, ledger and
         the variant's own state (the learning rate and every random draw derive from the step and seed)."""
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-                 "cursor": self.cursor, "ledger": self.ledger.to_dict(), "stopped_by": self.stopped_by,
+                 "cursor": self.cursor, "ledger": self.ledger.to_dict(), "last_step": self.last_step.to_dict(),
+                 "stopped_by": self.stopped_by,
                  "variant_state": self.state_dict()}
         tmp = self.run_dir / f".{CHECKPOINT}.tmp"
         torch.save(state, tmp)
@@ -359,6 +414,7 @@ class GRPOTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.cursor = state["step"], state["cursor"]
         self.ledger = Ledger(**state["ledger"])
+        self.last_step = Ledger(**state.get("last_step", {}))
         self.load_state_dict(state["variant_state"])
         # Steps logged after the checkpoint will be trained again: drop them so none is logged twice.
         log = self.run_dir / TRAIN_LOG

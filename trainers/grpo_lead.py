@@ -129,6 +129,11 @@ class GRPOLeadTrainer(GRPOTrainer):
     paper = "GRPO-LEAD (arXiv 2504.09696)"
     status = "[code]"
     Config = GRPOLeadConfig
+    mechanism = {
+        "length_term": "mean |r - 1| over correct samples: what the length-dependent reward changed",
+        "advantage_change": "mean |A - A_GRPO|, A_GRPO being GRPO's advantage of plain accuracy (length reward, "
+                            "penalties and difficulty weights together)",
+    }
 
     def reward(self, groups: Groups):
         cfg = self.config
@@ -140,6 +145,8 @@ class GRPOLeadTrainer(GRPOTrainer):
         rewards = lead_rewards(lengths, groups.accuracy > 0, alpha, cfg.wrong_reward)
         if cfg.code_reward_rules:
             rewards = self._code_reward_map(groups, rewards)
+        correct = groups.accuracy > 0
+        self.note("length_term", float((rewards[correct] - 1).abs().mean()) if correct.any() else 0.0)
         return rewards, {"accuracy": groups.accuracy}
 
     def _code_reward_map(self, groups: Groups, rewards: torch.Tensor) -> torch.Tensor:
@@ -159,6 +166,8 @@ class GRPOLeadTrainer(GRPOTrainer):
     def advantage(self, groups: Groups) -> torch.Tensor:
         cfg = self.config
         advantages = algos.grpo_advantages(groups.rewards, cfg.advantage_eps, cfg.unbiased_std)
-        return difficulty_reweighted(advantages, groups.rewards, low=cfg.difficulty_weight_low,
-                                     high=cfg.difficulty_weight_high, midpoint=cfg.difficulty_midpoint,
-                                     steepness=cfg.difficulty_steepness)
+        advantages = difficulty_reweighted(advantages, groups.rewards, low=cfg.difficulty_weight_low,
+                                           high=cfg.difficulty_weight_high, midpoint=cfg.difficulty_midpoint,
+                                           steepness=cfg.difficulty_steepness)
+        self.note_advantage_change(groups.accuracy, advantages)
+        return advantages

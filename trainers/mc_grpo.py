@@ -13,6 +13,7 @@ and the training log reports all G+1 samples.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -74,6 +75,8 @@ class PivotDropped(Groups):
 
 @dataclass(frozen=True)
 class MCGRPOConfig(GRPOConfig):
+    # The paper's schedule (`--protocol paper`): mu = 2 (TRL's num_iterations) over the batch as one minibatch.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 2, "minibatches": 1}
     # k3 KL coefficient of the MATH recipe. With MAD = 0 the advantages (~2000) swamp it.
     kl_beta: float = 0.04
     # Reward for a correct answer; the official code's accuracy reward is {0, 2}. Set 1 for the project's
@@ -100,6 +103,8 @@ class MCGRPOTrainer(GRPOTrainer):
     paper = "MC-GRPO, Median-Centered GRPO (arXiv 2601.22582)"
     status = "[code] + paper abstract"
     Config = MCGRPOConfig
+    mechanism = {"advantage_change": "mean |A - A_GRPO| over the trained samples, A_GRPO being GRPO's advantage "
+                                     "of their rewards without the pivot (the median/MAD centring's effect)"}
 
     def reward(self, groups: Groups):
         total, components = super().reward(groups)
@@ -109,7 +114,9 @@ class MCGRPOTrainer(GRPOTrainer):
     def advantage(self, groups: PivotDropped) -> torch.Tensor:
         cfg = self.config
         advantages = median_advantages(groups.generated.rewards, cfg.mad_eps, cfg.mad_floor, cfg.unbiased_std)
-        return without_pivot(advantages, groups.pivot)
+        advantages = without_pivot(advantages, groups.pivot)
+        self.note_advantage_change(groups.rewards, advantages)
+        return advantages
 
     @staticmethod
     def rollouts_per_prompt(config: MCGRPOConfig) -> int:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from trainers.base import VARIANTS, GRPOConfig
 from trainers.grpo import GRPOTrainer
-from trainers.rollout import Mixing
+from trainers.rollout import Mixing, RolloutBatch
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,19 @@ class NGRPOTrainer(GRPOTrainer):
     paper = "N-GRPO: Embedding-Level Neighbor Mixing (arXiv 2606.10768)"
     status = "[code+paper]"
     Config = NGRPOConfig
+    mechanism = {
+        "mixed_share": "share of generated response positions whose next input was a neighbour mixture",
+        "neighbour_weight": "mean weight the mixed inputs put on neighbours rather than the drawn token",
+    }
+
+    def rollout(self, prompts: list[str], seed: int) -> RolloutBatch:
+        batch = super().rollout(prompts, seed)
+        on = batch.response_mask.bool()
+        mixed = batch.mixed & on if batch.mixed is not None else torch.zeros_like(on)
+        self.note("mixed_share", float(mixed.sum() / on.sum().clamp(min=1)))
+        neighbours = 1 - batch.weights[..., 0][mixed] if batch.weights is not None else torch.zeros(0)
+        self.note("neighbour_weight", float(neighbours.mean()) if neighbours.numel() else 0.0)
+        return batch
 
     def mixing(self) -> Mixing:
         # Passed even at rate 0, so the mixed-input path (stored candidates, rebuilt inputs) is what runs.

@@ -12,6 +12,7 @@ semantic neighbour mixing in the rollout): this one changes only the advantage, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -37,6 +38,8 @@ def not_all_correct(accuracy: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class NegativeEnhancedGRPOConfig(GRPOConfig):
+    # The paper's schedule (`--protocol paper`): 1024 prompts a step in minibatches of 256.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
     # Asymmetric clip (official script): the lower bound 1 - 0.16, which binds for negative advantages, is
     # tighter than GRPO's...
     eps_low: float = 0.16
@@ -70,6 +73,11 @@ class NegativeEnhancedGRPOTrainer(GRPOTrainer):
     paper = "NGRPO: Negative-enhanced GRPO (arXiv 2509.18851)"
     status = "[code+paper(abstract)]"
     Config = NegativeEnhancedGRPOConfig
+    mechanism = {
+        "virtual_signal": "share of trained groups with no reward spread that the virtual sample gave advantages",
+        "clip_low": "share of response tokens cut by the tighter lower clip (A < 0)",
+        "clip_high": "share of response tokens cut by the looser upper clip (A > 0)",
+    }
 
     def group_filter(self, groups: Groups) -> torch.Tensor:
         if not self.config.drop_all_correct:
@@ -78,5 +86,9 @@ class NegativeEnhancedGRPOTrainer(GRPOTrainer):
 
     def advantage(self, groups: Groups) -> torch.Tensor:
         cfg = self.config
-        return virtual_max_advantages(groups.rewards, cfg.virtual_reward, cfg.virtual_samples, cfg.advantage_eps,
-                                      cfg.unbiased_std)
+        advantages = virtual_max_advantages(groups.rewards, cfg.virtual_reward, cfg.virtual_samples,
+                                            cfg.advantage_eps, cfg.unbiased_std)
+        flat = (groups.rewards == groups.rewards[:, :1]).all(dim=-1)
+        lifted = flat & (advantages != 0).any(dim=-1)
+        self.note("virtual_signal", float(lifted.float().mean()) if len(flat) else 0.0)
+        return advantages

@@ -42,6 +42,15 @@ def group_starts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.T
     return torch.cat([changes.new_zeros(1), changes])
 
 
+def forward_tokens(batch: RolloutBatch, prefix_grouped: bool) -> int:
+    """Tokens a training forward over `batch` passes through the model: every row's prompt and response, or
+    under Prefix Grouper each group's prompt once."""
+    prompts = batch.prompt_mask
+    if prefix_grouped and len(prompts):
+        prompts = prompts[group_starts(batch.prompt_ids, batch.prompt_mask)]
+    return int(prompts.sum()) + int(batch.response_mask.sum())
+
+
 def prefix_grouped_logprobs(model, batch: RolloutBatch, temperature: float,
                             with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Same contract and numbers as `trainers.rollout.token_logprobs`: log-probs [B, T] of the response tokens

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -134,6 +135,8 @@ def template_pool(spec: str) -> tuple[AugTemplate, ...]:
 
 @dataclass(frozen=True)
 class PromptAugConfig(GRPOConfig):
+    # The paper's schedule (`--protocol paper`): 128 prompts a step in minibatches of 32.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
     # Clip-higher, eps_low 0.2 / eps_high 0.28 (the released script; it enables neither dynamic sampling nor
     # overlong shaping).
     eps_high: float = 0.28
@@ -168,6 +171,11 @@ class PromptAugTrainer(GRPOTrainer):
     paper = "Prompt Augmentation for GRPO (arXiv 2602.03190)"
     status = "[code+paper(abstract)]"
     Config = PromptAugConfig
+    mechanism = {
+        "templated_signal": "share of groups, each under its drawn template, whose rewards vary (zero: the "
+                            "templates give the update nothing to learn from)",
+        "templates_used": "distinct templates drawn in the step",
+    }
 
     def __init__(self, config: PromptAugConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -189,4 +197,6 @@ class PromptAugTrainer(GRPOTrainer):
         answer_format = torch.tensor([t.format_score(text) for t, text in zip(templates, groups.texts, strict=True)],
                                      dtype=torch.float32).view_as(groups.accuracy)
         total = groups.accuracy + self.config.format_reward * answer_format
+        self.note("templated_signal", float((total != total[:, :1]).any(dim=-1).float().mean()))
+        self.note("templates_used", len({t.name for t in templates}))
         return total, {"accuracy": groups.accuracy, "format": answer_format}

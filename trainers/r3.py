@@ -179,6 +179,11 @@ class R3Trainer(GRPOTrainer):
     paper = "R3: Replay, Reflection, and Ranking Rewards (arXiv 2601.19620)"
     status = "[paper]"
     Config = R3Config
+    mechanism = {
+        "replays": "past responses replayed into all-right or all-wrong groups this step (CCR)",
+        "reflections": "reflection copies of hard questions generated this step (ISR)",
+        "ranked_groups": "all-wrong groups given entropy-ranking rewards this step (SERR)",
+    }
 
     def __init__(self, config: R3Config, **kwargs):
         super().__init__(config, **kwargs)
@@ -247,6 +252,7 @@ class R3Trainer(GRPOTrainer):
         only the drawn tokens' log-probs."""
         ranking = torch.zeros_like(groups.accuracy)
         failed = groups.accuracy.sum(dim=-1) == 0
+        self.note("ranked_groups", int(failed.sum()), add=True)
         if not failed.any():
             return ranking
         batch = groups.batch.select(group_rows(torch.nonzero(failed).flatten(), groups.group_size))
@@ -269,6 +275,8 @@ class R3Trainer(GRPOTrainer):
         # A reflection copy is generated like any group: the step makes only as many as the budget still pays for.
         while copies and self.budget.allows(self.ledger, self.round_cost(cfg, self.max_new_tokens, n + len(copies))):
             copies.pop()
+        self.note("reflections", len(copies))
+        self.note("replays", 0)
         groups = self.generate_groups(problems + copies)
         groups = groups.select(self.group_filter(groups))
         trained = self._with_replays(groups) if cfg.replay else groups
@@ -289,6 +297,7 @@ class R3Trainer(GRPOTrainer):
             picks.append(chooser.sample(stored, min(k, len(stored))))
         if not any(picks):
             return groups
+        self.note("replays", sum(len(chosen) for chosen in picks))
 
         batch, n, width = groups.batch, len(groups.problems), g + k
         device, pad = batch.response_ids.device, self.tokenizer.pad_token_id

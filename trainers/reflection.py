@@ -94,6 +94,10 @@ class ReflectionTrainer(GRPOTrainer):
     paper = "GRPO and Reflection Reward for Mathematical Reasoning in LLMs (arXiv 2603.14041)"
     status = "[secondary]"
     Config = ReflectionConfig
+    mechanism = {
+        "marker_rate": "share of responses with at least one self-check marker, right or wrong",
+        "reflection_paid": "share of responses the reflection term rewarded (a marker in a correct answer)",
+    }
 
     def reward(self, groups: Groups):
         cfg = self.config
@@ -104,6 +108,8 @@ class ReflectionTrainer(GRPOTrainer):
         total = reflection_reward(accuracy, answer_format, markers, cfg.format_reward, per_marker,
                                   cfg.reflection_cap, cfg.reflection_only_if_correct)
         reflection = rewarded_markers(accuracy, markers, cfg.reflection_cap, cfg.reflection_only_if_correct)
+        self.note("marker_rate", float((markers > 0).float().mean()))
+        self.note("reflection_paid", float((reflection * per_marker > 0).float().mean()))
         return total, {"accuracy": accuracy, "format": answer_format, "reflection": reflection}
 
     def step_stats(self, groups: Groups) -> dict:

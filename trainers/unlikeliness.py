@@ -11,6 +11,7 @@ stop rising while rarer ones keep going. The recipe also skips groups without re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -37,8 +38,9 @@ def unlikeliness_rewards(rewards: torch.Tensor, likelihood: torch.Tensor, beta: 
 
 @dataclass(frozen=True)
 class UnlikelinessConfig(GRPOConfig):
-    # PPO epochs mu: the paper's companion fix for GRPO's rank bias (examples/lean/grpo.sh uses 2).
-    ppo_epochs: int = 2
+    # The paper's schedule (`--protocol paper`): PPO epochs mu = 2, its companion fix for GRPO's rank bias
+    # (examples/lean/grpo.sh), with the train batch as one minibatch.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 2, "minibatches": 1}
     # k3 KL-to-reference coefficient of the paper's recipe.
     kl_beta: float = 0.1
     # beta_rank: the most likely correct sample's reward is scaled by 1 - beta_rank * (G-1) / G.
@@ -61,6 +63,7 @@ class UnlikelinessTrainer(GRPOTrainer):
     paper = "Rewarding the Unlikely (arXiv 2506.02355)"
     status = "[code]"
     Config = UnlikelinessConfig
+    mechanism = {"rank_penalised": "share of correct samples whose reward the likelihood-rank penalty lowered"}
 
     def group_filter(self, groups: Groups) -> torch.Tensor:
         if not self.config.skip_uniform_groups:
@@ -74,4 +77,6 @@ class UnlikelinessTrainer(GRPOTrainer):
         likelihood = mean_token_logp(batch.old_logp, batch.response_mask.float())
         shaped = unlikeliness_rewards(groups.rewards, likelihood.cpu().view_as(groups.rewards),
                                       self.config.unlikeliness_beta)
+        rewarded = groups.rewards > 0
+        self.note("rank_penalised", float((shaped < groups.rewards)[rewarded].float().mean()) if rewarded.any() else 0.0)
         return algos.grpo_advantages(shaped, self.config.advantage_eps, self.config.unbiased_std)
