@@ -164,7 +164,7 @@ def test_dapo_dynamic_sampling_charges_every_generated_rollout(untrained_model_d
     trainer = make_trainer(DAPOTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                            pool=ConstantPool(False), max_generation_rounds=2)
     ledger = trainer.train()
-    assert (ledger.rollouts, ledger.prompts, ledger.steps) == (48, 12, 1)
+    assert (ledger.rollouts, ledger.prompts, ledger.steps) == (48, 12, 2)  # the step's 2 updates, spent
     assert read_log(tmp_path)[0]["groups_trained"] == 0
 
 

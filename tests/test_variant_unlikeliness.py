@@ -64,7 +64,8 @@ def test_uniform_groups_are_skipped_only_with_the_flag(untrained_model_dir, tmp_
 
 def test_config_defaults_and_validation():
     config = UnlikelinessConfig()
-    assert (config.unlikeliness_beta, config.ppo_epochs, config.kl_beta) == (0.25, 2, 0.1)
+    assert (config.unlikeliness_beta, config.kl_beta) == (0.25, 0.1)
+    assert UnlikelinessConfig.PAPER_SCHEDULE == {"ppo_epochs": 2, "minibatches": 1}
     with pytest.raises(ValueError, match=r"unlikeliness_beta must be in \[0, 1\]"):
         UnlikelinessConfig(unlikeliness_beta=1.5)
 

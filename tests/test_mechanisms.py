@@ -1,0 +1,59 @@
+"""A mechanism that never acts is a bug, not a result: every variant, trained briefly on the sandbox under the
+default (shared) protocol, shows with its own probes that its defining mechanism acted (slow: it needs the
+warm start and a few real training steps per variant)."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from harness.budget import Budget
+from harness.grading import GradingPool
+from harness.models import resolve_model
+from harness.prompts import TEMPLATES
+from harness.task import TASKS
+from trainers.base import VARIANTS, apply_overrides
+from trainers.grpo import TRAIN_LOG
+
+# Few questions, each revisited every other step, so that what needs history (GDRO's bins, R3's replays and
+# reflections) has some; everything else, the update schedule and learning rate included, is the default.
+POOL, STEPS = 16, 4
+OVERRIDES = {"prompts_per_step": 8, "checkpoint_every": 100}
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    model = resolve_model("sandbox")
+    task = TASKS.get("sandbox-train")
+    return model, task, task.load(None).problems[:POOL]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with GradingPool() as grading:
+        yield grading
+
+
+def _train_briefly(variant, sandbox, pool, run_dir):
+    model, task, problems = sandbox
+    trainer_cls = VARIANTS.get(variant)
+    config = apply_overrides(trainer_cls.Config(), OVERRIDES)
+    policy = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    trainer = trainer_cls(config, model=policy, tokenizer=tokenizer, problems=problems,
+                          template=TEMPLATES.get(task.template), answer_format=task.answer_format, grader=task.grader,
+                          max_new_tokens=task.max_new_tokens, budget=Budget(prompts=STEPS * config.prompts_per_step),
+                          seed=0, run_dir=run_dir, pool=pool)
+    trainer.train()
+    return [json.loads(line)["probes"] for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS.names())
+def test_each_variant_mechanism_acts_on_the_sandbox(variant, sandbox, pool, tmp_path):
+    steps = _train_briefly(variant, sandbox, pool, tmp_path)
+    declared = VARIANTS.get(variant).mechanism
+    totals = {name: sum(step.get(name, 0.0) for step in steps) for name in declared}
+    inert = [name for name, total in totals.items() if not total]
+    assert not inert, f"{variant}: probes {inert} stayed 0 over {len(steps)} steps ({totals})"
