@@ -66,11 +66,14 @@ def write_row(root: Path, name: str, label: str, counts: list[int], n: int = 8, 
         _dump(row / "train/ledger.json", {
             "limits": {"steps": 5, "prompts": None, "rollouts": 80, "tokens": None, "wall_s": None},
             "consumed": {"steps": 5, "prompts": 10, "rollouts": 80, "tokens": 4000 + 10 * seed_or_zero(seed),
-                         "wall_s": 1.0},
+                         "update_tokens": 16000 + 10 * seed_or_zero(seed), "wall_s": 1.0},
             "stopped_by": "steps"})
         steps = [{"step": s, "prompts": 2 * s, "rollouts": 16 * s, "tokens": 800 * s, "wall_s": 0.2 * s,
                   "reward_mean": 0.1 * s, "accuracy": 0.1 * s, "entropy": 1.0 - 0.05 * s, "response_length": 30.0,
-                  "kl": None, "loss": 0.5, "lr": 1e-6, "extra_key": 1} for s in range(1, 6)]
+                  "kl": None, "loss": 0.5, "lr": 1e-6, "extra_key": 1, "probes": {"clip_low": 0.01 * s}}
+                 for s in range(1, 6)]
+        _dump(row / "train/card.json", {"variant": info["variant"], "protocol": "shared", "mechanism": ["clip_low"],
+                                        "config": {"ppo_epochs": 1, "minibatches": 4}})
         (row / "train/train_log.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
     return row
 
@@ -113,8 +116,12 @@ def test_clearly_better_variant_ranks_first_with_significant_positive_delta(tmp_
     assert float(delta.split()[0]) == pytest.approx(expected, abs=0.05) and expected > 0
     assert float(rows["dgpo"]["p"]) < 0.05 and float(rows["dgpo"]["p (Holm)"]) < 0.05
     assert rows["warm start"][column(rows, "Δ")] == "baseline"
-    assert rows["warm start"][column(rows, "budget")] == "-"  # the warm start trained on nothing
-    assert rows["dgpo"][column(rows, "budget")] == "5 / 80 / 4,000 (steps)"
+    assert rows["warm start"][column(rows, "generation")] == "-"  # the warm start trained on nothing
+    assert rows["warm start"][column(rows, "mechanism")] == "-"
+    assert rows["dgpo"][column(rows, "generation")] == "80 / 4,000 (steps)"
+    assert rows["dgpo"][column(rows, "updates")] == "5 / 16,000"
+    assert rows["dgpo"][column(rows, "mechanism")] == "clip_low 0.03"  # the mean per step of 0.01 ... 0.05
+    assert "Update schedule: `shared` protocol (every variant 1 PPO epoch(s) x 4 minibatches" in markdown
     pass1 = rows["dgpo"]["pass@1 % [95% CI]"]
     low, high = metrics.bootstrap_ci(strong / 8)
     assert pass1 == f"{100 * strong.mean() / 8:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
@@ -160,7 +167,8 @@ def test_seeds_of_one_label_merge_into_one_line(tmp_path):
     low, high = metrics.two_level_bootstrap_ci([seed0 / 8, seed1 / 8])
     mean = (seed0.mean() + seed1.mean()) / 16
     assert rows["grpo"]["pass@1 % [95% CI]"] == f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
-    assert rows["grpo"][column(rows, "budget")] == "5 / 80 / 4,005 (steps)"  # mean of 4,000 and 4,010 tokens
+    assert rows["grpo"][column(rows, "generation")] == "80 / 4,005 (steps)"  # mean of 4,000 and 4,010 tokens
+    assert rows["grpo"][column(rows, "updates")] == "5 / 16,005"
     # The paired test compares per-problem scores averaged over the seeds.
     expected = metrics.paired_test((seed0 + seed1) / 16, _counts(dirs[0]) / 8)
     assert rows["grpo"][column(rows, "Δ")].startswith(f"{100 * expected.difference:+.1f} ")
