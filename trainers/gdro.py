@@ -4,12 +4,43 @@
    generated for it at a step was correct; its pass@k estimate is the mean of c over its last H visits, and
    the estimate maps to a bin by edges, with hysteresis: a prompt leaves its bin only when the estimate
    passes the boundary by delta.
-2. A per-sample loss signal for the adversaries: l_ij = -J_clip_ij + beta_KL * KL_ij, each a sequence mean,
-   recorded while the batch is trained on. With one PPO epoch and one minibatch the ratio is 1 when it is
-   taken, so a group's mean signal is -mean(A) + beta KL = beta KL (group-normalised A has mean 0): the
-   adversaries then learn from the KL term alone (and float rounding). The ratio moves off 1 only with
-   ppo_epochs or minibatches > 1 (the paper trains 4 minibatches a step: 512 prompts, 128 per minibatch).
-3. Steps whose prompts got different numbers of rollouts (Rollout-GDRO): the step is one generation call
+2. The adversaries' loss signal: the paper's per-sample loss l_ij = -J_clip_ij + beta_KL * KL_ij, a prompt's
+   loss the mean over its rollouts. Read as a *sequence mean* per sample (the spec's reading, and the released
+   actor's, which records the sequence mean of the clipped loss at every minibatch) it is degenerate: a
+   group-normalised advantage has mean 0 over the group, so at ratio 1 a prompt's loss is -mean(A) + beta KL =
+   beta KL, and past ratio 1 only -mean((rho - 1) A), the surrogate gain the step's earlier minibatches made on
+   it. Measured on the warm-started sandbox (64 prompts revisited every 4 steps, the shared schedule of 4
+   minibatches, lr 5e-5, 30 steps): ratios moved 0.07% per token, prompt losses had sd 4.5e-4, and the bin
+   weights never spread by more than 0.4%. What moves the paper's adversary in verl is, on our reading, that
+   its ratios leave 1 by more (a 1.7-8B model, 4 minibatches of 128 prompts) and that old log-probs
+   recomputed in bf16 differ from the training forward's by noise of their own.
+   Ours: l_ij is sample j's part of the loss the optimizer minimised (its tokens' weights in the aggregated
+   minibatch loss, times the number of samples, so that the minibatch mean of l is that loss), and GDRO trains
+   under the launch script's aggregation, verl's default token-mean. l_ij is then the token sum of the
+   per-token loss over the minibatch's mean length, and at ratio 1 a prompt's loss is
+       -sum_j A_j |o_j| / (n mean|o|) = sqrt(p (1 - p) (n - 1) / n) (mean|o_wrong| - mean|o_right|) / mean|o|:
+   positive where the prompt's failures are longer than its successes (token-mean pushes each of their tokens
+   down as hard as each success token up), and beta KL alone for all-right or all-wrong groups, whose A is 0.
+   So the bins that carry a learning signal are told apart from those that carry none, which a mean of
+   sequence means cannot do. In the same sandbox run, wrong answers were 1.8% longer than right ones, prompt
+   losses had sd 0.023 (50x), and replaying its per-sample losses through the adversary spread the bin
+   weights by 1% at step 10, 10% at step 12 and 50-300% from step 21 (loss_norm_by_share multiplies a bin
+   holding 1 prompt of 16 by 16). Under seq-mean-token-mean the same definition gives back the sequence mean:
+   the spec's signal is one `loss_aggregation` away.
+   The advantage in l is the clipped GRPO advantage *without* Prompt-GDRO's weight, as the released actor
+   does: otherwise a bin's measured loss would scale with its own weight (weight up, loss up, weight up).
+   Each sample's signal comes from the last epoch that trained on it (ours).
+3. The advantage clip (launch script: [-5, 5]) applies to GRPO's advantages *before* Prompt-GDRO multiplies
+   them by min(omega, omega_max) (ours). In the released code the clip is a driver-side `algorithm.*` setting
+   while the GDRO weight multiplies the advantages inside the actor's loss, so a clip could only have acted on
+   unweighted advantages (though the trainer and actor we could read never read adv_clip_low/high: Hydra's
+   `+` accepts keys nobody reads). After the weights it would cap the adversary at 5 / |A| and break a group's
+   zero sum exactly where DRO pushes hardest: omega = 6 on a group of 8 with one success turns A = (+2.47,
+   -0.35 x 7) into (+14.8, -2.1 x 7), clipped to (+5, -2.1 x 7), a net push down on a hard prompt's only
+   success. omega_max already bounds the adversary, and the gradient-norm clip bounds the step. Before the
+   weights the clip binds only on a lone outlier in a group of n >= 27 (|A| <= (n - 1) / sqrt(n)): never at the
+   paper's n = 4 nor on our sandbox (n <= n_max = 16); it stays as the launch script's guard.
+4. Steps whose prompts got different numbers of rollouts (Rollout-GDRO): the step is one generation call
    over a flat prompt list (each prompt repeated its own n times), split into one uniform `Groups` per n,
    so GRPO's statistics are taken per group of its own size; all parts train in one optimizer step with the
    loss aggregated over all their rows. Prompt-GDRO is the case of a single part.
@@ -19,6 +50,7 @@ Everything the adversaries learn is trainer state and goes into the checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -111,15 +143,27 @@ def dual_ascent(mu: float, realized_mean: float, target_mean: float, step_size: 
     return mu + step_size * (realized_mean - target_mean)
 
 
-def sequence_losses(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                    kl: torch.Tensor | None, *, eps_low: float, eps_high: float, dual_clip: float | None,
-                    kl_beta: float) -> torch.Tensor:
-    """The adversaries' per-sample signal [B]: -J_clip + beta * KL, each a mean over the sample's tokens."""
+def sample_losses(per_token: torch.Tensor, mask: torch.Tensor, aggregate, max_length: int | None = None
+                  ) -> torch.Tensor:
+    """Each sample's part of the minibatch loss `aggregate(per_token, mask)`, times the number of samples [B], so
+    that their mean is the loss itself. The aggregations are linear in the per-token loss, so a token's part is
+    its weight d(loss)/d(per_token), read off the aggregation: 1/|o_i| under seq-mean-token-mean (a sample's part
+    is its sequence mean), B/sum|o| under token-mean (its token sum over the minibatch's mean length)."""
+    probe = torch.zeros_like(per_token, requires_grad=True)
+    with torch.enable_grad():
+        aggregate(probe, mask, max_length=max_length).backward()
+    return per_token.shape[0] * (probe.grad * per_token.detach()).sum(dim=-1)
+
+
+def loss_signal(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                kl: torch.Tensor | None, *, eps_low: float, eps_high: float, dual_clip: float | None, kl_beta: float,
+                aggregate, max_length: int | None = None) -> torch.Tensor:
+    """The adversaries' per-sample loss l = -J_clip + beta * KL [B]: each sample's part of the aggregated loss."""
     ratio = torch.exp(algos.log_ratio(logp, old_logp))
     per_token = -algos.clipped_objective(ratio, advantages[:, None], eps_low, eps_high, dual_clip)
     if kl_beta and kl is not None:
         per_token = per_token + kl_beta * kl
-    return (per_token * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
+    return sample_losses(per_token, mask, aggregate, max_length)
 
 
 def segment_means(values: torch.Tensor, segments: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,10 +185,20 @@ def per_bin(values: torch.Tensor, present: torch.Tensor) -> list:
 class GDROConfig(GRPOConfig):
     """What both GDRO halves share: the launch script's loss settings and the online difficulty classifier."""
 
+    # Launch script: 512 prompts a step in minibatches of 128, one epoch.
+    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
+
     # Launch script: clip 0.2 / 0.28 (the paper's GRPO baseline uses it too).
     eps_high: float = 0.28
     # Launch script: k3 KL loss with beta 0.001; also the beta_KL of the adversaries' loss signal.
     kl_beta: float = 0.001
+    # Launch script: verl's default loss_agg_mode, token-mean (the script leaves it). The adversaries' signal is
+    # each sample's part of this loss (ours, module docstring 2): under token-mean it is live; under
+    # seq-mean-token-mean it is the spec's sequence mean, which a group-normalised advantage makes ~beta KL.
+    loss_aggregation: str = "token-mean"
+    # Launch script: advantages clipped to [-5, 5], here to GRPO's advantages before Prompt-GDRO's weight
+    # (ours, module docstring 3); None = no clip.
+    advantage_clip: float | None = 5.0
     # Inner edges of the pass@k bins, increasing in (0, 1) (paper: equal-width deciles accbin_0..accbin_9;
     # the launch scripts also use 0.1,0.2,0.4,0.6,0.8,0.9).
     bin_edges: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -163,6 +217,8 @@ class GDROConfig(GRPOConfig):
             raise ValueError(f"history_window must be >= 0 (0 = every visit), got {self.history_window}")
         if not 0 <= self.bin_margin < 1:
             raise ValueError(f"bin_margin must be in [0, 1), got {self.bin_margin}")
+        if self.advantage_clip is not None and self.advantage_clip <= 0:
+            raise ValueError(f"advantage_clip must be > 0 or None, got {self.advantage_clip}")
 
 
 # ------------------------------------------------------------------------------ classifier and batch
@@ -265,6 +321,7 @@ class GDROTrainer(GRPOTrainer):
         super().__init__(config, **kwargs)
         self.classifier = DifficultyClassifier(config.bin_edges, config.history_window, config.bin_margin)
         self.signal = torch.zeros(0)  # [rows] of the step being trained: each sample's loss signal
+        self.signal_advantages = torch.zeros(0)  # [rows] the advantages the signal uses: clipped, unweighted
 
     @property
     def num_bins(self) -> int:
@@ -274,9 +331,24 @@ class GDROTrainer(GRPOTrainer):
         """Rollouts [N] for prompts in `bins` (their bins before this step): G each unless a half reallocates."""
         return torch.full_like(bins, self.config.group_size)
 
+    def group_weights(self, groups: Groups) -> torch.Tensor:
+        """The adversary's advantage weight for each group [N]: 1 unless Prompt-GDRO reweights."""
+        return torch.ones(len(groups.problems))
+
     def adversary_step(self, step: RaggedGroups, losses: torch.Tensor) -> dict:
         """Learn from the trained step's per-sample losses [rows]; returns the step's per-bin log figures."""
         raise NotImplementedError
+
+    def clipped_advantage(self, groups: Groups) -> torch.Tensor:
+        """GRPO's advantages clipped to +-advantage_clip (module docstring, 3)."""
+        advantages = super().advantage(groups)
+        clip = self.config.advantage_clip
+        return advantages if clip is None else advantages.clamp(-clip, clip)
+
+    def advantage(self, groups: Groups) -> torch.Tensor:
+        # The clip comes before the adversary's weight, so the weight is never clipped away.
+        weights = self.group_weights(groups).to(groups.rewards.dtype)
+        return self.clipped_advantage(groups) * weights[:, None]
 
     def state_dict(self) -> dict:
         return {"classifier": self.classifier.state_dict()}
@@ -292,6 +364,8 @@ class GDROTrainer(GRPOTrainer):
         problems = self.draw_prompts()
         if problems is None:
             return None
+        # Probe: without revisits the classifier has no history, and every prompt is binned by one visit.
+        self.note("revisited", sum(p.id in self.classifier.history for p in problems) / len(problems))
         n = len(problems)
         bins = self.classifier.bins(problems)  # the previous steps' classification
         sizes = self.allocate(bins)
@@ -334,15 +408,19 @@ class GDROTrainer(GRPOTrainer):
         return RaggedGroups(parts, part_bins, batch, bins, sizes)
 
     def step_advantages(self, step: RaggedGroups) -> torch.Tensor:
-        """The advantage hook applied part by part (statistics per group of its own size), row-ordered."""
+        """The advantage hook applied part by part (statistics per group of its own size), row-ordered; the
+        signal's unweighted advantages are kept aside (module docstring, 2)."""
+        self.signal_advantages = torch.cat([self.clipped_advantage(part).reshape(-1) for part in step.parts])
         return torch.cat([self.advantage(part).reshape(-1) for part in step.parts])
 
     def observe_minibatch(self, rows, logp, old_logp, advantages, mask, kl) -> None:
-        # Each sample's loss signal, from the last epoch that trained on it (ours), for the adversary.
+        # Each sample's loss signal, from the last epoch that trained on it (ours), for the adversary: its part of
+        # the loss as aggregated, with the advantage before the adversary's weight.
         cfg = self.config
-        self.signal[rows] = sequence_losses(logp, old_logp, advantages, mask, kl, eps_low=cfg.eps_low,
-                                            eps_high=cfg.eps_high, dual_clip=cfg.dual_clip,
-                                            kl_beta=cfg.kl_beta).cpu()
+        self.signal[rows] = loss_signal(logp, old_logp, self.signal_advantages[rows].to(logp.device), mask, kl,
+                                        eps_low=cfg.eps_low, eps_high=cfg.eps_high, dual_clip=cfg.dual_clip,
+                                        kl_beta=cfg.kl_beta, aggregate=algos.AGGREGATIONS.get(cfg.loss_aggregation),
+                                        max_length=self.max_new_tokens).cpu()
 
     def after_update(self, step: RaggedGroups) -> dict:
         return self.adversary_step(step, self.signal)

@@ -3,13 +3,16 @@
 Each prompt is binned by the shared online pass@k classifier (`trainers.gdro`), after this step's rollouts
 are recorded (ours: the spec defers classification to after generation only for Rollout-GDRO, which must
 allocate before it). Each bin keeps an EMA score S(b) of the mean loss of its prompts this step, divided by
-the bin's share of the batch; a prompt's GRPO advantages are multiplied by min(omega(b), omega_max) with
-omega = exp(eta_q clip(S, -C, C)), so bins the policy does worse on weigh more. No resampling: every prompt
-still gets G rollouts. The weights use the scores before this step's losses update them.
+the bin's share of the batch; a prompt's GRPO advantages, clipped to [-5, 5], are multiplied by
+min(omega(b), omega_max) with omega = exp(eta_q clip(S, -C, C)), so bins with the higher loss weigh more. No
+resampling: every prompt still gets G rollouts. The weights use the scores before this step's losses update
+them. A prompt's loss is the mean over its rollouts of each one's part of the token-mean loss, with the
+advantage before the weight; why that and not the mean of sequence means (which a group-normalised advantage
+pins at beta KL), and why the clip comes before the weight: `trainers.gdro`'s docstring, 2 and 3.
 
 Logged per step (lists over bins 0..B-1, None where the bin had no prompt): gdro_bin_prompts,
 gdro_bin_weight (the advantage weight applied), gdro_bin_score (S after the step; None before a bin's first
-observation).
+observation). Probes (`mechanism`): weight_spread and revisited.
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ class PromptGDROTrainer(GDROTrainer):
     paper = "GDRO: Prompt-GDRO (arXiv 2601.19280)"
     status = "[code+paper]"
     Config = PromptGDROConfig
+    mechanism = {
+        "weight_spread": "largest over smallest advantage weight applied to the step's bins, minus 1 (0: every "
+                         "bin weighed alike)",
+        "revisited": "share of the step's prompts seen on an earlier step (0: no history to bin them by)",
+    }
 
     def __init__(self, config: PromptGDROConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -88,10 +96,9 @@ class PromptGDROTrainer(GDROTrainer):
             weights = exponential_weights(self.scores, cfg.weight_eta, cfg.score_clip)
         return weights.clamp(max=cfg.max_weight)
 
-    def advantage(self, groups: Groups) -> torch.Tensor:
+    def group_weights(self, groups: Groups) -> torch.Tensor:
         bins = self.classifier.bins(groups.problems)
-        weights = self.bin_weights(torch.bincount(bins, minlength=self.num_bins) > 0)
-        return super().advantage(groups) * weights[bins].to(groups.rewards.dtype)[:, None]
+        return self.bin_weights(torch.bincount(bins, minlength=self.num_bins) > 0)[bins]
 
     def adversary_step(self, step: RaggedGroups, losses: torch.Tensor) -> dict:
         cfg = self.config
@@ -99,6 +106,7 @@ class PromptGDROTrainer(GDROTrainer):
         counts = torch.bincount(bins, minlength=self.num_bins)
         present = counts > 0
         applied = self.bin_weights(present)
+        self.note("weight_spread", float(applied[present].max() / applied[present].min() - 1))
         group_of_row = torch.repeat_interleave(torch.arange(len(bins)), step.sizes)
         prompt_losses, _ = segment_means(losses, group_of_row, len(bins))
         bin_losses, _ = segment_means(prompt_losses, bins, self.num_bins)

@@ -9,15 +9,16 @@ G is n_bar, and since n_bar is an arm the exact total always exists, so a step c
 does). Ties go to the arm nearest n_bar, so before any feedback every prompt gets G (ours). Each prompt is
 rolled out n_b times and GRPO's advantages are taken per group of its own size. After training, only the
 arm each bin played is scored, with the bin's utility J_b = -mean(loss) over its samples less the price
-mu (n_b - n_bar) (paper Eq. 20), and the dual step moves mu by alpha_mu (realised mean - n_bar). The
-allocation being exact, the realised mean is n_bar and mu stays at 0 (the spec's mechanism, kept and
-checkpointed; it would move only under an inexact allocator).
+mu (n_b - n_bar) (paper Eq. 20), and the dual step moves mu by alpha_mu (realised mean - n_bar). A sample's
+loss is its part of the token-mean loss (`trainers.gdro`'s docstring, 2): a mean of sequence means would add
+about -beta KL to every played arm alike. The allocation being exact, the realised mean is n_bar and mu stays
+at 0 (the spec's mechanism, kept and checkpointed; it would move only under an inexact allocator).
 
 Logged per step (lists over bins 0..B-1 plus the never-seen bin last; None where the bin had no prompt):
 gdro_bin_prompts, gdro_bin_rollouts_per_prompt (n_b), gdro_bin_rollouts (count x n_b), and
 gdro_bin_sqrt_law_rollouts: the square-root (Neyman) law n_b* = n_bar sqrt(v_b) / sum_j q_j sqrt(v_j), with
 v_b = p_b (1 - p_b) of the bin's accuracy this step (ours), as a reference for the bandit's allocation;
-plus gdro_mu.
+plus gdro_mu. Probes (`mechanism`): rollout_spread and revisited.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ class RolloutGDROTrainer(GDROTrainer):
     paper = "GDRO: Rollout-GDRO (arXiv 2601.19280)"
     status = "[code+paper]"
     Config = RolloutGDROConfig
+    mechanism = {
+        "rollout_spread": "most minus fewest rollouts given to one prompt this step (0: every prompt got G)",
+        "revisited": "share of the step's prompts seen on an earlier step (0: no history to bin them by)",
+    }
 
     def __init__(self, config: RolloutGDROConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -98,7 +103,9 @@ class RolloutGDROTrainer(GDROTrainer):
         picks = allocate_arms(log_probs, counts, arms, len(bins) * self.config.group_size)
         rollouts = torch.zeros(self.num_bins + 1, dtype=torch.long)
         rollouts[active] = arms[picks]
-        return rollouts[bins]
+        sizes = rollouts[bins]
+        self.note("rollout_spread", float(sizes.max() - sizes.min()))
+        return sizes
 
     def adversary_step(self, step: RaggedGroups, losses: torch.Tensor) -> dict:
         cfg = self.config
