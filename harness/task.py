@@ -1,4 +1,5 @@
-"""What a task is: a data source, a prompt template, an answer extractor, a grader, default n and k.
+"""What a task is: a data source, a prompt template, an answer extractor, a grader, default n and k, and any
+verifiable rewards beyond accuracy (`aux_rewards`).
 
 Tasks are data, not code: a benchmark is one `Task(...)` call in `tasks/`, and third-party packages add
 more through the `harness.tasks` entry-point group.
@@ -39,6 +40,11 @@ class TaskData:
     problems: list[Problem]
     sha256: str  # of the exact bytes (or generated records) used, for the protocol card
     origin: str  # a file path, a hub id@revision, or "generated:<seed>"
+
+    @property
+    def size(self) -> int:
+        """Number of problems, for the card: with a train task, how often a budget revisits each one."""
+        return len(self.problems)
 
 
 class DataSource(Protocol):
@@ -163,6 +169,10 @@ class Task:
     default_k: tuple[int, ...] = (1,)
     max_new_tokens: int = 1024
     to_problem: Callable[[dict], Problem] = default_to_problem
+    # Verifiable rewards beyond accuracy, by name: fn(problem, completion) -> float in [0, 1]. A variant that
+    # combines reward components (GDPO) adds each as one; the sandbox's is "process" (each column line's
+    # arithmetic, tasks.column_check); empty for the benchmarks, which have no checkable process.
+    aux_rewards: Mapping[str, Callable[[Problem, str], float]] = field(default_factory=dict, compare=False)
 
     def load(self, data_dir: str | Path | None = None) -> TaskData:
         records, sha, origin = self.source.load(resolve_data_dir(data_dir))

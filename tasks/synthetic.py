@@ -22,7 +22,16 @@ two-digit, 3 = three-digit plus or minus two- or three-digit, 4 = two steps on t
 ("37+48-19=?"), where the second step restates its own problem ("85-19=?"). Nothing goes negative.
 
 Train and test never overlap: a problem's split is a function of the hash of its text, so no seed, count or
-level mix can put the same problem in both.
+level mix can put the same problem in both. The train split serves twice, without overlap: a large set the
+warm start learns the format from (`warm_start_train`), and a small pool RL trains on (`sandbox-train`,
+`POOL_SIZE_PER_LEVEL` per level, none of them in the warm start's set), small enough that the default
+budget draws each of its problems several times, so variants that act on repeats (GDRO's scores, R3's
+replays) have repeats to act on.
+
+Two more things ride on the format. A worked solution may end with a self-check line that restates the
+problem with the value the work arrived at ("let me check: 37+48=85"), which the reflection detector
+recognises; and `process_reward` checks each column line's arithmetic, the sandbox's verifiable second
+reward (`Task.aux_rewards["process"]`).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 
 from harness.task import GeneratedSource, Problem, Task, register_task
+from tasks.column_check import process_reward
 
 LEVELS = (1, 2, 3, 4)
 # One problem text in TEST_BUCKETS belongs to the test split (by hash), the rest to train.
@@ -42,10 +52,15 @@ TEST_BUCKETS = 8
 # Seeds of the registered tasks; changing one changes the task's data sha256, i.e. is a new protocol.
 TEST_SEED = 1234
 TRAIN_SEED = 5678
+POOL_SEED = 2468
 TEST_SIZE_PER_LEVEL = 60  # 240 test problems: enough for a pass@1 error bar of about +-3 points
 # Level 1 has only ~1,900 distinct problems (7/8 of them train), so its share is what exists; its moves are
 # all practised inside the other levels anyway.
 TRAIN_SIZE_PER_LEVEL = {1: 1500, 2: 6000, 3: 6000, 4: 6000}
+# The RL train pool: 160 problems, so the default budget (40 steps x 16 prompts = 640 draws) draws each one
+# 4 times, a new seeded order every pass (ours). Level 1 has 199 train problems left outside the warm
+# start's set, enough for 40.
+POOL_SIZE_PER_LEVEL = 40
 RELATION_TEST_SIZE = 200
 RELATION_TRAIN_SIZE = 5000
 RELATION_LEVEL = 2  # the left side of a relation problem is a level-2 expression ("37+48 () 86")
@@ -173,6 +188,21 @@ def solve(expression: str, slip: Slips | None = None) -> tuple[str, str]:
     return str(value), "\n".join(lines) + f"\n\\boxed{{{value}}}"
 
 
+SELF_CHECK_PREFIX = "let me check: "
+
+
+def with_self_check(solution: str, expression: str) -> str:
+    """`solution` with a self-check line before its \\boxed{}: 'let me check: 37+48=85'.
+
+    The line restates the problem with the value the work arrived at, right or wrong, so it is a function of
+    what the model can see (the prompt and its own last line) and a tiny model can learn to write it. Its
+    words are one of `trainers.reflection.REFLECTION_MARKERS`, so the reflection detector counts it.
+    """
+    work, boxed = solution.rsplit("\n", 1)
+    value = boxed.removeprefix("\\boxed{").removesuffix("}")
+    return f"{work}\n{SELF_CHECK_PREFIX}{expression}={value}\n{boxed}"
+
+
 def draw_expression(rng: random.Random, level: int) -> str:
     """One problem of the given level, as an expression without '=?'."""
     if level == 1:  # one column of real work: a one- or two-digit number and a digit
@@ -194,10 +224,11 @@ def draw_expression(rng: random.Random, level: int) -> str:
     return f"{a}{op}{b}"
 
 
-def _draw_unique(split: str, count: int, seed: int, draw) -> list[tuple]:
-    """`count` distinct problems of `split` from draw(rng) -> (problem, ...), in a seeded order."""
+def _draw_unique(split: str, count: int, seed: int, draw, exclude: frozenset[str] = frozenset()) -> list[tuple]:
+    """`count` distinct problems of `split`, none in `exclude`, from draw(rng) -> (problem, ...), in a seeded
+    order."""
     rng = random.Random(seed)
-    seen, out = set(), []
+    seen, out = set(exclude), []
     for _ in range(count * 50 + 10000):
         item = draw(rng)
         if item[0] in seen or split_of(item[0]) != split:
@@ -210,28 +241,31 @@ def _draw_unique(split: str, count: int, seed: int, draw) -> list[tuple]:
 
 
 @lru_cache(maxsize=16)
-def _arithmetic(split: str, counts: tuple[tuple[int, int], ...], seed: int) -> tuple[dict, ...]:
+def _arithmetic(split: str, counts: tuple[tuple[int, int], ...], seed: int, exclude: frozenset[str] = frozenset(),
+                name: str | None = None) -> tuple[dict, ...]:
     records = []
     for level, count in counts:
         def draw(rng, level=level):
             expression = draw_expression(rng, level)
             return (f"{expression}=?", expression)
 
-        for problem, expression in _draw_unique(split, count, seed * 31 + level, draw):
+        for problem, expression in _draw_unique(split, count, seed * 31 + level, draw, exclude):
             answer, solution = solve(expression)
             records.append({"problem": problem, "answer": answer, "solution": solution, "level": level})
     # Interleave the levels in a seeded order, so any prefix of the records is a fair mix.
     random.Random(seed).shuffle(records)
-    return tuple({"id": f"sandbox-{split}-{i:05d}", **record} for i, record in enumerate(records))
+    return tuple({"id": f"sandbox-{name or split}-{i:05d}", **record} for i, record in enumerate(records))
 
 
-def generate_arithmetic(split: str, count_per_level: int | Mapping[int, int], seed: int) -> list[dict]:
+def generate_arithmetic(split: str, count_per_level: int | Mapping[int, int], seed: int,
+                        exclude: frozenset[str] = frozenset(), name: str | None = None) -> list[dict]:
     """Records {"id", "problem", "answer", "solution", "level"}: same arguments, same records.
 
-    `count_per_level` is one count for every level or a {level: count} mapping.
+    `count_per_level` is one count for every level or a {level: count} mapping; no problem text in `exclude`
+    is drawn; ids read "sandbox-<name>-<index>" (name defaults to the split).
     """
     counts = count_per_level if isinstance(count_per_level, Mapping) else dict.fromkeys(LEVELS, count_per_level)
-    return [dict(record) for record in _arithmetic(split, tuple(sorted(counts.items())), seed)]
+    return [dict(record) for record in _arithmetic(split, tuple(sorted(counts.items())), seed, exclude, name)]
 
 
 def relation_of(left: int, right: int) -> tuple[str, str]:
@@ -283,8 +317,15 @@ def sandbox_test() -> list[dict]:
     return generate_arithmetic("test", TEST_SIZE_PER_LEVEL, TEST_SEED)
 
 
-def sandbox_train() -> list[dict]:
+def warm_start_train() -> list[dict]:
+    """The warm start's supervised set: 19,500 train-split problems with worked solutions."""
     return generate_arithmetic("train", TRAIN_SIZE_PER_LEVEL, TRAIN_SEED)
+
+
+def sandbox_train_pool() -> list[dict]:
+    """The RL train pool (`sandbox-train`): train-split problems the warm start never saw, 40 per level."""
+    warm_start_problems = frozenset(record["problem"] for record in warm_start_train())
+    return generate_arithmetic("train", POOL_SIZE_PER_LEVEL, POOL_SEED, exclude=warm_start_problems, name="pool")
 
 
 def sandbox_relation_test() -> list[dict]:
@@ -295,14 +336,18 @@ def sandbox_relation_train() -> list[dict]:
     return generate_relation("train", RELATION_TRAIN_SIZE, TRAIN_SEED)
 
 
-# Longest solutions (one token per character): 92 for level 4, ~50 for relation problems; the budget
-# sits a little above, so truncation means "rambling", not "cut off mid-answer".
-ARITHMETIC_MAX_NEW_TOKENS = 100
+# Longest solutions (one token per character): 92 for level 4, 119 with a self-check line, ~50 for relation
+# problems; the budget sits a little above, so truncation means "rambling", not "cut off mid-answer".
+ARITHMETIC_MAX_NEW_TOKENS = 128
 RELATION_MAX_NEW_TOKENS = 72
+# Every sandbox task's verifiable second reward (see tasks.column_check); GDPO adds it as a component.
+SANDBOX_AUX_REWARDS = {"process": process_reward}
 
 for _name, _generate, _description in (
     ("sandbox", sandbox_test, f"arithmetic test split, seed {TEST_SEED}"),
-    ("sandbox-train", sandbox_train, f"arithmetic train split, seed {TRAIN_SEED}"),
+    ("sandbox-train", sandbox_train_pool,
+     f"RL train pool, {POOL_SIZE_PER_LEVEL * len(LEVELS)} train-split problems outside the warm start's set, "
+     f"seed {POOL_SEED}"),
 ):
     register_task(Task(
         name=_name,
@@ -310,7 +355,7 @@ for _name, _generate, _description in (
         source=GeneratedSource(_generate, _description),
         answer_format="boxed", grader="math", template="plain",
         default_n=4, default_k=(1, 4), max_new_tokens=ARITHMETIC_MAX_NEW_TOKENS,
-        to_problem=arithmetic_problem,
+        to_problem=arithmetic_problem, aux_rewards=SANDBOX_AUX_REWARDS,
     ))
 
 for _name, _generate, _description in (
@@ -324,5 +369,5 @@ for _name, _generate, _description in (
         source=GeneratedSource(_generate, _description),
         answer_format="relation", grader="choice", template="plain",
         default_n=4, default_k=(1, 4), max_new_tokens=RELATION_MAX_NEW_TOKENS,
-        to_problem=relation_problem,
+        to_problem=relation_problem, aux_rewards=SANDBOX_AUX_REWARDS,
     ))

@@ -9,21 +9,26 @@ answer without format gets the advantage of the two wrong ones. GDPO keeps the c
 A component with no spread in a group adds 0 there; with a single component GDPO is GRPO followed by a batch
 whitening, so it needs a second component that varies.
 
-The sandbox gives it three: accuracy, format (an answer could be extracted; the TRL recipe weighs its
-binary rewards 1 each) and brevity, 1 - |o| / max_new_tokens (ours). The warm-started sandbox model writes
-the boxed format almost always, so format rarely has spread; response lengths do differ (warm start, 32
-questions x 8 samples: format varied within 2 groups, length within 17, accuracy within 15). Correct solutions of one sandbox question all have the same length, so brevity mostly ranks the
-wrong ones: it prefers a wrong answer that stops early (a skipped line) to one that rambles on. Per-group
-normalisation gives it the same scale as accuracy wherever it varies, however small the length differences,
-which is what the decoupling does to any secondary reward; its weight is the knob.
+Which components (ours). Accuracy; format, 1 when an answer can be extracted (the TRL recipe weighs its
+binary rewards 1 each); and every auxiliary reward the train task declares (`Task.aux_rewards`), each a
+verifiable score in [0, 1] of (problem, completion). The sandbox declares one, "process": the share of the
+worked solution's column lines whose arithmetic is right (`tasks.column_check`), a process reward in the
+sense of PRMs, checked rather than learnt. It varies where accuracy does not: two wrong answers differ in
+how many lines slipped, and a right answer boxed after work that does not support it scores below clean
+work. Measured on the warm start (32 pool questions x 8 samples): process varied within 31 groups,
+accuracy within 29, format within none (the model boxes an answer almost always); a right answer's work
+scored 0.997 on average, a wrong one's 0.63. The benchmarks declare no auxiliary reward, so on them GDPO has
+accuracy and format only. Whoever builds the trainer passes the train task's `aux_rewards` to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
+from harness.task import Problem
 from trainers import algos
 from trainers.base import VARIANTS, Groups, GRPOConfig
 from trainers.grpo import GRPOTrainer
@@ -70,18 +75,18 @@ class GDPOConfig(GRPOConfig):
     # Weight of the format component (1 when an answer can be extracted). The TRL GSM8K recipe weighs its
     # three binary rewards (format, correctness, integer answer) 1 each.
     format_reward: float = 1.0
-    # Weight of the brevity component 1 - |o| / max_new_tokens (ours: the sandbox's second component that
-    # varies, see the module docstring). 0.5 keeps accuracy the leading term where both vary (ours).
-    brevity_reward: float = 0.5
+    # Weight of each of the train task's auxiliary rewards (`Task.aux_rewards`; the sandbox's "process").
+    # 0.5 keeps accuracy the leading term where both vary (ours); 0 leaves them out.
+    aux_reward_weight: float = 0.5
     # What the batch whitening counts: "samples" (TRL, the spec's numbers) or "tokens" (verl's whitening over
     # all response tokens, so long responses weigh more in the mean and std).
     batch_norm_over: str = "samples"
 
     def __post_init__(self):
         super().__post_init__()
-        if self.format_reward < 0 or self.brevity_reward < 0:
-            raise ValueError(f"gdpo's format_reward and brevity_reward are component weights and must be >= 0, "
-                             f"got {self.format_reward} and {self.brevity_reward}")
+        if self.format_reward < 0 or self.aux_reward_weight < 0:
+            raise ValueError(f"gdpo's format_reward and aux_reward_weight are component weights and must be >= 0, "
+                             f"got {self.format_reward} and {self.aux_reward_weight}")
         if self.batch_norm_over not in BATCH_NORM_UNITS:
             raise ValueError(f"gdpo's batch_norm_over must be one of {', '.join(BATCH_NORM_UNITS)}, "
                              f"got {self.batch_norm_over!r}")
@@ -94,16 +99,25 @@ class GDPOTrainer(GRPOTrainer):
     status = "[code]"
     Config = GDPOConfig
 
+    def __init__(self, config: GDPOConfig, *,
+                 aux_rewards: Mapping[str, Callable[[Problem, str], float]] | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        # The train task's auxiliary rewards by name (`Task.aux_rewards`); none: accuracy and format only.
+        self.aux_rewards = dict(aux_rewards or {})
+
     def reward(self, groups: Groups):
         total, components = super().reward(groups)
-        if self.config.brevity_reward:
-            lengths = groups.batch.lengths.cpu().float().view_as(total)
-            components["brevity"] = 1 - lengths / self.max_new_tokens
-            total = total + self.config.brevity_reward * components["brevity"]
+        if self.config.aux_reward_weight:
+            rows = [problem for problem in groups.problems for _ in range(groups.group_size)]
+            for name, score in self.aux_rewards.items():
+                values = [float(score(problem, text)) for problem, text in zip(rows, groups.texts, strict=True)]
+                components[name] = torch.tensor(values, dtype=torch.float32).view_as(total)
+                total = total + self.config.aux_reward_weight * components[name]
         return total, components
 
     def component_weights(self) -> dict[str, float]:
-        return {"accuracy": 1.0, "format": self.config.format_reward, "brevity": self.config.brevity_reward}
+        return {"accuracy": 1.0, "format": self.config.format_reward,
+                **dict.fromkeys(self.aux_rewards, self.config.aux_reward_weight)}
 
     def advantage(self, groups: Groups) -> torch.Tensor:
         weights = {name: w for name, w in self.component_weights().items() if w and name in groups.components}

@@ -26,9 +26,10 @@ class SandboxModelConfig:
     # Depth: column arithmetic needs a few hops (find the digits, add, carry, assemble the answer).
     num_layers: int = 4
     num_heads: int = 4
-    # Prompt + worked solution of the longest sandbox problem is well under 128 characters; 256 leaves room
-    # for a template around the problem without ever extrapolating RoPE past training lengths by much.
-    max_position_embeddings: int = 256
+    # The longest sequence the warm start trains on is ~330 characters: prompt-aug's longest template around
+    # a problem (212) and a worked solution with a self-check line (119). 384 covers it, so RoPE is never
+    # asked for positions far past the ones trained on.
+    max_position_embeddings: int = 384
     rope_theta: float = 10000.0
     # Std of the normal weight init (transformers' `initializer_range`).
     init_std: float = 0.02
