@@ -34,7 +34,13 @@ from trainers.base import VARIANTS, apply_overrides, paper_schedule
 # fewer steps, as the budget intends. Measured (one seed, 2 cores, n = 8): GRPO gains +3.5 points of sampled
 # pass@1 on the test split over the warm start under this budget (paired p = 2e-4); tests/test_rl_learns.py
 # holds it to p < 0.05.
-DEFAULT_BUDGET = Budget(rollouts=40 * 16 * 8)
+#
+# Update compute is limited too (ours), at what those 40 GRPO steps spend under the shared schedule (1.215M
+# token passes: each step's forward and backward over its 128 rows, the old-policy and reference forwards)
+# plus less than one step: GRPO stops on rollouts, and a variant that spends more update compute per rollout
+# (R3's replayed rows and scoring forwards, prompt-aug's long templates) stops on update_tokens, at most one
+# step's worth above GRPO.
+DEFAULT_BUDGET = Budget(rollouts=40 * 16 * 8, update_tokens=1_240_000)
 # Evaluation samples per problem: 8 x 240 problems puts a pass@1 difference of ~2.5 points at p < 0.05 for
 # the paired test on this task (ours).
 DEFAULT_N, DEFAULT_K = 8, (1, 2, 4, 8)
@@ -131,7 +137,7 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     out = Path(config.out or Path("runs") / "compare" / name)
     protocol = {
         "kind": "compare", "model": {"name": model.name, "weights_sha256": model.weights_sha256},
-        "train_task": {"name": train_task.name, "data_sha256": train_data.sha256},
+        "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},
         "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
                  "max_new_tokens": config.max_new_tokens},
         "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
@@ -194,7 +200,7 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
             "config": dataclasses.asdict(variant_config), "mechanism": list(VARIANTS.get(variant).mechanism),
             "budget": config.budget.to_dict(),
             "model": {"name": model.name, "weights_sha256": model.weights_sha256},
-            "train_task": {"name": train_task.name, "data_sha256": train_data.sha256},
+            "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},
             "template": {"name": template.name, "sha256": template.sha256}, "device": config.device,
             "versions": library_versions()}
     RunDir.open(train_dir, card)  # refuses a directory trained under other settings
@@ -209,7 +215,7 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
         trainer = trainer_cls(variant_config, model=policy, tokenizer=tokenizer, problems=train_data.problems,
                               template=template, answer_format=train_task.answer_format, grader=train_task.grader,
                               max_new_tokens=train_task.max_new_tokens, budget=config.budget, seed=seed,
-                              run_dir=train_dir, pool=pool, progress=progress)
+                              run_dir=train_dir, pool=pool, progress=progress, aux_rewards=train_task.aux_rewards)
         trainer.train()
     with atomic_directory(final) as scratch:
         policy.save_pretrained(scratch)

@@ -44,10 +44,11 @@ def measure(variant: str, model_dir, problems, task, steps: int, pool) -> dict:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Timed(trainer_cls.Config(), model=model, tokenizer=tokenizer, problems=problems,
+        config = trainer_cls.Config()
+        trainer = Timed(config, model=model, tokenizer=tokenizer, problems=problems,
                         template=TEMPLATES.get(task.template), answer_format=task.answer_format, grader=task.grader,
-                        max_new_tokens=task.max_new_tokens, budget=Budget(steps=steps), seed=0, run_dir=run_dir,
-                        pool=pool)
+                        max_new_tokens=task.max_new_tokens, budget=Budget(prompts=steps * config.prompts_per_step),
+                        seed=0, run_dir=run_dir, pool=pool, aux_rewards=task.aux_rewards)
         ledger = trainer.train()
     trained_steps = trainer.step
     return {"variant": variant, "steps": trained_steps, "tokens": ledger.tokens, "rollouts": ledger.rollouts,

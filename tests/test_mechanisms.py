@@ -16,9 +16,10 @@ from harness.task import TASKS
 from trainers.base import VARIANTS, apply_overrides
 from trainers.grpo import TRAIN_LOG
 
-# Few questions, each revisited every other step, so that what needs history (GDRO's bins, R3's replays and
-# reflections) has some; everything else, the update schedule and learning rate included, is the default.
-POOL, STEPS = 16, 4
+# Few questions, each revisited every step, so that what needs history has some (GDRO's bins are played from
+# the second visit and Rollout-GDRO's allocation can move from the third; R3 replays and reflects on what it
+# saw before); everything else, the update schedule and learning rate included, is the default.
+POOL, STEPS = 8, 5
 OVERRIDES = {"prompts_per_step": 8, "checkpoint_every": 100}
 
 
@@ -44,7 +45,7 @@ def _train_briefly(variant, sandbox, pool, run_dir):
     trainer = trainer_cls(config, model=policy, tokenizer=tokenizer, problems=problems,
                           template=TEMPLATES.get(task.template), answer_format=task.answer_format, grader=task.grader,
                           max_new_tokens=task.max_new_tokens, budget=Budget(prompts=STEPS * config.prompts_per_step),
-                          seed=0, run_dir=run_dir, pool=pool)
+                          seed=0, run_dir=run_dir, pool=pool, aux_rewards=task.aux_rewards)
     trainer.train()
     return [json.loads(line)["probes"] for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
 

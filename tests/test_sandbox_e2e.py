@@ -40,6 +40,7 @@ def test_default_eval_scores_the_warm_started_sandbox(tmp_path, monkeypatch, cap
 
 
 @pytest.mark.slow
+@pytest.mark.build
 def test_the_builder_reproduces_the_shipped_warm_start_bit_for_bit(tmp_path):
     """The shipped weights are what `train_and_save` builds: same versions + same CPU kind => same tensors.
     About 10 minutes on 2 cores."""

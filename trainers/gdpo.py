@@ -18,17 +18,15 @@ how many lines slipped, and a right answer boxed after work that does not suppor
 work. Measured on the warm start (32 pool questions x 8 samples): process varied within 31 groups,
 accuracy within 29, format within none (the model boxes an answer almost always); a right answer's work
 scored 0.997 on average, a wrong one's 0.63. The benchmarks declare no auxiliary reward, so on them GDPO has
-accuracy and format only. Whoever builds the trainer passes the train task's `aux_rewards` to it.
+accuracy and format only. Whoever builds the trainer passes the train task's `aux_rewards` to it (every trainer takes them; GDPO uses them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
-from harness.task import Problem
 from trainers import algos
 from trainers.base import VARIANTS, Groups, GRPOConfig
 from trainers.grpo import GRPOTrainer
@@ -99,11 +97,11 @@ class GDPOTrainer(GRPOTrainer):
     status = "[code]"
     Config = GDPOConfig
 
-    def __init__(self, config: GDPOConfig, *,
-                 aux_rewards: Mapping[str, Callable[[Problem, str], float]] | None = None, **kwargs):
-        super().__init__(config, **kwargs)
-        # The train task's auxiliary rewards by name (`Task.aux_rewards`); none: accuracy and format only.
-        self.aux_rewards = dict(aux_rewards or {})
+    mechanism = {
+        "components_varied": "share of groups where a component other than accuracy varies (what the decoupled "
+                             "normalisation gives its own scale)",
+        "advantage_change": "mean |A - A_GRPO|, A_GRPO being GRPO's advantage of the summed reward",
+    }
 
     def reward(self, groups: Groups):
         total, components = super().reward(groups)
@@ -125,5 +123,9 @@ class GDPOTrainer(GRPOTrainer):
         token_counts = None
         if self.config.batch_norm_over == "tokens":
             token_counts = groups.batch.lengths.cpu().view_as(groups.rewards)
-        return gdpo_advantages(stacked, torch.tensor(list(weights.values())), self.config.advantage_eps,
-                               self.config.unbiased_std, token_counts)
+        advantages = gdpo_advantages(stacked, torch.tensor(list(weights.values())), self.config.advantage_eps,
+                                     self.config.unbiased_std, token_counts)
+        others = stacked[1:] if len(stacked) > 1 else stacked.new_zeros((1, *stacked.shape[1:]))
+        self.note("components_varied", float((others != others[..., :1]).any(dim=-1).any(dim=0).float().mean()))
+        self.note_advantage_change(groups.rewards, advantages)
+        return advantages

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -52,13 +53,17 @@ class GRPOTrainer:
 
     def __init__(self, config: GRPOConfig, *, model, tokenizer, problems: list[Problem], template,
                  answer_format: str, grader: str, max_new_tokens: int, budget: Budget, seed: int,
-                 run_dir: str | Path, pool, progress: bool = False):
+                 run_dir: str | Path, pool, progress: bool = False,
+                 aux_rewards: Mapping[str, Callable[[Problem, str], float]] | None = None):
         self.config, self.model, self.tokenizer = config, model, tokenizer
         self.problems, self.template = problems, template
         self.answer_format, self.grader = answer_format, grader
         self.max_new_tokens = config.max_new_tokens or max_new_tokens
         self.budget, self.seed, self.run_dir, self.pool = budget, seed, Path(run_dir), pool
         self.progress = progress
+        # The train task's verifiable rewards beyond accuracy (`Task.aux_rewards`), for variants that combine
+        # reward components (GDPO); GRPO's own reward is accuracy (and format) only.
+        self.aux_rewards = dict(aux_rewards or {})
         self.chat = bool(getattr(tokenizer, "chat_template", None))
         self.reference = None
         if config.kl_beta > 0 or config.track_kl:
