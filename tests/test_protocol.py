@@ -47,12 +47,14 @@ def test_several_minibatches_move_the_ratio_and_the_clip_probes_see_it(untrained
                            warmup_steps=1)
     trainer.train()
     probes = read_log(tmp_path)[0]["probes"]
-    assert probes["clip_low"] + probes["clip_high"] > 0
+    assert probes["clipped"] > 0
+    assert probes["clipped"] == pytest.approx(probes["clip_low"] + probes["clip_high"] + probes["dual_clip"])
     # One update per batch: the ratio is exactly 1, nothing is ever clipped.
     single = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "one", train_problems, Budget(steps=1),
                           lr=0.05, warmup_steps=1, minibatches=1)
     single.train()
-    assert read_log(tmp_path / "one")[0]["probes"] == {"clip_low": 0.0, "clip_high": 0.0, "dual_clip": 0.0}
+    assert read_log(tmp_path / "one")[0]["probes"] == {"clip_low": 0.0, "clip_high": 0.0, "dual_clip": 0.0,
+                                                       "clipped": 0.0}
 
 
 def test_the_ledger_charges_generation_at_the_rollout_and_every_training_forward(untrained_model_dir, tmp_path,

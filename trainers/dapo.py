@@ -51,8 +51,8 @@ class DAPOTrainer(GRPOTrainer):
     mechanism = {
         "groups_filtered": "share of generated groups dynamic sampling dropped (all right or all wrong)",
         "overlong_penalised": "share of samples the soft overlong punishment lowered",
-        "clip_high": "share of response tokens cut by the raised upper clip (A > 0)",
-        "dual_clip": "share of response tokens bounded by the dual clip (A < 0, ratio > c)",
+        "clipped": "share of trained response tokens the clip cut (upper bound raised to 1 + 0.28; the dual clip "
+                   "c = 10, a safeguard, is logged apart as dual_clip)",
     }
     name = "dapo"
     paper = "DAPO (arXiv 2503.14476)"

@@ -46,9 +46,10 @@ class GRPOTrainer:
     # is noted once per step with `note()`, logged under the step record's "probes", averaged per step in the
     # leaderboard's `mechanism` column (a row whose probes are all zero is marked inert) and listed by
     # `harness list variants`. A variant declares its own; the skeleton notes the clip probes for every one.
+    # The skeleton also logs each bound's share apart (clip_low, clip_high, dual_clip) for every variant.
     mechanism: dict[str, str] = {
-        "clip_low": "share of response tokens whose ratio fell below 1 - eps_low with A < 0 (gradient cut)",
-        "clip_high": "share of response tokens whose ratio rose above 1 + eps_high with A > 0 (gradient cut)",
+        "clipped": "share of trained response tokens whose gradient a clip bound cut (ratio past 1 - eps_low "
+                   "with A < 0, past 1 + eps_high with A > 0, or past the dual clip c)",
     }
 
     def __init__(self, config: GRPOConfig, *, model, tokenizer, problems: list[Problem], template,
@@ -307,6 +308,7 @@ class GRPOTrainer:
         trained_tokens = float(mask.sum()) * cfg.ppo_epochs
         for name, count in zip(("clip_low", "clip_high", "dual_clip"), clipped.tolist(), strict=True):
             self.note(name, count / max(1.0, trained_tokens))
+        self.note("clipped", float(clipped.sum()) / max(1.0, trained_tokens))
         return {"loss": sum(losses) / len(losses), "entropy": sum(entropies) / len(entropies),
                 "kl": sum(kls) / len(kls) if kls else None, **self.after_update(groups)}
 

@@ -75,8 +75,7 @@ class NegativeEnhancedGRPOTrainer(GRPOTrainer):
     Config = NegativeEnhancedGRPOConfig
     mechanism = {
         "virtual_signal": "share of trained groups with no reward spread that the virtual sample gave advantages",
-        "clip_low": "share of response tokens cut by the tighter lower clip (A < 0)",
-        "clip_high": "share of response tokens cut by the looser upper clip (A > 0)",
+        "clipped": "share of trained response tokens the asymmetric clip cut (tighter lower, looser upper bound)",
     }
 
     def group_filter(self, groups: Groups) -> torch.Tensor:
