@@ -148,14 +148,11 @@ class PromptAugConfig(GRPOConfig):
     format_reward: float = 1.0
     # Templates drawn uniformly per question draw, comma-separated: "paper" is the paper's 13; harness templates
     # ('plain', 'boxed_cot', 'r1_think') may be added (ours). Replaces `template` during training only.
-    # On the sandbox the model was warm-started on the bare 'plain' prompt, reads characters, has no chat
-    # template and has never seen English or tags. Measured on the warm start (24 questions x 4 samples),
-    # accuracy is 0.40 under 'plain' and 0 under abel, qwen-math, open-r1-teacher and lm_eval_prompt4, whose
-    # format rewards are constant or 0; so with the paper's 13 nearly every group is all wrong at a constant
-    # reward, has zero advantage and teaches nothing. A sandbox run shows the mechanism (per-question draws,
-    # per-template format rewards, budget) and, with 'paper,plain' (one group in 14 on the known prompt),
-    # whether mixed-template training costs accuracy on the plain-prompt evaluation; it cannot show the
-    # paper's claim (stable long training of a model that follows instructions).
+    # On the sandbox the warm start saw these templates around 15% of its problems (issue 9), so it answers
+    # under them, if worse than under its plain prompt: 4.6% sampled pass@1 (13% greedy) on the test split,
+    # and 9 of 32 groups on the train pool carry signal (the `templated_signal` probe). A sandbox run shows the
+    # mechanism (per-question draws, per-template format rewards, budget); it cannot show the paper's claim
+    # (stable long training of a model that follows instructions).
     templates: str = "paper"
 
     def __post_init__(self):

@@ -13,8 +13,9 @@ one, the whole response otherwise). Gating on correctness keeps filler "wait"s o
 and counting distinct markers keeps one marker repeated from paying more than once. Stages 2 and 3 run as
 one training run: the reflection term joins at `reflection_start_step`.
 
-On the sandbox this reduces to GRPO with a format bonus: the character-level model was warm-started on bare
-column arithmetic and never writes English, so no marker ever matches there.
+On the sandbox the warm start's careless teacher ends some solutions with a self-check line ("let me check:
+37+48=85", issue 9), so about 10% of its samples carry a marker before RL and the term has something to
+reward (the `marker_rate` and `reflection_paid` probes).
 """
 
 from __future__ import annotations
