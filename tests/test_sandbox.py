@@ -305,3 +305,14 @@ def test_the_default_warm_start_installs_the_shipped_weights_without_building():
     assert file_sha256(path / WEIGHTS_NAME) == record["weights_sha256"]
     AutoTokenizer.from_pretrained(path)
     assert AutoModelForCausalLM.from_pretrained(path).config.max_position_embeddings == 384
+
+
+def test_a_cache_of_an_earlier_shipped_build_is_not_taken_for_the_current_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    config = WarmStartConfig()
+    stale = tmp_path / "warmstart" / config.sha256()[:16]  # where a cache from before the weights sha named it sits
+    build_untrained_sandbox(stale)
+    (stale / RECORD_NAME).write_text("{}")
+    path = ensure_warm_start(config, progress=False)
+    assert path != stale
+    assert file_sha256(path / WEIGHTS_NAME) == json.loads((SHIPPED_DIR / RECORD_NAME).read_text())["weights_sha256"]

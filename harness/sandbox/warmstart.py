@@ -166,7 +166,21 @@ def _data_sha256() -> str:
 
 
 def warm_start_path(config: WarmStartConfig = WarmStartConfig()) -> Path:
-    return cache_root() / "warmstart" / config.sha256()[:16]
+    """Where `config`'s warm start is cached. Named by the shipped weights' sha256 too when they are `config`'s,
+    so a cache filled from an earlier shipped build (the same config rebuilt on other kernels) is never
+    taken for the one shipped now."""
+    name = config.sha256()[:16]
+    shipped = shipped_record(config)
+    return cache_root() / "warmstart" / (f"{name}-{shipped['weights_sha256'][:12]}" if shipped else name)
+
+
+def shipped_record(config: WarmStartConfig) -> dict | None:
+    """The shipped warm start's record when it was built from `config`, else None."""
+    record_path = SHIPPED_DIR / RECORD_NAME
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    return record if record["config_sha256"] == config.sha256() else None
 
 
 def ensure_warm_start(config: WarmStartConfig = WarmStartConfig(), progress: bool = True) -> Path:
@@ -200,10 +214,9 @@ def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
 
 def install_shipped(config: WarmStartConfig, out: Path) -> bool:
     """Copy the shipped warm start into `out` when it was built from `config`; False when it was not."""
-    record_path = SHIPPED_DIR / RECORD_NAME
-    if not record_path.is_file() or json.loads(record_path.read_text())["config_sha256"] != config.sha256():
+    record = shipped_record(config)
+    if record is None:
         return False
-    record = json.loads(record_path.read_text())
     for name in SHIPPED_FILES:
         shutil.copyfile(SHIPPED_DIR / name, out / name)
     if file_sha256(out / WEIGHTS_NAME) != record["weights_sha256"]:
