@@ -21,10 +21,9 @@ from harness.sandbox.warmstart import (
     WarmStartConfig,
     build_untrained_sandbox,
     ensure_warm_start,
-    file_sha256,
     last_boxed,
 )
-from harness.task import TASKS, sha256_of_records
+from harness.task import TASKS, sha256_of_file, sha256_of_records
 from tasks import synthetic
 from tasks.column_check import check_column_work, process_reward
 from trainers.prompt_aug import template_pool
@@ -289,7 +288,7 @@ def test_the_shipped_warm_start_is_the_default_configs_and_intact():
     record = json.loads((SHIPPED_DIR / RECORD_NAME).read_text())
     assert record["config_sha256"] == WarmStartConfig().sha256(), (
         "the default warm-start config changed: rebuild and ship it with `python -m harness.sandbox.ship`")
-    assert file_sha256(SHIPPED_DIR / WEIGHTS_NAME) == record["weights_sha256"]
+    assert sha256_of_file(SHIPPED_DIR / WEIGHTS_NAME) == record["weights_sha256"]
     assert (SHIPPED_DIR / WEIGHTS_NAME).stat().st_size < 5e6
     assert 0.2 <= record["test_pass_at_1"]["sampled"] <= 0.6  # room for RL either way
     assert record["template_test_pass_at_1"]["sampled"] > 0  # prompt-aug's groups can carry signal
@@ -302,7 +301,7 @@ def test_the_default_warm_start_installs_the_shipped_weights_without_building():
     assert time.monotonic() - started < 10  # a copy, not a 5-minute build
     record = json.loads((SHIPPED_DIR / RECORD_NAME).read_text())
     assert weights_sha256(path) == weights_sha256(SHIPPED_DIR)
-    assert file_sha256(path / WEIGHTS_NAME) == record["weights_sha256"]
+    assert sha256_of_file(path / WEIGHTS_NAME) == record["weights_sha256"]
     AutoTokenizer.from_pretrained(path)
     assert AutoModelForCausalLM.from_pretrained(path).config.max_position_embeddings == 384
 
@@ -315,4 +314,4 @@ def test_a_cache_of_an_earlier_shipped_build_is_not_taken_for_the_current_one(tm
     (stale / RECORD_NAME).write_text("{}")
     path = ensure_warm_start(config, progress=False)
     assert path != stale
-    assert file_sha256(path / WEIGHTS_NAME) == json.loads((SHIPPED_DIR / RECORD_NAME).read_text())["weights_sha256"]
+    assert sha256_of_file(path / WEIGHTS_NAME) == json.loads((SHIPPED_DIR / RECORD_NAME).read_text())["weights_sha256"]

@@ -53,6 +53,7 @@ from harness.sandbox import warmstart_data as data
 from harness.sandbox.measure import last_boxed, measure_pass_at_1
 from harness.sandbox.model import SandboxModelConfig, build_model, parameter_count
 from harness.sandbox.tokenizer import build_tokenizer
+from harness.task import sha256_of_file
 
 __all__ = ["RECORD_NAME", "SHIPPED_DIR", "WarmStartConfig", "build_untrained_sandbox", "early_fingerprint",
            "ensure_warm_start", "last_boxed", "tensors_sha256", "train_and_save", "warm_start_path"]
@@ -194,14 +195,6 @@ def ensure_warm_start(config: WarmStartConfig = WarmStartConfig(), progress: boo
     return final
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
     """One hash over named tensors (names, dtypes, shapes, bytes); of a weights file, over its tensors, not its
     header, which a library version may word differently: what "the builder reproduces the weights" compares."""
@@ -219,7 +212,7 @@ def install_shipped(config: WarmStartConfig, out: Path) -> bool:
         return False
     for name in SHIPPED_FILES:
         shutil.copyfile(SHIPPED_DIR / name, out / name)
-    if file_sha256(out / WEIGHTS_NAME) != record["weights_sha256"]:
+    if sha256_of_file(out / WEIGHTS_NAME) != record["weights_sha256"]:
         raise RuntimeError(f"{SHIPPED_DIR / WEIGHTS_NAME} does not match the sha256 in its {RECORD_NAME}: the "
                            "checkout is damaged (a Git LFS pointer?); restore it with `git checkout -- "
                            f"{SHIPPED_DIR}`")
@@ -325,7 +318,7 @@ def train_and_save(config: WarmStartConfig, out: Path, progress: bool = True) ->
         "config": dataclasses.asdict(config),
         "config_sha256": config.sha256(),
         "recipe_version": RECIPE_VERSION,
-        "weights_sha256": file_sha256(out / WEIGHTS_NAME),
+        "weights_sha256": sha256_of_file(out / WEIGHTS_NAME),
         "tensors_sha256": tensors_sha256(load_file(out / WEIGHTS_NAME)),
         "built_with": build_environment(),
         **run,
