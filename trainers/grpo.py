@@ -45,8 +45,8 @@ class GRPOTrainer:
     # The statistics that show this variant's defining mechanism acted (probe name -> what it measures). Each
     # is noted once per step with `note()`, logged under the step record's "probes", averaged per step in the
     # leaderboard's `mechanism` column (a row whose probes are all zero is marked inert) and listed by
-    # `harness list variants`. A variant declares its own; the skeleton notes the clip probes for every one.
-    # The skeleton also logs each bound's share apart (clip_low, clip_high, dual_clip) for every variant.
+    # `harness list variants`. A variant declares its own; the skeleton logs the clip probes (`clipped`, and
+    # each bound apart: clip_low, clip_high, dual_clip) for every one.
     mechanism: dict[str, str] = {
         "clipped": "share of trained response tokens whose gradient a clip bound cut (ratio past 1 - eps_low "
                    "with A < 0, past 1 + eps_high with A > 0, or past the dual clip c)",
@@ -211,7 +211,7 @@ class GRPOTrainer:
         """Worst-case cost of one generation round (every sequence runs to max_new_tokens), plus the step's
         optimizer updates when it is the step's first round."""
         rollouts = num_prompts * cls.rollouts_per_prompt(config)
-        return Ledger(steps=config.ppo_epochs * min(config.minibatches, config.prompts_per_step) if first else 0,
+        return Ledger(steps=cls.updates_per_step(config, config.prompts_per_step) if first else 0,
                       prompts=num_prompts, rollouts=rollouts, tokens=rollouts * (config.max_new_tokens or max_new_tokens))
 
     @classmethod
@@ -252,10 +252,11 @@ class GRPOTrainer:
             return None
         return self.sampler(n)
 
-    def updates_per_step(self, num_groups: int | None = None) -> int:
-        """Optimizer updates a step makes: mu epochs of minibatches, one per group when groups are fewer."""
-        groups = self.config.prompts_per_step if num_groups is None else num_groups
-        return self.config.ppo_epochs * max(1, min(self.config.minibatches, groups))
+    @staticmethod
+    def updates_per_step(config: GRPOConfig, num_groups: int) -> int:
+        """Optimizer updates a step over `num_groups` groups makes: mu epochs of minibatches, one minibatch per
+        group when groups are fewer."""
+        return config.ppo_epochs * max(1, min(config.minibatches, num_groups))
 
     def update(self, groups: Groups) -> dict:
         """Advantages, then mu epochs of minibatch updates; returns the step's statistics."""
@@ -362,7 +363,7 @@ class GRPOTrainer:
             steps_before = self.ledger.steps
             stats = self.update(groups) if len(groups.problems) else {"loss": None, "entropy": None, "kl": None}
             if self.ledger.steps == steps_before:  # nothing survived the filter: the step still counts as spent
-                self.ledger.steps += self.updates_per_step()
+                self.ledger.steps += self.updates_per_step(self.config, self.config.prompts_per_step)
             self.step += 1
             self.ledger.wall_s = time.monotonic() - started
             self.last_step = self.ledger.minus(before)
