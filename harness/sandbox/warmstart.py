@@ -170,18 +170,19 @@ def warm_start_path(config: WarmStartConfig = WarmStartConfig()) -> Path:
     """Where `config`'s warm start is cached. Named by the shipped weights' sha256 too when they are `config`'s,
     so a cache filled from an earlier shipped build (the same config rebuilt on other kernels) is never
     taken for the one shipped now."""
-    name = config.sha256()[:16]
-    shipped = shipped_record(config)
+    config_sha = config.sha256()  # hashes the warm start's ~20k training records: once
+    shipped = shipped_record(config, config_sha)
+    name = config_sha[:16]
     return cache_root() / "warmstart" / (f"{name}-{shipped['weights_sha256'][:12]}" if shipped else name)
 
 
-def shipped_record(config: WarmStartConfig) -> dict | None:
-    """The shipped warm start's record when it was built from `config`, else None."""
+def shipped_record(config: WarmStartConfig, config_sha: str | None = None) -> dict | None:
+    """The shipped warm start's record when it was built from `config` (whose sha256 may be given), else None."""
     record_path = SHIPPED_DIR / RECORD_NAME
     if not record_path.is_file():
         return None
     record = json.loads(record_path.read_text())
-    return record if record["config_sha256"] == config.sha256() else None
+    return record if record["config_sha256"] == (config_sha or config.sha256()) else None
 
 
 def ensure_warm_start(config: WarmStartConfig = WarmStartConfig(), progress: bool = True) -> Path:
