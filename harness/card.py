@@ -58,6 +58,6 @@ def card_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         path = f"{prefix}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
             differences += card_differences(a, b, prefix=f"{path}.")
-        elif a != b:
+        elif canonical_json(a) != canonical_json(b):  # a tuple and the list JSON made of it are the same setting
             differences.append(f"{path}: {a!r} -> {b!r}")
     return differences

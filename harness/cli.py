@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
-from harness.leaderboard import add_leaderboard_parser
 from harness.registry import UnknownNameError
 from harness.runstore import RunMismatchError
 from harness.task import DataError
@@ -168,6 +168,32 @@ def run_list_command(args) -> int:
         from harness.backends import BACKENDS
 
         print("\n".join(BACKENDS.names()))
+    return 0
+
+
+def add_leaderboard_parser(commands) -> None:
+    p = commands.add_parser("leaderboard", help="render a markdown leaderboard and plots from stored runs",
+                            description="Rank stored runs (one row per variant, seeds merged) by pass@1 with 95%% "
+                                        "bootstrap CIs, paired tests against a baseline with Holm-adjusted "
+                                        "p-values, rank bands, diversity, length and the budget each consumed; "
+                                        "write FILE.md and FILE-passk.png / FILE-training.png next to it. "
+                                        "Nothing is generated or re-graded.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIRS",
+                   help="row directories (row.json + eval/ [+ train/]) or folders holding them")
+    p.add_argument("--out", required=True, help="markdown file to write, e.g. leaderboards/NAME.md")
+    p.add_argument("--task", help="eval task to rank on (default: the first task in the metrics)")
+    p.add_argument("--baseline", help="label the differences are measured against (default: the first row's)")
+    p.add_argument("--title", help="heading of the page (default: 'Leaderboard: TASK')")
+    p.add_argument("--notes", help="text for a Notes section at the end")
+    p.set_defaults(handler=run_leaderboard_command)
+
+
+def run_leaderboard_command(args) -> int:
+    from harness.leaderboard import expand_row_dirs, render_leaderboard
+
+    out = render_leaderboard(expand_row_dirs(args.run_dirs), Path(args.out), task=args.task,
+                             baseline=args.baseline, title=args.title, notes=args.notes)
+    print(out)
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import metrics as stats
+from harness import metrics, stats
 from harness.card import card_differences, card_hash
 from harness.report import markdown_table
 from harness.runstore import read_json
@@ -64,13 +64,13 @@ def _read_row(path: Path) -> Row:
                              "directories written by `harness compare` (or run `harness eval --out "
                              f"{path / 'eval'}` for an untrained model and add a row.json)")
     info = read_json(path / "row.json")
-    card, metrics = read_json(path / "eval/card.json"), read_json(path / "eval/metrics.json")
-    if card.get("hash") and metrics.get("card_hash") not in (None, card["hash"]):
-        raise ValueError(f"{path / 'eval/metrics.json'} was scored under card {metrics['card_hash'][:12]}, not "
+    card, scored = read_json(path / "eval/card.json"), read_json(path / "eval/metrics.json")
+    if card.get("hash") and scored.get("card_hash") not in (None, card["hash"]):
+        raise ValueError(f"{path / 'eval/metrics.json'} was scored under card {scored['card_hash'][:12]}, not "
                          f"the card {card['hash'][:12]} next to it; re-run the evaluation")
     ledger_path, log_path, train_card = path / "train/ledger.json", path / "train/train_log.jsonl", path / "train/card.json"
     return Row(label=info.get("label") or info.get("variant") or "warm start", variant=info.get("variant"),
-               seed=info.get("seed"), path=path, metrics=metrics, card=card,
+               seed=info.get("seed"), path=path, metrics=scored, card=card,
                ledger=read_json(ledger_path) if ledger_path.is_file() else None,
                train_log=_read_train_log(log_path) if log_path.is_file() else [],
                command=info.get("command"), protocol_hash=info.get("protocol_hash"),
@@ -121,13 +121,6 @@ def _per_problem_counts(row: Row, task: str, problem_ids: list[str]) -> tuple[np
     return (np.array([per_problem[i]["n"] for i in problem_ids]), np.array([per_problem[i]["c"] for i in problem_ids]))
 
 
-def _mean_with_ci(per_seed: list[np.ndarray]) -> tuple[float, float, float]:
-    """One seed: bootstrap over problems; several: the two-level bootstrap (seeds, then problems)."""
-    mean = float(np.mean([s.mean() for s in per_seed]))
-    low, high = (stats.bootstrap_ci(per_seed[0]) if len(per_seed) == 1 else stats.two_level_bootstrap_ci(per_seed))
-    return mean, low, high
-
-
 def _label_lines(rows: list[Row], task: str) -> list[LabelLine]:
     problem_ids = sorted(rows[0].metrics["tasks"].get(task, {}).get("per_problem", {}))
     ks = sorted(int(k) for k in rows[0].metrics["tasks"].get(task, {}).get("pass@k", {"1": None}))
@@ -137,31 +130,14 @@ def _label_lines(rows: list[Row], task: str) -> list[LabelLine]:
     lines = []
     for label, label_rows in by_label.items():
         counts = [_per_problem_counts(row, task, problem_ids) for row in label_rows]
-        curve = {k: _mean_with_ci([stats.pass_at_k_per_problem(n, c, k) for n, c in counts]) for k in ks}
+        curve = {k: stats.mean_with_ci([metrics.pass_at_k_per_problem(n, c, k) for n, c in counts]) for k in ks}
         lines.append(LabelLine(label, label_rows, np.array([c / n for n, c in counts]), curve))
     return lines
 
 
 def _rank_bands(lines: list[LabelLine]) -> np.ndarray:
-    """Bands from Holm-adjusted p-values, each potential leader's comparisons with all others as one family.
-
-    rank_bands only reads the leader's row, but which labels lead is decided inside it, so every row is filled.
-    The sign-flip p-value is symmetric in (a, b), so one test per unordered pair suffices.
-    """
-    size = len(lines)
-    raw = np.ones((size, size))
-    for i in range(size):
-        for j in range(i + 1, size):
-            p = stats.paired_test(lines[i].scores.mean(axis=0), lines[j].scores.mean(axis=0)).p_value
-            raw[i, j] = raw[j, i] = p
-    adjusted = np.ones((size, size))
-    for i in range(size):
-        others = [j for j in range(size) if j != i]
-        if others:
-            adjusted[i, others] = stats.holm_adjust(raw[i, others])
-    pass1 = [line.pass_at_k[1] for line in lines]
-    return stats.rank_bands([m for m, _, _ in pass1], [lo for _, lo, _ in pass1], [hi for _, _, hi in pass1],
-                            adjusted)
+    return stats.bands_from_paired_tests([line.scores.mean(axis=0) for line in lines],
+                                         [line.pass_at_k[1] for line in lines])
 
 
 def _pct(x: float) -> str:
@@ -549,7 +525,7 @@ def _plot_training(lines: list[LabelLine], path: Path, colors: dict) -> None:
     _save(figure, path)
 
 
-# ------------------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------------------------------- paths
 
 
 def expand_row_dirs(paths) -> list[Path]:
@@ -567,27 +543,3 @@ def expand_row_dirs(paths) -> list[Path]:
                              "directories that `harness compare` wrote")
         rows += children
     return rows
-
-
-def add_leaderboard_parser(commands) -> None:
-    p = commands.add_parser("leaderboard", help="render a markdown leaderboard and plots from stored runs",
-                            description="Rank stored runs (one row per variant, seeds merged) by pass@1 with 95%% "
-                                        "bootstrap CIs, paired tests against a baseline with Holm-adjusted "
-                                        "p-values, rank bands, diversity, length and the budget each consumed; "
-                                        "write FILE.md and FILE-passk.png / FILE-training.png next to it. "
-                                        "Nothing is generated or re-graded.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIRS",
-                   help="row directories (row.json + eval/ [+ train/]) or folders holding them")
-    p.add_argument("--out", required=True, help="markdown file to write, e.g. leaderboards/NAME.md")
-    p.add_argument("--task", help="eval task to rank on (default: the first task in the metrics)")
-    p.add_argument("--baseline", help="label the differences are measured against (default: the first row's)")
-    p.add_argument("--title", help="heading of the page (default: 'Leaderboard: TASK')")
-    p.add_argument("--notes", help="text for a Notes section at the end")
-    p.set_defaults(handler=run_leaderboard_command)
-
-
-def run_leaderboard_command(args) -> int:
-    out = render_leaderboard(expand_row_dirs(args.run_dirs), Path(args.out), task=args.task,
-                             baseline=args.baseline, title=args.title, notes=args.notes)
-    print(out)
-    return 0

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from harness import diversity, metrics
+from harness import diversity, metrics, stats
 from harness.grading import GradingPool, cluster_answers
 
 # Above this many samples per problem, maj@k is a seeded Monte Carlo estimate (statistics.md allows it).
@@ -43,7 +43,7 @@ def maj_at_k(sizes: list[int], correct: list[bool], n: int, k: int, seed: int) -
 
 
 def _mean_ci(per_problem: np.ndarray, seed: int) -> dict:
-    low, high = metrics.bootstrap_ci(per_problem, seed=seed)
+    low, high = stats.bootstrap_ci(per_problem, seed=seed)
     return {"mean": float(per_problem.mean()), "ci": [float(low), float(high)]}
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import metrics
+from harness import metrics, stats
+from harness.cli import add_leaderboard_parser
 from harness.leaderboard import (
     _colors,
-    add_leaderboard_parser,
     expand_row_dirs,
     load_rows,
     render_leaderboard,
@@ -30,7 +30,7 @@ def _card(n: int, temperature: float = 1.0) -> dict:
 
 
 def _entry(per_problem: np.ndarray) -> dict:
-    low, high = metrics.bootstrap_ci(per_problem)
+    low, high = stats.bootstrap_ci(per_problem)
     return {"mean": float(per_problem.mean()), "ci": [low, high]}
 
 
@@ -123,7 +123,7 @@ def test_clearly_better_variant_ranks_first_with_significant_positive_delta(tmp_
     assert rows["dgpo"][column(rows, "mechanism")] == "clip_low 0.03"  # the mean per step of 0.01 ... 0.05
     assert "Update schedule: `shared` protocol (every variant 1 PPO epoch(s) x 4 minibatches" in markdown
     pass1 = rows["dgpo"]["pass@1 % [95% CI]"]
-    low, high = metrics.bootstrap_ci(strong / 8)
+    low, high = stats.bootstrap_ci(strong / 8)
     assert pass1 == f"{100 * strong.mean() / 8:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
     assert "Compare protocol `f00df00df00d`" in markdown and "`harness compare --variants grpo,dgpo`" in markdown
     assert "n = 8 samples per problem, 40 problems" in markdown
@@ -164,13 +164,13 @@ def test_seeds_of_one_label_merge_into_one_line(tmp_path):
     rows = table(markdown)
     assert sorted(rows) == ["grpo", "warm start"]
     assert rows["grpo"]["seeds"] == "2" and rows["warm start"]["seeds"] == "1"
-    low, high = metrics.two_level_bootstrap_ci([seed0 / 8, seed1 / 8])
+    low, high = stats.two_level_bootstrap_ci([seed0 / 8, seed1 / 8])
     mean = (seed0.mean() + seed1.mean()) / 16
     assert rows["grpo"]["pass@1 % [95% CI]"] == f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
     assert rows["grpo"][column(rows, "generation")] == "80 / 4,005 (steps)"  # mean of 4,000 and 4,010 tokens
     assert rows["grpo"][column(rows, "updates")] == "5 / 16,005"
     # The paired test compares per-problem scores averaged over the seeds.
-    expected = metrics.paired_test((seed0 + seed1) / 16, _counts(dirs[0]) / 8)
+    expected = stats.paired_test((seed0 + seed1) / 16, _counts(dirs[0]) / 8)
     assert rows["grpo"][column(rows, "Δ")].startswith(f"{100 * expected.difference:+.1f} ")
 
 

@@ -10,17 +10,19 @@ import numpy as np
 import pytest
 
 from harness.metrics import (
-    PairedResult,
-    bootstrap_ci,
-    holm_adjust,
     maj_at_k,
     maj_at_k_auto,
     maj_at_k_curve,
     maj_at_k_monte_carlo,
     mean_at_n,
-    paired_test,
     pass_at_k,
     pass_at_k_per_problem,
+)
+from harness.stats import (
+    PairedResult,
+    bootstrap_ci,
+    holm_adjust,
+    paired_test,
     rank_bands,
     two_level_bootstrap_ci,
 )

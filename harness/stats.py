@@ -1,0 +1,263 @@
+"""Inference on per-problem scores, shared by the leaderboard and the regression gate (docs/statistics.md).
+
+Intervals: `bootstrap_ci`, `two_level_bootstrap_ci`. Comparing two runs on the same problems: `paired_test`
+(sign-flip permutation), `mcnemar_exact` (one binary outcome per problem), `minimum_detectable_effect`.
+Several comparisons: `holm_adjust`, `rank_bands`. Pure numpy and the standard library; every random quantity
+takes a seed, so a report regenerates bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+_CHUNK = 2000  # bootstrap rows per vectorised block, with `_resampled_means` keeping blocks near 1M entries
+
+
+# ------------------------------------------------------------------------------- confidence intervals
+
+
+def _resampled_means(scores: np.ndarray, num_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    means = np.empty(num_resamples)
+    step = max(1, _CHUNK * 500 // max(scores.size, 1))  # keep each index block near 1M entries
+    for start in range(0, num_resamples, step):
+        stop = min(start + step, num_resamples)
+        picks = rng.integers(0, scores.size, size=(stop - start, scores.size))
+        means[start:stop] = scores[picks].mean(axis=1)
+    return means
+
+
+def _percentile_interval(means: np.ndarray, level: float) -> tuple[float, float]:
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def _check_level(level: float, num_resamples: int) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples must be >= 1, got {num_resamples}")
+
+
+def bootstrap_ci(
+    per_problem_scores: Sequence[float] | np.ndarray,
+    num_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over problems: the spread comes from which problems were drawn."""
+    scores = np.asarray(per_problem_scores, dtype=float).reshape(-1)
+    _check_level(level, num_resamples)
+    if scores.size == 0:
+        raise ValueError("bootstrap_ci needs at least one problem")
+    return _percentile_interval(_resampled_means(scores, num_resamples, np.random.default_rng(seed)), level)
+
+
+def two_level_bootstrap_ci(
+    scores_by_seed: Sequence[Sequence[float] | np.ndarray],
+    num_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """CI of a variant's score across training seeds: each resample draws S seeds with replacement, then
+    resamples problems within the drawn seeds, and averages the S means.
+
+    Both seed-to-seed and problem-to-problem variation widen the interval. When every seed scored the same
+    problems (same length, same order, as on a leaderboard) one problem resample serves all drawn seeds: the
+    problems are shared, so evaluating three seeds on one test set must not shrink the problem-level
+    uncertainty as three independent test sets would (three copies of one run keep its single-seed interval).
+    Seeds scored on different problem sets are resampled independently. Report len(scores_by_seed) next to
+    the interval: with 2-3 seeds the seed level is poorly resolved.
+    """
+    groups = [np.asarray(s, dtype=float).reshape(-1) for s in scores_by_seed]
+    _check_level(level, num_resamples)
+    if not groups or any(g.size == 0 for g in groups):
+        raise ValueError("two_level_bootstrap_ci needs at least one seed, each with at least one problem")
+    rng = np.random.default_rng(seed)
+    chosen = rng.integers(0, len(groups), size=(num_resamples, len(groups)))
+    if len({g.size for g in groups}) == 1:  # shared problems: one problem resample per seed resample
+        seed_means = np.stack(groups)[chosen].mean(axis=1)  # [resamples, problems]: drawn seeds averaged
+        picks = rng.integers(0, groups[0].size, size=seed_means.shape)
+        return _percentile_interval(np.take_along_axis(seed_means, picks, axis=1).mean(axis=1), level)
+    means = np.empty(chosen.shape)
+    for g, scores in enumerate(groups):  # all draws of one seed at once, in a fixed order for determinism
+        hit = chosen == g
+        if hit.any():
+            means[hit] = _resampled_means(scores, int(hit.sum()), rng)
+    return _percentile_interval(means.mean(axis=1), level)
+
+
+# ---------------------------------------------------------------------------------- paired comparison
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    difference: float  # mean over problems of s_A - s_B
+    ci_low: float  # paired percentile bootstrap of the mean difference
+    ci_high: float
+    p_value: float  # two-sided sign-flip permutation test on mean(d)
+    exact: bool  # True when every sign pattern was enumerated
+
+
+_EXACT_MAX_NONZERO = 16
+
+
+def paired_test(
+    scores_a: Sequence[float] | np.ndarray,
+    scores_b: Sequence[float] | np.ndarray,
+    num_permutations: int = 10000,
+    num_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PairedResult:
+    """Paired comparison of two runs on the same problems (statistics.md).
+
+    Under H0 each d_j = s_A(j) - s_B(j) is symmetric about 0, so flipping its sign is as likely as not.
+    Zero differences are unchanged by a flip and are left out of the enumeration. The p-value counts
+    patterns with |sum| >= |observed sum| (tolerance 1e-9 relative, so float round-off in the sum cannot
+    drop the observed pattern itself). With <= 16 non-zero d_j all 2^m patterns are enumerated (d=[1,1,1,1]
+    gives 2/16); otherwise p = (1 + hits) / (1 + num_permutations), which counts the observed labelling and
+    is never 0.
+    """
+    a = np.asarray(scores_a, dtype=float).reshape(-1)
+    b = np.asarray(scores_b, dtype=float).reshape(-1)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(
+            f"paired_test needs two equal-length, non-empty score arrays, got {a.size} and {b.size}"
+        )
+    d = a - b
+    ci_low, ci_high = bootstrap_ci(d, num_resamples=num_resamples, level=level, seed=seed)
+    nonzero = d[d != 0]
+    observed = abs(nonzero.sum())
+    threshold = observed - 1e-9 * max(np.abs(nonzero).sum(), 1e-300)
+    if nonzero.size <= _EXACT_MAX_NONZERO:
+        m = nonzero.size
+        bits = (np.arange(2**m)[:, None] >> np.arange(m)) & 1
+        sums = np.abs((1 - 2 * bits) @ nonzero)
+        p_value, exact = float(np.mean(sums >= threshold)), True
+    else:
+        rng = np.random.default_rng(seed)
+        hits = 0
+        step = max(1, 1_000_000 // nonzero.size)
+        for start in range(0, num_permutations, step):
+            signs = rng.choice(
+                np.array([-1.0, 1.0]), size=(min(step, num_permutations - start), nonzero.size)
+            )
+            hits += int((np.abs(signs @ nonzero) >= threshold).sum())
+        p_value, exact = (1 + hits) / (1 + num_permutations), False
+    return PairedResult(float(d.mean()), ci_low, ci_high, p_value, exact)
+
+
+def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values, in the input order: the i-th smallest is
+    max_{j<=i} min(1, (m - j + 1) p_(j)); the running max keeps them monotone in the raw p."""
+    p = np.asarray(p_values, dtype=float).reshape(-1)
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"p-values must lie in [0, 1], got {p.tolist()}")
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (p.size - np.arange(p.size)) * p[order])
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted
+
+
+def rank_bands(
+    scores: Sequence[float],
+    ci_low: Sequence[float],
+    ci_high: Sequence[float],
+    adjusted_p: np.ndarray,
+    alpha: float = 0.05,
+) -> np.ndarray:
+    """Rank band per variant (1 = the leader's band): greedily, the best unassigned variant opens a band
+    and every unassigned variant whose CI overlaps its CI and whose adjusted p against it is >= alpha joins.
+
+    adjusted_p[i, j] is the (already Holm-adjusted) p-value of comparing variant i with variant j; only
+    pairs with a band leader are read, so the caller may fill just those. Sharing a band means "not
+    distinguishable from the band's leader", not "equal".
+    """
+    s = np.asarray(scores, dtype=float)
+    low, high = np.asarray(ci_low, dtype=float), np.asarray(ci_high, dtype=float)
+    p = np.asarray(adjusted_p, dtype=float)
+    if not (s.shape == low.shape == high.shape) or p.shape != (s.size, s.size):
+        raise ValueError("rank_bands needs equal-length scores and CIs and an (n, n) adjusted_p matrix")
+    bands = np.zeros(s.size, dtype=int)
+    band = 0
+    for leader in np.argsort(-s, kind="stable"):
+        if bands[leader]:
+            continue
+        band += 1
+        bands[leader] = band
+        for other in np.flatnonzero(bands == 0):
+            overlaps = low[other] <= high[leader] and low[leader] <= high[other]
+            if overlaps and p[leader, other] >= alpha:
+                bands[other] = band
+    return bands
+
+
+def mcnemar_exact(baseline_correct: Sequence[bool], candidate_correct: Sequence[bool]) -> float:
+    """Two-sided exact McNemar p-value for one binary outcome per problem in each run.
+
+    Only discordant problems carry information: b solved by the baseline alone, c by the candidate alone.
+    Under H0 each discordant problem goes either way with probability 1/2, so p = 2 P(Bin(b + c, 1/2) <=
+    min(b, c)), capped at 1 (as statsmodels' `mcnemar(exact=True)`). This is the exact sign-flip test on
+    d in {-1, 0, 1}, computed in integers so no permutation count bounds it.
+    """
+    a = np.asarray(baseline_correct, dtype=bool).reshape(-1)
+    b = np.asarray(candidate_correct, dtype=bool).reshape(-1)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"mcnemar_exact needs two equal-length, non-empty outcome arrays, got {a.size} and {b.size}")
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    m = only_a + only_b
+    if m == 0:
+        return 1.0
+    tail = sum(math.comb(m, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2**m)
+
+
+def minimum_detectable_effect(differences: Sequence[float] | np.ndarray, alpha: float = 0.05,
+                              power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided level-alpha test on these N paired differences detects
+    with the given power: (z_{1-alpha/2} + z_power) sd(d) / sqrt(N) (normal approximation, statistics.md).
+
+    It uses the observed spread, so it says what size of change this run's size and noise could have seen.
+    """
+    d = np.asarray(differences, dtype=float).reshape(-1)
+    if d.size < 2:
+        return float("inf")
+    z = NormalDist()
+    return float((z.inv_cdf(1 - alpha / 2) + z.inv_cdf(power)) * d.std(ddof=1) / math.sqrt(d.size))
+
+
+def mean_with_ci(per_seed: Sequence[np.ndarray]) -> tuple[float, float, float]:
+    """(mean, CI low, CI high) of a score over problems: one seed bootstraps problems; several use the
+    two-level bootstrap (seeds, then problems)."""
+    mean = float(np.mean([np.mean(s) for s in per_seed]))
+    low, high = bootstrap_ci(per_seed[0]) if len(per_seed) == 1 else two_level_bootstrap_ci(per_seed)
+    return mean, low, high
+
+
+def bands_from_paired_tests(per_problem: Sequence[np.ndarray], summaries: Sequence[tuple[float, float, float]],
+                            alpha: float = 0.05) -> np.ndarray:
+    """Rank bands of several runs from their per-problem scores (same problems, same order) and their
+    (mean, CI low, CI high): each potential leader's comparisons with all others form one Holm family.
+
+    `rank_bands` reads only a leader's row, but which runs lead is decided inside it, so every row is filled.
+    The sign-flip p-value is symmetric in (a, b), so one test per unordered pair suffices.
+    """
+    size = len(per_problem)
+    raw = np.ones((size, size))
+    for i in range(size):
+        for j in range(i + 1, size):
+            raw[i, j] = raw[j, i] = paired_test(per_problem[i], per_problem[j]).p_value
+    adjusted = np.ones((size, size))
+    for i in range(size):
+        others = [j for j in range(size) if j != i]
+        if others:
+            adjusted[i, others] = holm_adjust(raw[i, others])
+    return rank_bands([m for m, _, _ in summaries], [lo for _, lo, _ in summaries], [hi for _, _, hi in summaries],
+                      adjusted, alpha=alpha)
