@@ -197,6 +197,79 @@ def run_leaderboard_command(args) -> int:
     return 0
 
 
+def add_regress_parser(commands) -> None:
+    from harness.regress import DEFAULT_MARGIN_POINTS
+
+    p = commands.add_parser(
+        "regress", help="CI gate: is a candidate run worse than a baseline by more than noise?",
+        description="Pair a candidate eval run with a baseline run problem by problem and test each task x metric "
+                    "(exact McNemar with one sample per problem, paired sign-flip otherwise; Holm across all). A "
+                    "regression is a drop both significant and larger than the margin; a drop the run is too small "
+                    "to judge is inconclusive, with the minimum detectable effect beside it. Exit codes: 0 pass, "
+                    "1 regression, 2 inconclusive (with --fail-on-inconclusive), 3 incomparable runs, 4 bad input.")
+    p.add_argument("--baseline", required=True, metavar="RUN",
+                   help="eval run directory, compare row, or baseline file (--save-baseline)")
+    p.add_argument("--candidate", metavar="RUN", help="eval run directory, compare row, or baseline file")
+    p.add_argument("--metrics", type=_name_list, default=("pass@1",), help="comma-separated pass@K / maj@K "
+                   "(default pass@1)")
+    p.add_argument("--tasks", type=_name_list, help="tasks to gate on (default: every task of the baseline)")
+    p.add_argument("--margin", help="drop in points that is tolerated: one number for every task, or per task "
+                                    f"(aime24=3.3,math500=1); default {DEFAULT_MARGIN_POINTS:g}")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise error level (default 0.05)")
+    p.add_argument("--mode", choices=("gate", "noninferiority"), default="gate",
+                   help="'gate' (default) fails only a significant drop beyond the margin; 'noninferiority' passes "
+                        "only when the interval's lower end is above -margin")
+    p.add_argument("--fail-on-inconclusive", action="store_true", help="exit 2 when the run cannot decide")
+    p.add_argument("--allow-diff", action="append", default=[], metavar="FIELD",
+                   help="accept (and record) a difference in a gated setting, e.g. grader or tasks.aime24.n")
+    p.add_argument("--no-regrade", action="store_true",
+                   help="skip re-grading the baseline with the candidate's grader (the grader-drift check)")
+    p.add_argument("--data-dir", help="folder of normalized benchmark JSONL, for the gold answers the drift "
+                                      "check needs (default $HARNESS_DATA_DIR)")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML: a testsuite per task, a testcase per metric")
+    p.add_argument("--json", metavar="FILE", help="write the full report as JSON")
+    p.add_argument("--save-baseline", metavar="FILE",
+                   help="write the baseline run as a small file to commit (per-sample answers and verdicts and the "
+                        "card, no texts); without --candidate, only that")
+    p.set_defaults(handler=run_regress_command)
+
+
+def run_regress_command(args) -> int:
+    import os
+
+    from harness import regress
+    from harness.regress_outputs import append_step_summary, console_text, write_json, write_junit
+
+    try:
+        baseline = regress.load_outcomes(args.baseline)
+        if args.save_baseline:
+            print(f"baseline saved: {regress.save_baseline(baseline, args.save_baseline)}")
+        if not args.candidate:
+            if args.save_baseline:
+                return regress.EXIT_PASS
+            raise regress.RegressError("--candidate is required (unless only --save-baseline is asked)")
+        config = regress.RegressConfig(baseline=args.baseline, candidate=args.candidate, metrics=args.metrics,
+                                       tasks=args.tasks, alpha=args.alpha, margin=args.margin, mode=args.mode,
+                                       allow_diff=tuple(args.allow_diff), regrade=not args.no_regrade,
+                                       data_dir=args.data_dir)
+        report = regress.run_regress(config, baseline=baseline)
+    except regress.IncomparableError as e:
+        print(f"harness regress: incomparable: {e}", file=sys.stderr)
+        return regress.EXIT_INCOMPARABLE
+    except (regress.RegressError, DataError, UnknownNameError, ValueError, OSError) as e:
+        print(f"harness regress: error: {e}", file=sys.stderr)
+        return regress.EXIT_ERROR
+    code = report.exit_code(args.fail_on_inconclusive)
+    print(console_text(report, code))
+    if args.junit:
+        write_junit(report, Path(args.junit), args.fail_on_inconclusive)
+    if args.json:
+        write_json(report, Path(args.json), code)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        append_step_summary(report, Path(os.environ["GITHUB_STEP_SUMMARY"]), code)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Train GRPO-family variants under one budget, "
                                      "evaluate them under one protocol, publish leaderboards.")
@@ -204,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(commands)
     add_compare_parser(commands)
     add_leaderboard_parser(commands)
+    add_regress_parser(commands)
     add_list_parser(commands)
     return parser
 
@@ -211,7 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        if argv[:1] == ["regress"] and e.code == 2:  # for regress, 2 means "inconclusive": bad usage is 4
+            return 4
+        raise
     args.command_line = shlex.join(["harness", *argv])  # recorded in cards and leaderboards
     try:
         return args.handler(args)

@@ -69,7 +69,9 @@ class RunDir:
     def card(self) -> dict:
         return read_json(self.card_path)
 
-    def read_samples(self) -> list[dict]:
+    def read_samples(self, repair: bool = True) -> list[dict]:
+        """Every complete sample line. A torn last line (a killed writer) is dropped, and with `repair` cut
+        from the file so the next append starts clean; a reader that does not own the run passes False."""
         if not self.samples_path.is_file():
             return []
         samples, good_bytes = [], 0
@@ -83,7 +85,7 @@ class RunDir:
                     raise ValueError(f"{self.samples_path}:{len(samples) + 1}: malformed sample line; "
                                      "the run store is damaged, delete that line or the run") from None
                 good_bytes += len(line)
-        if good_bytes != self.samples_path.stat().st_size:
+        if repair and good_bytes != self.samples_path.stat().st_size:
             with open(self.samples_path, "r+b") as f:
                 f.truncate(good_bytes)
         return samples
