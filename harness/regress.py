@@ -75,11 +75,17 @@ def load_outcomes(path: str | Path) -> Outcomes:
             raise RegressError(f"{path} is not an eval run: {needed} is missing; pass a directory written by "
                                "`harness eval` or `harness compare`, or a file from `harness regress --save-baseline`")
     card = _read_json(card_path)
-    # Read-only: a torn last line is skipped, never truncated, so a running eval is not disturbed.
-    samples = RunDir(run_dir).read_samples(repair=False)
-    grouped = {task: group_by_problem([s for s in samples if s.get("task") == task]) for task in card.get("tasks", {})}
-    outcomes = Outcomes(str(path), card, {task: {pid: [_outcome(s) for s in group] for pid, group in problems.items()}
-                                          for task, problems in grouped.items()})
+    _check_card(card, card_path)
+    try:
+        # Read-only: a torn last line is skipped, never truncated, so a running eval is not disturbed.
+        samples = RunDir(run_dir).read_samples(repair=False)
+        grouped = {task: group_by_problem([s for s in samples if s.get("task") == task]) for task in card["tasks"]}
+        outcomes = Outcomes(str(path), card, {task: {pid: [_outcome(s) for s in group]
+                                                     for pid, group in problems.items()}
+                                              for task, problems in grouped.items()})
+    except (KeyError, TypeError, AttributeError) as e:
+        raise RegressError(f"{samples_path} has a sample without {e}; the run store is damaged, re-run the "
+                           "eval into a fresh --out") from None
     _check_complete(outcomes)
     return outcomes
 
@@ -103,11 +109,26 @@ def _load_baseline_file(path: Path) -> Outcomes:
     if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND or not isinstance(data.get("tasks"), dict):
         raise RegressError(f"{path} is not a regress baseline file; write one with `harness regress --baseline RUN "
                            "--save-baseline FILE`")
-    samples = {task: {pid: [{"answer": a, "correct": bool(c)} for a, c in zip(p["answers"], p["correct"], strict=True)]
-                      for pid, p in problems.items()} for task, problems in data["tasks"].items()}
+    _check_card(data.get("card"), path)
+    try:
+        samples = {task: {pid: [{"answer": a, "correct": bool(c)} for a, c in zip(p["answers"], p["correct"], strict=True)]
+                          for pid, p in problems.items()} for task, problems in data["tasks"].items()}
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise RegressError(f"{path} is damaged ({type(e).__name__}: {e}); write it again with --save-baseline") from None
     outcomes = Outcomes(str(path), data["card"], samples)
     _check_complete(outcomes)
     return outcomes
+
+
+CARD_TASK_KEYS = ("num_problems", "n", "grader", "answer_format", "data_sha256")
+
+
+def _check_card(card, where: Path) -> None:
+    tasks = card.get("tasks") if isinstance(card, dict) else None
+    if not isinstance(tasks, dict) or not tasks or not all(
+            isinstance(entry, dict) and all(key in entry for key in CARD_TASK_KEYS) for entry in tasks.values()):
+        raise RegressError(f"{where} holds no eval card with tasks ({', '.join(CARD_TASK_KEYS)} per task); point at "
+                           "a run written by `harness eval`, or a file from --save-baseline")
 
 
 def _check_complete(outcomes: Outcomes) -> None:
@@ -115,6 +136,9 @@ def _check_complete(outcomes: Outcomes) -> None:
         problems = outcomes.samples.get(task, {})
         expected, n = entry.get("num_problems"), entry.get("n")
         held = sum(len(group) for group in problems.values())
+        if any(len(group) > n for group in problems.values()):
+            raise RegressError(f"{outcomes.source} holds {held} samples of {task} where its card promises {expected} x "
+                               f"{n}: some are duplicates; re-run the eval into a fresh --out")
         if len(problems) != expected or any(len(group) != n for group in problems.values()):
             raise RegressError(f"{outcomes.source} holds {held} of the {expected} x {n} samples its card promises for "
                                f"{task}: the eval did not finish; run the same `harness eval` again to complete it")

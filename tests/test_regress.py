@@ -184,6 +184,17 @@ def test_bad_input_exits_4_with_one_line(tmp_path, capsys):
     ]
     (tmp_path / "junk.json").write_text("{not json")
     cases.append(["--baseline", str(tmp_path / "junk.json"), "--candidate", str(base)])
+    damaged = tmp_path / "damaged.json"
+    assert main(["regress", "--baseline", str(base), "--save-baseline", str(damaged)]) == 0
+    data = json.loads(damaged.read_text())
+    next(iter(data["tasks"]["sandbox"].values())).pop("answers")
+    damaged.write_text(json.dumps(data))
+    cases.append(["--baseline", str(damaged), "--candidate", str(base)])
+    doubled = tmp_path / "doubled"  # a run whose samples were written twice (two writers)
+    doubled.mkdir()
+    (doubled / "card.json").write_text((base / "card.json").read_text())
+    (doubled / "samples.jsonl").write_text((base / "samples.jsonl").read_text() * 2)
+    cases.append(["--baseline", str(base), "--candidate", str(doubled)])
     for args in cases:
         code, out = _regress(capsys, *args)
         assert code == regress.EXIT_ERROR, (args, out)

@@ -41,3 +41,17 @@ def test_grpo_beats_the_warm_start_and_reproduces_the_committed_leaderboard(tmp_
     mine, committed = _rows((tmp_path / "leaderboards" / "sandbox.md").read_text()), _rows(COMMITTED.read_text())
     for label in ("grpo", "warm start"):
         assert mine[label][1:13] == committed[label][1:13], label
+
+    # The regression gate end to end on this real before/after pair: the trained row passes against its
+    # starting point, the starting point fails against the trained row, and the trained model re-sampled under
+    # another eval seed (a null pair: same model, new noise) is not called a regression.
+    trained, start = str(run / "grpo-seed0"), str(run / "warm-start")
+    assert main(["regress", "--baseline", start, "--candidate", trained]) == 0
+    assert main(["regress", "--baseline", trained, "--candidate", start, "--junit", "gate.xml"]) == 1
+    assert 'failure type="regression"' in (tmp_path / "gate.xml").read_text()
+    assert main(["eval", "--model", str(run / "grpo-seed0" / "train" / "final"), "--tasks", "sandbox", "--n", "8",
+                 "--seed", "1", "--out", "resampled", "--quiet"]) == 0
+    assert main(["regress", "--baseline", trained, "--candidate", "resampled", "--metrics", "pass@1,maj@8",
+                 "--json", "null.json"]) == 0
+    null = json.loads((tmp_path / "null.json").read_text())
+    assert null["verdict"] != "regression" and null["grader_drift"][0]["changed"] == 0
