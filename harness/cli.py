@@ -238,12 +238,13 @@ def run_regress_command(args) -> int:
     import os
 
     from harness import regress
+    from harness.outcomes import RunInputError, load_outcomes, save_baseline
     from harness.regress_outputs import append_step_summary, console_text, write_json, write_junit
 
     try:
-        baseline = regress.load_outcomes(args.baseline)
+        baseline = load_outcomes(args.baseline)
         if args.save_baseline:
-            print(f"baseline saved: {regress.save_baseline(baseline, args.save_baseline)}")
+            print(f"baseline saved: {save_baseline(baseline, args.save_baseline)}")
         if not args.candidate:
             if args.save_baseline:
                 return regress.EXIT_PASS
@@ -253,21 +254,24 @@ def run_regress_command(args) -> int:
                                        allow_diff=tuple(args.allow_diff), regrade=not args.no_regrade,
                                        data_dir=args.data_dir)
         report = regress.run_regress(config, baseline=baseline)
+        code = report.exit_code(args.fail_on_inconclusive)
+        print(console_text(report, code))
+        if args.junit:
+            write_junit(report, Path(args.junit), args.fail_on_inconclusive)
+        if args.json:
+            write_json(report, Path(args.json), code)
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            append_step_summary(report, Path(os.environ["GITHUB_STEP_SUMMARY"]), code)
+        return code
     except regress.IncomparableError as e:
         print(f"harness regress: incomparable: {e}", file=sys.stderr)
         return regress.EXIT_INCOMPARABLE
-    except (regress.RegressError, DataError, UnknownNameError, ValueError, OSError) as e:
+    except (RunInputError, DataError, UnknownNameError, OSError) as e:
         print(f"harness regress: error: {e}", file=sys.stderr)
         return regress.EXIT_ERROR
-    code = report.exit_code(args.fail_on_inconclusive)
-    print(console_text(report, code))
-    if args.junit:
-        write_junit(report, Path(args.junit), args.fail_on_inconclusive)
-    if args.json:
-        write_json(report, Path(args.json), code)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        append_step_summary(report, Path(os.environ["GITHUB_STEP_SUMMARY"]), code)
-    return code
+    except Exception as e:  # noqa: BLE001  exit 1 would read as "regression" and 2 as "inconclusive" to CI
+        print(f"harness regress: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return regress.EXIT_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,157 +1,54 @@
 """The regression gate: is a candidate worse than a baseline on the same problems by more than noise, and could
 this run have told? (docs/statistics.md, "Regression gate".)
 
-A run is an eval run directory, a compare row, or a baseline file that `save_baseline` wrote (per-sample
-answers and verdicts plus the card, no completion texts). The unit is the problem: for each task and metric
-the statistic is the mean of the paired per-problem differences of the per-problem estimates, tested with the
-exact McNemar test when each side has one sample per problem and the paired sign-flip test otherwise, Holm
-across every (task, metric) tested. A verdict is a regression only when the drop is both significant and
-larger than the task's margin; a drop the run is too small to judge is "inconclusive", with the minimum
-detectable effect beside it.
+The unit is the problem: for each task and metric the statistic is the mean of the paired per-problem
+differences of the per-problem estimates, tested with the exact McNemar test when each side has one sample per
+problem and the paired sign-flip test otherwise, Holm across every (task, metric) tested. A verdict is a
+regression only when the drop is both significant and larger than the task's margin; a drop the run is too
+small to judge is "inconclusive", with the minimum detectable effect beside it. Both runs are graded again
+here with the candidate's grader, so the gate compares models, not graders, and says how many verdicts the
+re-grading moved (grader drift).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from harness import metrics, stats
 from harness.card import card_differences
 from harness.grading import GradingPool
-from harness.runstore import RunDir, read_json, write_json_atomic
-from harness.scoring import group_by_problem, maj_at_k, problem_clusters
+from harness.outcomes import Outcomes, RunInputError, load_outcomes
+from harness.scoring import maj_at_k, problem_clusters
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE, EXIT_INCOMPARABLE, EXIT_ERROR = 0, 1, 2, 3, 4
 # A drop smaller than this many points is not a regression however significant: below a point, a benchmark
 # result is seldom worth blocking a merge for. Per task with --margin TASK=POINTS.
 DEFAULT_MARGIN_POINTS = 1.0
-BASELINE_KIND = "regress-baseline"
 MODES = ("gate", "noninferiority")
 VERDICTS = ("pass", "regression", "inconclusive", "not non-inferior")
 
-# Per-task settings whose difference changes a number; the model under test (and how it is served: backend,
-# dtype, batch size, the tokenizer's chat template) may differ, and so may the eval seed and k.
-GATED_TASK_FIELDS = ("data_sha256", "num_problems", "limit", "template.name", "template.text", "template.sha256",
+# Per-task settings whose difference changes a number. The model under test may differ, and so may how it is
+# served (backend, dtype, batch size, the tokenizer's chat template), the eval seed and k. The problem set is
+# checked id by id, so `limit` need not match as long as the problems do.
+GATED_TASK_FIELDS = ("data_sha256", "num_problems", "template.name", "template.text", "template.sha256",
                      "answer_format", "grader", "n", "sampling")
-GATED_FIELDS = ("grading", "versions.math-verify", "versions.sympy")  # the grader's own settings and libraries
+# The grading's own settings and libraries: they matter only where the stored verdicts are used, because a
+# re-graded pair was graded here, by one grader, on both sides.
+GRADING_FIELDS = ("grading", "versions.math-verify", "versions.sympy")
 
 
-class RegressError(ValueError):
-    """Bad or missing input: exit 4."""
+class RegressError(RunInputError):
+    """A bad option or input: exit 4."""
 
 
 class IncomparableError(RegressError):
     """The two runs differ in a setting that changes a number: exit 3."""
-
-
-# ----------------------------------------------------------------------------------------------- runs
-
-
-@dataclass
-class Outcomes:
-    """What the gate needs of a run: its card, and each problem's samples (answer, verdict) in index order."""
-
-    source: str
-    card: dict
-    samples: dict[str, dict[str, list[dict]]]  # task -> problem id -> [{"answer", "correct"[, "completion"]}]
-
-
-def load_outcomes(path: str | Path) -> Outcomes:
-    """An eval run directory, a compare row (its eval/), or a baseline file."""
-    path = Path(path)
-    if path.is_file():
-        return _load_baseline_file(path)
-    if not path.is_dir():
-        raise RegressError(f"{path} does not exist; pass an eval run directory, a compare row or a baseline file")
-    run_dir = path / "eval" if (path / "eval" / "card.json").is_file() else path
-    card_path, samples_path = run_dir / "card.json", run_dir / "samples.jsonl"
-    for needed in (card_path, samples_path):
-        if not needed.is_file():
-            raise RegressError(f"{path} is not an eval run: {needed} is missing; pass a directory written by "
-                               "`harness eval` or `harness compare`, or a file from `harness regress --save-baseline`")
-    card = _read_json(card_path)
-    _check_card(card, card_path)
-    try:
-        # Read-only: a torn last line is skipped, never truncated, so a running eval is not disturbed.
-        samples = RunDir(run_dir).read_samples(repair=False)
-        grouped = {task: group_by_problem([s for s in samples if s.get("task") == task]) for task in card["tasks"]}
-        outcomes = Outcomes(str(path), card, {task: {pid: [_outcome(s) for s in group]
-                                                     for pid, group in problems.items()}
-                                              for task, problems in grouped.items()})
-    except (KeyError, TypeError, AttributeError) as e:
-        raise RegressError(f"{samples_path} has a sample without {e}; the run store is damaged, re-run the "
-                           "eval into a fresh --out") from None
-    _check_complete(outcomes)
-    return outcomes
-
-
-def _outcome(sample: dict) -> dict:
-    kept = {"answer": sample.get("answer"), "correct": bool(sample.get("correct"))}
-    if sample.get("completion") is not None:
-        kept["completion"] = sample["completion"]
-    return kept
-
-
-def _read_json(path: Path):
-    try:
-        return read_json(path)
-    except (OSError, ValueError) as e:
-        raise RegressError(f"{path} is not readable JSON ({e}); re-create it") from None
-
-
-def _load_baseline_file(path: Path) -> Outcomes:
-    data = _read_json(path)
-    if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND or not isinstance(data.get("tasks"), dict):
-        raise RegressError(f"{path} is not a regress baseline file; write one with `harness regress --baseline RUN "
-                           "--save-baseline FILE`")
-    _check_card(data.get("card"), path)
-    try:
-        samples = {task: {pid: [{"answer": a, "correct": bool(c)} for a, c in zip(p["answers"], p["correct"], strict=True)]
-                          for pid, p in problems.items()} for task, problems in data["tasks"].items()}
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise RegressError(f"{path} is damaged ({type(e).__name__}: {e}); write it again with --save-baseline") from None
-    outcomes = Outcomes(str(path), data["card"], samples)
-    _check_complete(outcomes)
-    return outcomes
-
-
-CARD_TASK_KEYS = ("num_problems", "n", "grader", "answer_format", "data_sha256")
-
-
-def _check_card(card, where: Path) -> None:
-    tasks = card.get("tasks") if isinstance(card, dict) else None
-    if not isinstance(tasks, dict) or not tasks or not all(
-            isinstance(entry, dict) and all(key in entry for key in CARD_TASK_KEYS) for entry in tasks.values()):
-        raise RegressError(f"{where} holds no eval card with tasks ({', '.join(CARD_TASK_KEYS)} per task); point at "
-                           "a run written by `harness eval`, or a file from --save-baseline")
-
-
-def _check_complete(outcomes: Outcomes) -> None:
-    for task, entry in outcomes.card.get("tasks", {}).items():
-        problems = outcomes.samples.get(task, {})
-        expected, n = entry.get("num_problems"), entry.get("n")
-        held = sum(len(group) for group in problems.values())
-        if any(len(group) > n for group in problems.values()):
-            raise RegressError(f"{outcomes.source} holds {held} samples of {task} where its card promises {expected} x "
-                               f"{n}: some are duplicates; re-run the eval into a fresh --out")
-        if len(problems) != expected or any(len(group) != n for group in problems.values()):
-            raise RegressError(f"{outcomes.source} holds {held} of the {expected} x {n} samples its card promises for "
-                               f"{task}: the eval did not finish; run the same `harness eval` again to complete it")
-
-
-def save_baseline(outcomes: Outcomes, path: str | Path) -> Path:
-    """A small file a repository can commit: the card and each sample's answer and verdict, no texts."""
-    data = {"kind": BASELINE_KIND, "format": 1, "source": outcomes.source, "card": outcomes.card,
-            "tasks": {task: {pid: {"answers": [s["answer"] for s in group], "correct": [s["correct"] for s in group]}
-                             for pid, group in sorted(problems.items())}
-                      for task, problems in outcomes.samples.items()}}
-    write_json_atomic(Path(path), data)
-    return Path(path)
 
 
 # -------------------------------------------------------------------------------------- comparability
@@ -160,57 +57,84 @@ def save_baseline(outcomes: Outcomes, path: str | Path) -> Path:
 @dataclass
 class Comparability:
     allowed: list[str]  # gated differences the user accepted with --allow-diff
-    not_gated: list[str]  # differences in what may differ (the model, its backend, the seed), for the record
+    regraded: list[str]  # grading differences that do not enter, because both runs were graded again here
+    not_gated: list[str]  # differences in what may differ (the model, how it is served, the seed), for the record
+    unused_allows: list[str]  # --allow-diff values that matched no difference (a typo, most likely)
 
 
-def _gated(path: str) -> bool:
-    if any(path == f or path.startswith(f + ".") for f in GATED_FIELDS):
-        return True
+def _matches(path: str, field_name: str) -> bool:
+    return path == field_name or path.startswith(field_name + ".")
+
+
+def _within_task(path: str) -> str | None:
     parts = path.split(".", 2)
-    return (len(parts) == 3 and parts[0] == "tasks"
-            and any(parts[2] == f or parts[2].startswith(f + ".") for f in GATED_TASK_FIELDS))
+    return parts[2] if len(parts) == 3 and parts[0] == "tasks" else None
 
 
-def _allowed(path: str, allow: Sequence[str]) -> bool:
-    """FIELD names a setting by its dotted path, either in full (tasks.aime24.grader) or within every task
-    (grader, sampling.temperature, template)."""
-    parts = path.split(".", 2)
-    within_task = parts[2] if len(parts) == 3 and parts[0] == "tasks" else None
-    return any(path == f or path.startswith(f + ".") or (within_task is not None and (
-        within_task == f or within_task.startswith(f + "."))) for f in allow)
+def _is_task_field(path: str) -> bool:
+    inner = _within_task(path)
+    return inner is not None and any(_matches(inner, f) for f in GATED_TASK_FIELDS)
 
 
-def check_comparable(baseline: dict, candidate: dict, tasks: Sequence[str], allow: Sequence[str] = ()) -> Comparability:
-    """Raise IncomparableError naming every gated setting in which the two cards differ (unless allowed)."""
+def _is_grading_field(path: str) -> bool:
+    return any(_matches(path, f) for f in GRADING_FIELDS)
+
+
+def _allowed_by(path: str, field_name: str) -> bool:
+    """FIELD names a setting by its dotted path, in full (tasks.aime24.grader) or within every task (grader,
+    sampling.temperature, template)."""
+    inner = _within_task(path)
+    return _matches(path, field_name) or (inner is not None and _matches(inner, field_name))
+
+
+def check_comparable(baseline: dict, candidate: dict, tasks: Sequence[str], allow: Sequence[str] = (),
+                     regraded: bool = False) -> Comparability:
+    """Raise IncomparableError naming every gated setting in which the two cards differ, unless allowed. The
+    grading's settings and library versions are gated only when the stored verdicts are used (`regraded`
+    False): re-graded runs share one grader by construction."""
     missing = [t for t in tasks if t not in candidate.get("tasks", {})]
     if missing:
         raise IncomparableError(f"the candidate was not evaluated on {', '.join(missing)} (it has "
                                 f"{', '.join(candidate.get('tasks', {})) or 'no tasks'}); evaluate it on the "
                                 "baseline's tasks or pass --tasks")
-    keep = {key: value for key, value in baseline.items() if key != "tasks"}
-    old = {**keep, "tasks": {t: baseline["tasks"][t] for t in tasks}}
-    new = {**{key: value for key, value in candidate.items() if key != "tasks"},
-           "tasks": {t: candidate["tasks"][t] for t in tasks}}
+    old = {**{k: v for k, v in baseline.items() if k != "tasks"}, "tasks": {t: baseline["tasks"][t] for t in tasks}}
+    new = {**{k: v for k, v in candidate.items() if k != "tasks"}, "tasks": {t: candidate["tasks"][t] for t in tasks}}
     differences = [(d.split(":", 1)[0], d) for d in card_differences(old, new)]
-    gated = [(path, text) for path, text in differences if _gated(path)]
-    refused = [text for path, text in gated if not _allowed(path, allow)]
+    result = Comparability([], [], [], [f for f in allow if not any(_allowed_by(p, f) for p, _ in differences)])
+    refused = []
+    for path, text in differences:
+        if _is_grading_field(path) and regraded:
+            result.regraded.append(text)
+        elif _is_task_field(path) or _is_grading_field(path):
+            (result.allowed if any(_allowed_by(path, f) for f in allow) else refused).append(text)
+        else:
+            result.not_gated.append(text)
     if refused:
         shown = "; ".join(text if len(text) <= 160 else text[:157] + "..." for text in refused[:4])
         more = f" (and {len(refused) - 4} more)" if len(refused) > 4 else ""
         raise IncomparableError(f"baseline and candidate differ in settings that change the numbers: {shown}{more}; "
                                 "evaluate both under one protocol, or accept a difference with --allow-diff FIELD")
-    return Comparability(allowed=[text for path, text in gated if _allowed(path, allow)],
-                         not_gated=[text for path, text in differences if not _gated(path)])
+    return result
 
 
 # -------------------------------------------------------------------------------------------- scores
 
 
-def parse_metric(text: str) -> tuple[str, int]:
-    match = re.fullmatch(r"(pass|maj)@([1-9][0-9]*)", text.strip())
-    if not match:
-        raise RegressError(f"metric {text!r} is not pass@K or maj@K (e.g. --metrics pass@1,maj@8)")
-    return match.group(1), int(match.group(2))
+def parse_metrics(texts: Sequence[str]) -> list[tuple[str, tuple[str, int]]]:
+    """[(label, (kind, k))], duplicates dropped (maj@1 is pass@1): each extra test would only widen Holm."""
+    wanted, seen = [], set()
+    for text in texts:
+        match = re.fullmatch(r"(pass|maj)@([1-9][0-9]*)", text.strip())
+        if not match:
+            raise RegressError(f"metric {text!r} is not pass@K or maj@K (e.g. --metrics pass@1,maj@8)")
+        kind, k = match.group(1), int(match.group(2))
+        key = ("pass", 1) if k == 1 else (kind, k)
+        if key not in seen:
+            seen.add(key)
+            wanted.append((text.strip(), key))
+    if not wanted:
+        raise RegressError("no metric to gate on; pass e.g. --metrics pass@1")
+    return wanted
 
 
 def parse_margins(text: str | None, tasks: Sequence[str]) -> dict[str, float]:
@@ -246,19 +170,38 @@ def per_problem_scores(problems: dict[str, list[dict]], ids: Sequence[str], metr
                      for j, i in enumerate(ids)])
 
 
+@dataclass
+class Comparison:
+    task: str
+    metric: str
+    num_problems: int
+    baseline: float  # task means, fractions
+    candidate: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str
+    margin: float  # fraction
+    mde: float | None  # fraction; None where the runs agree on every problem (no spread to measure)
+    p_holm: float | None = None  # set by `judge`, across the whole family
+    verdict: str | None = None
+    difference_as_stored: float | None = None  # from the stored verdicts, where re-grading moved any
+
+
 def compare_scores(task: str, metric: str, baseline: np.ndarray, candidate: np.ndarray, binary: bool,
                    margin: float, alpha: float = 0.05, seed: int = 0) -> Comparison:
-    """One (task, metric) comparison from per-problem scores in a shared problem order, before Holm (which
-    `run_regress` applies across all of them). `binary`: one sample per problem on each side, so the exact
-    McNemar test; otherwise the paired sign-flip test. Margin and the returned numbers are fractions."""
-    result = stats.paired_test(candidate, baseline, seed=seed)
+    """One (task, metric) comparison from per-problem scores in a shared problem order; `judge` then adds
+    Holm's p and the verdict. `binary`: one sample per problem on each side, so the exact McNemar test;
+    otherwise the paired sign-flip test. Margin and the returned numbers are fractions."""
+    result = stats.paired_test(candidate, baseline, seed=seed)  # its interval serves both tests
     p_value = stats.mcnemar_exact(baseline > 0.5, candidate > 0.5) if binary else result.p_value
+    d = candidate - baseline
     return Comparison(task=task, metric=metric, num_problems=int(baseline.size), baseline=float(baseline.mean()),
                       candidate=float(candidate.mean()), difference=result.difference, ci_low=result.ci_low,
                       ci_high=result.ci_high, p_value=p_value,
                       test="McNemar exact" if binary else ("sign-flip exact" if result.exact else "sign-flip"),
-                      margin=margin, mde=stats.minimum_detectable_effect(candidate - baseline, alpha),
-                      p_holm=p_value, verdict=verdict(result.difference, result.ci_low, p_value, margin, alpha, "gate"))
+                      margin=margin, mde=stats.minimum_detectable_effect(d, alpha) if np.any(d) else None)
 
 
 def verdict(difference: float, ci_low: float, p_holm: float, margin: float, alpha: float, mode: str) -> str:
@@ -268,6 +211,63 @@ def verdict(difference: float, ci_low: float, p_holm: float, margin: float, alph
     if mode == "noninferiority":
         return "pass" if ci_low > -margin else "not non-inferior"
     return "pass" if ci_low >= -margin or difference >= 0 else "inconclusive"
+
+
+def judge(comparisons: Sequence[Comparison], alpha: float = 0.05, mode: str = "gate") -> None:
+    """Holm across the whole family, then each comparison's verdict."""
+    for comparison, p_holm in zip(comparisons, stats.holm_adjust([c.p_value for c in comparisons]), strict=True):
+        comparison.p_holm = float(p_holm)
+        comparison.verdict = verdict(comparison.difference, comparison.ci_low, comparison.p_holm, comparison.margin,
+                                     alpha, mode)
+
+
+# ------------------------------------------------------------------------------------------ re-grading
+
+
+@dataclass
+class Drift:
+    """What grading one run's stored answers again here changed."""
+
+    task: str
+    side: str  # "baseline" or "candidate"
+    checked: bool
+    changed: int = 0
+    total: int = 0
+    timeouts: int = 0
+    note: str = ""
+
+
+def regrade(outcomes: Outcomes, side: str, task: str, grader: str, answer_format: str, golds: dict,
+            pool: GradingPool) -> tuple[dict[str, list[dict]], Drift]:
+    """One run's samples graded again with `grader`, answers extracted again under `answer_format` where the
+    completion texts are stored (a baseline file keeps only answers)."""
+    from harness.extraction import extract
+
+    problems = outcomes.samples[task]
+    flat = [(pid, s) for pid in sorted(problems) for s in problems[pid]]
+    answers = [extract(s["completion"], answer_format) if "completion" in s else s["answer"] for _, s in flat]
+    verdicts = pool.grade([(grader, golds[pid], answer) for (pid, _), answer in zip(flat, answers, strict=True)])
+    timeouts = sum(answer is not None and answer in pool.timed_out_answers for answer in answers)
+    regraded: dict[str, list[dict]] = {pid: [] for pid in problems}
+    changed = 0
+    for (pid, sample), answer, ok in zip(flat, answers, verdicts, strict=True):
+        changed += bool(ok) != sample["correct"]
+        regraded[pid].append({**sample, "answer": answer, "correct": bool(ok)})
+    note = "" if "completion" in flat[0][1] else "answers as stored (a baseline file keeps no texts to extract from)"
+    return regraded, Drift(task, side, True, changed=changed, total=len(flat), timeouts=timeouts, note=note)
+
+
+def _golds(task: str, card_task: dict, data_dir: str | None) -> tuple[dict | None, str]:
+    from harness.task import TASKS
+
+    try:
+        data = TASKS.get(task).load(data_dir)
+    except Exception as e:  # a task from a missing plugin, or data not on this machine: the gate still runs
+        return None, f"not re-graded: the gold answers of {task} are not loadable here ({e})"
+    if data.sha256 != card_task.get("data_sha256"):
+        return None, (f"not re-graded: {task}'s data here (sha256 {data.sha256[:12]}) is not the data the runs were "
+                      "evaluated on")
+    return {p.id: p.golds for p in data.problems}, ""
 
 
 # -------------------------------------------------------------------------------------------- the gate
@@ -286,34 +286,6 @@ class RegressConfig:
     regrade: bool = True
     data_dir: str | None = None
     seed: int = 0
-
-
-@dataclass
-class Comparison:
-    task: str
-    metric: str
-    num_problems: int
-    baseline: float  # task means, fractions
-    candidate: float
-    difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    test: str
-    margin: float  # fraction
-    mde: float  # fraction
-    p_holm: float = 1.0
-    verdict: str = "pass"
-    difference_as_stored: float | None = None  # before the baseline was re-graded, where re-grading changed it
-
-
-@dataclass
-class Drift:
-    task: str
-    checked: bool
-    changed: int = 0
-    total: int = 0
-    note: str = ""
 
 
 @dataclass
@@ -342,59 +314,23 @@ class Report:
         return EXIT_PASS
 
     def to_dict(self) -> dict:
-        import dataclasses
-
         return {"verdict": self.overall, "baseline": {"source": self.config.baseline, "model": self.baseline_model},
                 "candidate": {"source": self.config.candidate, "model": self.candidate_model},
-                "settings": {"metrics": list(self.config.metrics), "alpha": self.config.alpha,
-                             "mode": self.config.mode, "allow_diff": list(self.config.allow_diff),
-                             "regrade": self.config.regrade, "seed": self.config.seed,
-                             "permutations": 10000, "bootstrap_resamples": 2000, "power_for_mde": 0.8},
-                "allowed_differences": self.comparability.allowed, "not_gated": self.comparability.not_gated,
+                "settings": {**dataclasses.asdict(self.config), "permutations": stats.PERMUTATIONS,
+                             "bootstrap_resamples": stats.BOOTSTRAP_RESAMPLES, "mde_power": stats.MDE_POWER,
+                             "default_margin_points": DEFAULT_MARGIN_POINTS},
+                "comparability": dataclasses.asdict(self.comparability),
                 "comparisons": [dataclasses.asdict(c) for c in self.comparisons],
                 "grader_drift": [dataclasses.asdict(d) for d in self.drift]}
 
 
-def _model_name(card: dict) -> str:
-    model = card.get("model", {})
-    return str(model.get("name", "?"))
-
-
-def regrade(outcomes: Outcomes, task: str, candidate_task: dict, data_dir: str | None,
-            pool: GradingPool) -> tuple[dict[str, list[dict]] | None, Drift]:
-    """The baseline's samples graded again with the candidate's grader (and answer format, where the texts
-    are stored): how many verdicts a grader change alone moves. Needs the task's gold answers."""
-    from harness.extraction import extract
-    from harness.task import TASKS
-
-    try:
-        data = TASKS.get(task).load(data_dir)
-    except Exception as e:  # a task from a missing plugin, or data not on this machine: the gate still runs
-        return None, Drift(task, False, note=f"not checked: the gold answers of {task} are not loadable here ({e})")
-    if data.sha256 != outcomes.card["tasks"][task].get("data_sha256"):
-        return None, Drift(task, False, note=f"not checked: {task}'s data here (sha256 {data.sha256[:12]}) is not "
-                                             "the data the baseline was evaluated on")
-    golds = {p.id: p.golds for p in data.problems}
-    grader, answer_format = candidate_task["grader"], candidate_task["answer_format"]
-    reformat = answer_format != outcomes.card["tasks"][task].get("answer_format")
-    problems = outcomes.samples[task]
-    flat = [(pid, s) for pid in sorted(problems) for s in problems[pid]]
-    answers = [extract(s["completion"], answer_format) if reformat and "completion" in s else s["answer"]
-               for _, s in flat]
-    verdicts = pool.grade([(grader, golds[pid], answer) for (pid, _), answer in zip(flat, answers, strict=True)])
-    regraded: dict[str, list[dict]] = {pid: [] for pid in problems}
-    changed = 0
-    for (pid, sample), answer, ok in zip(flat, answers, verdicts, strict=True):
-        changed += bool(ok) != sample["correct"]
-        regraded[pid].append({**sample, "answer": answer, "correct": bool(ok)})
-    return regraded, Drift(task, True, changed=changed, total=len(flat))
-
-
 def run_regress(config: RegressConfig, baseline: Outcomes | None = None, candidate: Outcomes | None = None) -> Report:
+    """Everything checkable (options, runs, comparability) is checked before any grading starts."""
     if config.mode not in MODES:
         raise RegressError(f"--mode {config.mode!r} is not one of {', '.join(MODES)}")
     if not 0 < config.alpha < 1:
         raise RegressError(f"--alpha {config.alpha} must lie in (0, 1)")
+    wanted = parse_metrics(config.metrics)
     baseline = baseline or load_outcomes(config.baseline)
     candidate = candidate or load_outcomes(config.candidate)
     tasks = list(config.tasks or baseline.card["tasks"])
@@ -402,46 +338,59 @@ def run_regress(config: RegressConfig, baseline: Outcomes | None = None, candida
     if unknown:
         raise RegressError(f"--tasks {', '.join(unknown)}: the baseline has no such task (it has "
                            f"{', '.join(baseline.card['tasks'])})")
-    comparability = check_comparable(baseline.card, candidate.card, tasks, config.allow_diff)
-    wanted = [(text, parse_metric(text)) for text in config.metrics]
     margins = parse_margins(config.margin, tasks)
-    report = Report(config, _model_name(baseline.card), _model_name(candidate.card), comparability)
+    check_comparable(baseline.card, candidate.card, tasks, config.allow_diff, regraded=True)
+    for task in tasks:
+        n = min(baseline.card["tasks"][task]["n"], candidate.card["tasks"][task]["n"])
+        too_big = [text for text, (_, k) in wanted if k > n]
+        if too_big:
+            raise RegressError(f"{', '.join(too_big)} needs k <= n, and {task} has n = {n} samples per problem; ask "
+                               "for a smaller k or evaluate with more samples")
+        if sorted(baseline.samples[task]) != sorted(candidate.samples[task]):
+            raise IncomparableError(f"baseline and candidate scored different problems of {task}; the gate pairs "
+                                    "problems, so both must be evaluated on the same ones")
 
-    with GradingPool() as pool:
+    report = Report(config, baseline.model, candidate.model, Comparability([], [], [], []))
+    timeout = float(candidate.card.get("grading", {}).get("timeout_s", 5.0))
+    with GradingPool(timeout_s=timeout) as pool:
+        sides: dict[str, tuple[dict, dict, bool]] = {}  # task -> (baseline samples, candidate samples, regraded)
         for task in tasks:
-            base_task, cand_task = baseline.card["tasks"][task], candidate.card["tasks"][task]
-            ids = sorted(baseline.samples[task])
-            if sorted(candidate.samples[task]) != ids:
-                raise IncomparableError(f"baseline and candidate scored different problems of {task}; the gate "
-                                        "pairs problems, so both must be evaluated on the same ones")
-            n_base, n_cand = base_task["n"], cand_task["n"]
-            for text, (_, k) in wanted:
-                if k > min(n_base, n_cand):
-                    raise RegressError(f"{text} needs k <= n, and {task} has n = {min(n_base, n_cand)} samples per "
-                                       "problem; ask for a smaller k or evaluate with more samples")
-            base_samples = baseline.samples[task]
-            as_stored = None
-            if config.regrade:
-                regraded, drift = regrade(baseline, task, cand_task, config.data_dir, pool)
-                report.drift.append(drift)
-                if regraded is not None and drift.changed:
-                    as_stored, base_samples = base_samples, regraded
+            cand_task = candidate.card["tasks"][task]
+            golds, why = _golds(task, cand_task, config.data_dir) if config.regrade else (None, "not re-graded "
+                                                                                                 "(--no-regrade)")
+            if golds is None:
+                report.drift += [Drift(task, side, False, note=why) for side in ("baseline", "candidate")]
+                sides[task] = (baseline.samples[task], candidate.samples[task], False)
+                continue
+            base_new, base_drift = regrade(baseline, "baseline", task, cand_task["grader"], cand_task["answer_format"],
+                                           golds, pool)
+            cand_new, cand_drift = regrade(candidate, "candidate", task, cand_task["grader"],
+                                           cand_task["answer_format"], golds, pool)
+            report.drift += [base_drift, cand_drift]
+            if base_drift.timeouts or cand_drift.timeouts:  # a verdict that depends on load does not gate
+                for drift in (base_drift, cand_drift):
+                    drift.note = (f"{base_drift.timeouts + cand_drift.timeouts} gradings hit the {timeout:g} s limit; "
+                                  "the stored verdicts are used")
+                sides[task] = (baseline.samples[task], candidate.samples[task], False)
             else:
-                report.drift.append(Drift(task, False, note="not checked (--no-regrade)"))
-            grader = cand_task["grader"]
+                sides[task] = (base_new, cand_new, True)
+        # Grading settings and versions gate only the tasks compared on their stored verdicts.
+        report.comparability = check_comparable(baseline.card, candidate.card, tasks, config.allow_diff,
+                                                regraded=all(regraded for _, _, regraded in sides.values()))
+        for task in tasks:
+            base_samples, cand_samples, regraded = sides[task]
+            ids = sorted(base_samples)
+            binary = baseline.card["tasks"][task]["n"] == 1 and candidate.card["tasks"][task]["n"] == 1
+            grader = candidate.card["tasks"][task]["grader"]
+            moved = regraded and any(d.changed for d in report.drift if d.task == task)
             for text, metric in wanted:
                 b = per_problem_scores(base_samples, ids, metric, grader, pool, config.seed)
-                c = per_problem_scores(candidate.samples[task], ids, metric, grader, pool, config.seed)
-                comparison = compare_scores(task, text, b, c, n_base == 1 and n_cand == 1, margins[task] / 100,
-                                            config.alpha, config.seed)
-                if as_stored is not None:
-                    stored = per_problem_scores(as_stored, ids, metric, grader, pool, config.seed)
-                    comparison.difference_as_stored = float(c.mean() - stored.mean())
+                c = per_problem_scores(cand_samples, ids, metric, grader, pool, config.seed)
+                comparison = compare_scores(task, text, b, c, binary, margins[task] / 100, config.alpha, config.seed)
+                if moved:
+                    stored_b = per_problem_scores(baseline.samples[task], ids, metric, grader, pool, config.seed)
+                    stored_c = per_problem_scores(candidate.samples[task], ids, metric, grader, pool, config.seed)
+                    comparison.difference_as_stored = float(stored_c.mean() - stored_b.mean())
                 report.comparisons.append(comparison)
-    adjusted = stats.holm_adjust([c.p_value for c in report.comparisons])
-    for comparison, p_holm in zip(report.comparisons, adjusted, strict=True):
-        comparison.p_holm = float(p_holm)
-        comparison.verdict = verdict(comparison.difference, comparison.ci_low, comparison.p_holm, comparison.margin,
-                                     config.alpha, config.mode)
+    judge(report.comparisons, config.alpha, config.mode)
     return report
-

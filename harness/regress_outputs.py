@@ -3,13 +3,12 @@ JUnit XML (a testsuite per task, a testcase per metric) and JSON."""
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.regress import Comparison, Report
 from harness.report import format_plain_table, markdown_table
-from harness.runstore import write_json_atomic
+from harness.runstore import write_json_atomic, write_text_atomic
 
 HEADER = ["task", "metric", "problems", "baseline %", "candidate %", "Δ pts [95% CI]", "p", "p (Holm)", "test",
           "margin", "MDE", "verdict"]
@@ -23,36 +22,49 @@ def _delta(c: Comparison) -> str:
     return f"{100 * c.difference:+.1f} [{100 * c.ci_low:+.1f}, {100 * c.ci_high:+.1f}]"
 
 
+def _mde(c: Comparison) -> str:
+    return "-" if c.mde is None else f"{100 * c.mde:.1f}"
+
+
 def summary_line(c: Comparison) -> str:
     """One comparison in words: what a JUnit failure or a reviewer reads."""
-    stored = (f"; {100 * c.difference_as_stored:+.1f} before the baseline was re-graded"
+    stored = (f"; {100 * c.difference_as_stored:+.1f} on the stored verdicts"
               if c.difference_as_stored is not None else "")
     return (f"{c.task} {c.metric}: {c.verdict}: Δ {_delta(c)} pts over {c.num_problems} problems ({c.test}, "
             f"p {_p(c.p_value)}, p-Holm {_p(c.p_holm)}), margin {100 * c.margin:.1f} pts, minimum detectable "
-            f"effect {100 * c.mde:.1f} pts{stored}")
+            f"effect {_mde(c)} pts{stored}")
 
 
 def _rows(report: Report) -> list[list[str]]:
-    return [[c.task, c.metric, str(c.num_problems), f"{100 * c.baseline:.1f}", f"{100 * c.candidate:.1f}", _delta(c),
-             _p(c.p_value), _p(c.p_holm), c.test, f"{100 * c.margin:.1f}", f"{100 * c.mde:.1f}", c.verdict]
-            for c in report.comparisons]
+    rows = []
+    for c in report.comparisons:
+        delta = _delta(c) + (f" (stored: {100 * c.difference_as_stored:+.1f})" if c.difference_as_stored is not None
+                             else "")
+        rows.append([c.task, c.metric, str(c.num_problems), f"{100 * c.baseline:.1f}", f"{100 * c.candidate:.1f}",
+                     delta, _p(c.p_value), _p(c.p_holm), c.test, f"{100 * c.margin:.1f}", _mde(c), c.verdict])
+    return rows
 
 
 def _notes(report: Report) -> list[str]:
     notes = []
     for drift in report.drift:
-        if drift.checked:
-            share = drift.changed / drift.total if drift.total else 0.0
-            notes.append(f"grader drift on {drift.task}: {drift.changed} of {drift.total} baseline verdicts change when "
-                         f"re-graded with the candidate's grader ({100 * share:.2f}%)"
-                         + ("; the gate uses the re-graded baseline" if drift.changed else ""))
-        else:
-            notes.append(f"grader drift on {drift.task}: {drift.note}")
-    notes += [f"allowed difference (--allow-diff): {text}" for text in report.comparability.allowed]
-    if report.comparability.not_gated:
-        shown = "; ".join(report.comparability.not_gated[:5])
-        more = f" (and {len(report.comparability.not_gated) - 5} more)" if len(report.comparability.not_gated) > 5 else ""
+        if not drift.checked:
+            notes.append(f"grader drift on {drift.task} ({drift.side}): {drift.note}")
+            continue
+        share = drift.changed / drift.total if drift.total else 0.0
+        notes.append(f"grader drift on {drift.task}: {drift.changed} of {drift.total} {drift.side} verdicts change when "
+                     f"graded again with the candidate's grader ({100 * share:.2f}%)"
+                     + "".join(f"; {part}" for part in (drift.note,) if part))
+    comparability = report.comparability
+    notes += [f"allowed difference (--allow-diff): {text}" for text in comparability.allowed]
+    notes += [f"does not enter (both runs graded again here): {text}" for text in comparability.regraded]
+    notes += [f"--allow-diff {name} matched no difference" for name in comparability.unused_allows]
+    if comparability.not_gated:
+        shown = "; ".join(comparability.not_gated[:5])
+        more = f" (and {len(comparability.not_gated) - 5} more)" if len(comparability.not_gated) > 5 else ""
         notes.append(f"differences that do not gate (the model under test, how it is served, the seed): {shown}{more}")
+    if any(c.mde is None for c in report.comparisons):
+        notes.append("MDE '-': the two runs agree on every problem, so their differences have no spread to measure")
     return notes
 
 
@@ -104,12 +116,10 @@ def write_junit(report: Report, path: Path, fail_on_inconclusive: bool = False) 
                 ET.SubElement(case, "system-out").text = message
         suite.set("failures", str(failures))
         suite.set("skipped", str(skipped))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    ET.ElementTree(suites).write(tmp, encoding="utf-8", xml_declaration=True)
-    tmp.replace(path)
-    return path
+    ET.indent(suites)
+    write_text_atomic(Path(path), "<?xml version='1.0' encoding='utf-8'?>\n" + ET.tostring(suites, encoding="unicode")
+                      + "\n")
+    return Path(path)
 
 
 def write_json(report: Report, path: Path, exit_code: int) -> Path:
@@ -122,6 +132,3 @@ def append_step_summary(report: Report, path: Path, exit_code: int) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(markdown_text(report, exit_code) + "\n")
 
-
-def report_json(report: Report, exit_code: int) -> str:
-    return json.dumps({**report.to_dict(), "exit_code": exit_code}, indent=2)

@@ -16,6 +16,9 @@ from statistics import NormalDist
 import numpy as np
 
 _CHUNK = 2000  # bootstrap rows per vectorised block, with `_resampled_means` keeping blocks near 1M entries
+BOOTSTRAP_RESAMPLES = 2000  # statistics.md: B = 2,000 for every interval
+PERMUTATIONS = 10000  # statistics.md: 10,000 seeded sign-flip permutations
+MDE_POWER = 0.8
 
 
 # ------------------------------------------------------------------------------- confidence intervals
@@ -46,7 +49,7 @@ def _check_level(level: float, num_resamples: int) -> None:
 
 def bootstrap_ci(
     per_problem_scores: Sequence[float] | np.ndarray,
-    num_resamples: int = 2000,
+    num_resamples: int = BOOTSTRAP_RESAMPLES,
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -60,7 +63,7 @@ def bootstrap_ci(
 
 def two_level_bootstrap_ci(
     scores_by_seed: Sequence[Sequence[float] | np.ndarray],
-    num_resamples: int = 2000,
+    num_resamples: int = BOOTSTRAP_RESAMPLES,
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -110,8 +113,8 @@ _EXACT_MAX_NONZERO = 16
 def paired_test(
     scores_a: Sequence[float] | np.ndarray,
     scores_b: Sequence[float] | np.ndarray,
-    num_permutations: int = 10000,
-    num_resamples: int = 2000,
+    num_permutations: int = PERMUTATIONS,
+    num_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
     level: float = 0.95,
 ) -> PairedResult:
@@ -220,7 +223,7 @@ def mcnemar_exact(baseline_correct: Sequence[bool], candidate_correct: Sequence[
 
 
 def minimum_detectable_effect(differences: Sequence[float] | np.ndarray, alpha: float = 0.05,
-                              power: float = 0.8) -> float:
+                              power: float = MDE_POWER) -> float:
     """The smallest true mean difference a two-sided level-alpha test on these N paired differences detects
     with the given power: (z_{1-alpha/2} + z_power) sd(d) / sqrt(N) (normal approximation, statistics.md).
 

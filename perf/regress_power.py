@@ -18,7 +18,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from harness.regress import DEFAULT_MARGIN_POINTS, compare_scores
+from harness.regress import DEFAULT_MARGIN_POINTS, compare_scores, judge
 
 SHAPES = (  # (name, problems, samples per problem)
     ("sandbox 240 x 8", 240, 8),
@@ -46,7 +46,9 @@ def simulate(problems: int, n: int, drop: float, margin: float, pairs: int, seed
     for i in range(pairs):
         baseline = rng.binomial(n, rates) / n
         candidate = rng.binomial(n, candidate_rates) / n
-        counts[compare_scores("sim", "pass@1", baseline, candidate, n == 1, margin / 100, seed=i).verdict] += 1
+        comparison = compare_scores("sim", "pass@1", baseline, candidate, n == 1, margin / 100, seed=i)
+        judge([comparison])
+        counts[comparison.verdict] += 1
     return counts
 
 
