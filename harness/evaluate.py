@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,9 @@ def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
     _check_positive("--batch-size", config.batch_size)
     if not config.tasks:
         raise ValueError("no tasks given; see `harness list tasks`")
+    repeated = sorted({name for name in config.tasks if config.tasks.count(name) > 1})
+    if repeated:
+        raise ValueError(f"--tasks names {', '.join(repeated)} more than once; name each task once")
     plans = []
     for name in config.tasks:
         task = TASKS.get(name)
@@ -239,7 +243,11 @@ def run_eval(config: EvalConfig, progress: bool = True, command: str | None = No
     card = build_card(config, plans, model, backend_info, chat_template)
     card["command"] = command
     run = RunDir.open(config.out or default_run_dir(model["name"], card), card)
-    done = {(s["task"], s["problem_id"], s["sample_index"]) for s in run.read_samples()}
+    stored, repeats = run.read_unique_samples()
+    if repeats:
+        print(f"harness: {run.samples_path} holds {repeats} repeated samples (written twice by two processes at "
+              "once); the first copy of each is used", file=sys.stderr)
+    done = {(s["task"], s["problem_id"], s["sample_index"]) for s in stored}
     generated = 0
     with GradingPool(timeout_s=config.grading_timeout_s) as pool:
         for plan in plans:
@@ -253,7 +261,7 @@ def run_eval(config: EvalConfig, progress: bool = True, command: str | None = No
                 generated += len(records)
             else:
                 generated += generate_task(plan, backend, run, done, config, pool, progress)
-        samples = run.read_samples()
+        samples, _ = run.read_unique_samples()
         metrics = {"card_hash": card_hash(card), "tasks": {}}
         for plan in plans:
             task_samples = [s for s in samples if s["task"] == plan.task.name]

@@ -1,28 +1,70 @@
 """A run is a directory: card.json, samples.jsonl (append-only), metrics.json, and whatever a trainer adds.
 
 Appends are line-at-a-time and fsynced; whole files are replaced atomically. A killed process leaves at most
-one torn last line, which the next reader drops, so a resumed run neither loses nor duplicates a sample.
+one torn last line, which the next reader drops, so a resumed run neither loses nor duplicates a sample. One
+process writes a run at a time: `RunDir.open` takes an exclusive lock on the directory (`.lock`, an flock the
+kernel releases when the process ends, however it ends) and holds it for the process's life.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from harness.card import canonical_json, card_differences, card_hash
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (documented); everything else works
+    fcntl = None
+
+_HELD_LOCKS: dict[Path, int] = {}  # run directories this process writes -> the open lock file
+
 
 class RunMismatchError(RuntimeError):
     """The directory holds a run made under a different protocol card."""
+
+
+class RunLockedError(RunMismatchError):
+    """Another process is writing the directory."""
+
+
+def _lock(path: Path) -> None:
+    """Hold `path`'s lock until this process ends; fail at once, naming the holder, if another process has it."""
+    key = path.resolve()
+    if fcntl is None or key in _HELD_LOCKS:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 300).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise RunLockedError(f"{path} is being written by {holder}; wait for it to finish, or pass another "
+                             "--out") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})".encode())
+    _HELD_LOCKS[key] = fd
+
+
+def _readable_mode() -> int:
+    """What a plain open() would give a new file: 0666 less the umask (mkstemp's 0600 would hide a run from
+    colleagues on a shared machine)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one (temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, _readable_mode())
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
@@ -57,8 +99,10 @@ class RunDir:
 
     @classmethod
     def open(cls, path: str | Path, card: dict) -> RunDir:
-        """Start a run under `card`, or resume the one already there if its card hashes the same."""
+        """Start a run under `card`, or resume the one already there if its card hashes the same; either way
+        this process holds the directory's lock from here on."""
         run = cls(path)
+        _lock(run.path)
         if run.card_path.is_file():
             stored = read_json(run.card_path)
             if card_hash(stored) != card_hash(card):
@@ -93,6 +137,15 @@ class RunDir:
             with open(self.samples_path, "r+b") as f:
                 f.truncate(good_bytes)
         return samples
+
+    def read_unique_samples(self) -> tuple[list[dict], int]:
+        """The samples with each (task, problem_id, sample_index) once, the first stored kept, and how many
+        repeats were dropped (a run written twice by two processes before runs were locked)."""
+        unique: dict[tuple, dict] = {}
+        samples = self.read_samples()
+        for sample in samples:
+            unique.setdefault((sample.get("task"), sample.get("problem_id"), sample.get("sample_index")), sample)
+        return list(unique.values()), len(samples) - len(unique)
 
     def append_samples(self, samples: Iterable[dict]) -> None:
         payload = "".join(canonical_json(s) + "\n" for s in samples)

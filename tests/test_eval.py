@@ -99,6 +99,45 @@ def test_killed_eval_resumes_without_losing_or_duplicating(untrained_model_dir, 
     assert killed_metrics == clean_metrics
 
 
+def test_a_second_writer_is_refused_at_once_naming_the_first(untrained_model_dir, tmp_path, capsys):
+    """Two real processes on one --out: the second fails with one line naming the first, which finishes with
+    every sample once."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "harness.cli", *eval_args(untrained_model_dir, tmp_path / "run"),
+            "--max-new-tokens", "32"]
+    args[args.index("12")] = "40"
+    first = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    samples = tmp_path / "run" / "samples.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None and not samples.exists():
+        time.sleep(0.02)
+    assert first.poll() is None, "the first writer finished before the second could try"
+    assert main(eval_args(untrained_model_dir, tmp_path / "run", "--max-new-tokens", "32")) == 2
+    err = capsys.readouterr().err
+    assert f"is being written by pid {first.pid}" in err and "Traceback" not in err
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    keys = sample_keys(tmp_path / "run")
+    assert len(keys) == len(set(keys)) == 160
+    assert oct((tmp_path / "run" / "card.json").stat().st_mode & 0o777) != oct(0o600)  # colleagues can read it
+
+
+def test_repeated_samples_from_an_old_double_write_count_once(tmp_path, capsys):
+    from tasks.synthetic import sandbox_test
+
+    lines = [{"problem_id": r["id"], "completion": f"\\boxed{{{r['answer']}}}"} for r in sandbox_test()[:4]]
+    path = tmp_path / "completions.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = ["eval", "--tasks", "sandbox", "--limit", "4", "--n", "1", "--k", "1", "--completions", str(path),
+            "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(args) == 0
+    stored = tmp_path / "run" / "samples.jsonl"
+    stored.write_text(stored.read_text() * 2)  # what two unlocked writers used to leave
+    assert main(args) == 0
+    assert "holds 4 repeated samples" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["tasks"]["sandbox"]
+    assert metrics["n"] == 1 and metrics["num_problems"] == 4
+
+
 def test_completions_backend_grades_an_existing_file(tmp_path):
     from tasks.synthetic import sandbox_test
 
@@ -122,6 +161,7 @@ def test_completions_backend_grades_an_existing_file(tmp_path):
     (["--n", "2", "--k", "1,4"], "k=[4] is impossible with n=2"),
     (["--n", "0"], "--n must be >= 1"),
     (["--temperature", "-1"], "temperature must be >= 0"),
+    (["--tasks", "sandbox,sandbox"], "--tasks names sandbox more than once"),
 ])
 def test_bad_input_is_refused_before_any_work(extra, message, capsys, tmp_path):
     args = ["eval", "--limit", "2", "--out", str(tmp_path / "run"), "--quiet", *extra]
