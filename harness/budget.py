@@ -14,6 +14,7 @@ the trainer asks for what the previous step spent, so these limits may be overru
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 LIMITS = ("steps", "prompts", "rollouts", "tokens", "prompt_tokens", "update_tokens", "wall_s")
@@ -52,6 +53,9 @@ class Budget:
                 number = float(raw)
             except ValueError:
                 raise ValueError(f"bad budget value in {part!r}: {raw!r} is not a number") from None
+            if not math.isfinite(number) or number > 1e18:
+                raise ValueError(f"bad budget value in {part!r}: a limit must be a finite number (at most 1e18); "
+                                 "leave a limit out to have none")
             values[name] = number if name == "wall_s" else int(number)
         return cls(**values)
 

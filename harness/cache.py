@@ -11,6 +11,8 @@ from pathlib import Path
 
 def cache_root() -> Path:
     root = Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "rlvr-harness")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"the cache {root} (HARNESS_CACHE) is a file; point HARNESS_CACHE at a folder")
     root.mkdir(parents=True, exist_ok=True)
     return root
 

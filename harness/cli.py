@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -235,8 +237,6 @@ def add_regress_parser(commands) -> None:
 
 
 def run_regress_command(args) -> int:
-    import os
-
     from harness import regress
     from harness.outcomes import RunInputError, load_outcomes, save_baseline
     from harness.regress_outputs import append_step_summary, console_text, write_json, write_junit
@@ -296,16 +296,43 @@ def main(argv: list[str] | None = None) -> int:
             return 4
         raise
     args.command_line = shlex.join(["harness", *argv])  # recorded in cards and leaderboards
+    previous = _on_sigterm_say_what_is_kept()
     try:
         return args.handler(args)
-    except (UnknownNameError, DataError, RunMismatchError, ValueError, RuntimeError) as e:
+    except (UnknownNameError, DataError, RunMismatchError, ValueError, RuntimeError, ImportError,
+            ArithmeticError) as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("harness: interrupted; every stored sample is kept, run the same command again to resume",
+    except BrokenPipeError:  # `harness list tasks | head`: the reader left; nothing more to say to it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as e:  # full disk, ulimit -f, read-only file system, permissions: the system's own words
+        print(f"harness: error: {e}; every sample already stored is kept: free the space or fix the path and "
+              "run the same command again", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, _Terminated) as e:
+        what = "terminated" if isinstance(e, _Terminated) else "interrupted"
+        print(f"harness: {what}; every stored sample is kept, run the same command again to resume",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the process is, so the run stops the way Ctrl-C stops it."""
+
+
+def _on_sigterm_say_what_is_kept():
+    def raise_terminated(signum, frame):
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread (an embedding application): leave its handler alone
+        return None
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,6 +11,7 @@ their last checkpoint, and refuses a directory made under different settings.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,8 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 def variant_configs(config: CompareConfig) -> dict[str, object]:
     """Each variant's config with the overrides applied; every name is checked before any work starts."""
+    if not config.variants:
+        raise ValueError("--variants is empty; name at least one variant (`harness list variants`), or 'all'")
     unknown = [v for v in config.overrides if v != "all" and v not in config.variants]
     if unknown:
         raise ValueError(f"--set names {unknown}, which are not among --variants {list(config.variants)}")
@@ -117,6 +120,11 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     configs = variant_configs(config)
     if not config.seeds:
         raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
+    if any(seed < 0 for seed in config.seeds):
+        raise ValueError(f"--seeds {','.join(map(str, config.seeds))}: seeds are non-negative integers")
+    if config.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
+        raise ValueError(f"--name {config.name!r}: a leaderboard name is letters, digits, '.', '_' and '-' (no "
+                         "folders); it names leaderboards/<name>.md and runs/compare/<name>")
     train_task = TASKS.get(config.train_task)
     for task in config.eval_tasks:
         TASKS.get(task)

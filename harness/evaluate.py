@@ -6,8 +6,10 @@ regenerates exactly the samples it had not yet stored and skips the rest: nothin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import re
 import sys
 import time
@@ -50,6 +52,9 @@ class EvalConfig:
     embeddings: bool = False  # embedding spread with all-MiniLM-L6-v2 (optional extra)
 
 
+COMPLETIONS_CHUNK = 256  # completions graded and appended together
+
+
 @dataclass
 class TaskPlan:
     task: Task
@@ -79,6 +84,18 @@ def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
     _check_positive("--n", config.n)
     _check_positive("--limit", config.limit)
     _check_positive("--batch-size", config.batch_size)
+    if config.out and Path(config.out).exists() and not Path(config.out).is_dir():
+        raise ValueError(f"--out {config.out} is a file, not a run directory; pass another --out")
+    if not (config.grading_timeout_s > 0 and math.isfinite(config.grading_timeout_s)):
+        raise ValueError(f"--grading-timeout must be a positive number of seconds, got {config.grading_timeout_s}")
+    if config.embeddings:
+        from harness.diversity import load_default_encoder
+
+        load_default_encoder()  # the optional extra is missing: say so now, not after every sample is graded
+    if config.backend == "hf" and not config.completions:
+        from harness.backends.hf import check_device
+
+        check_device(config.device)
     if not config.tasks:
         raise ValueError("no tasks given; see `harness list tasks`")
     repeated = sorted({name for name in config.tasks if config.tasks.count(name) > 1})
@@ -95,7 +112,8 @@ def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
                              "every k must be between 1 and n (raise --n or lower --k)")
         template = TEMPLATES.get(config.template or task.template)
         sampling = SamplingParams(temperature=config.temperature, top_p=config.top_p,
-                                  max_new_tokens=config.max_new_tokens or task.max_new_tokens)
+                                  max_new_tokens=task.max_new_tokens if config.max_new_tokens is None
+                                  else config.max_new_tokens)
         data = task.load(config.data_dir)
         problems = data.problems[: config.limit] if config.limit else data.problems
         if not problems:
@@ -188,10 +206,12 @@ def generate_task(plan: TaskPlan, backend, run: RunDir, done: set, config: EvalC
 
 
 def read_completions(path: Path, plans: list[TaskPlan]) -> dict[str, list[dict]]:
-    """A JSONL of {problem_id, completion[, task][, sample_index][, num_tokens][, finish_reason]} per line."""
+    """A JSONL of {problem_id, completion[, task][, sample_index][, num_tokens][, finish_reason]} per line.
+    Every line is checked before anything is graded: a bad one is named by file and line."""
     by_task: dict[str, list[dict]] = {plan.task.name: [] for plan in plans}
     known = {plan.task.name: {p.id for p in plan.problems} for plan in plans}
     next_index: dict[tuple[str, str], int] = {}
+    first_seen: dict[tuple[str, str, int], int] = {}
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
@@ -203,6 +223,9 @@ def read_completions(path: Path, plans: list[TaskPlan]) -> dict[str, list[dict]]
                 raise DataError(f"{where}: malformed JSON ({e.msg}); fix or remove that line") from None
             if not isinstance(row, dict) or "problem_id" not in row or "completion" not in row:
                 raise DataError(f"{where}: each line needs 'problem_id' and 'completion'")
+            if not isinstance(row["completion"], str):
+                raise DataError(f"{where}: 'completion' must be a string, got {type(row['completion']).__name__}; "
+                                "write an empty string for a system that produced nothing")
             task = row.get("task") or (plans[0].task.name if len(plans) == 1 else None)
             if task is None:
                 raise DataError(f"{where}: no 'task' field, and several tasks were asked for; add 'task' to "
@@ -214,19 +237,55 @@ def read_completions(path: Path, plans: list[TaskPlan]) -> dict[str, list[dict]]
                 raise DataError(f"{where}: problem_id {problem_id!r} is not a problem of {task} "
                                 "(or it is past --limit)")
             index = row.get("sample_index", next_index.get((task, problem_id), 0))
-            next_index[(task, problem_id)] = int(index) + 1
-            by_task[task].append({**row, "task": task, "problem_id": problem_id, "sample_index": int(index)})
+            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+                raise DataError(f"{where}: 'sample_index' must be a whole number >= 0, got {index!r}")
+            key = (task, problem_id, index)
+            if key in first_seen:
+                raise DataError(f"{where}: sample {index} of {problem_id} appears twice (first on line "
+                                f"{first_seen[key]}); each (problem_id, sample_index) once")
+            first_seen[key] = line_number
+            next_index[(task, problem_id)] = index + 1
+            by_task[task].append({**row, "task": task, "problem_id": problem_id, "sample_index": index})
     return by_task
+
+
+def fit_plan_to_completions(plan: TaskPlan, rows: list[dict], n_asked: int | None, k_asked) -> TaskPlan:
+    """The completions must cover every planned problem with samples 0..n-1 (n as asked, or the file's own
+    when --n is not given); a partial or uneven file would score a different benchmark than its card names."""
+    indices: dict[str, list[int]] = {p.id: [] for p in plan.problems}
+    for row in rows:
+        indices[row["problem_id"]].append(row["sample_index"])
+    missing = [pid for pid, found in indices.items() if not found]
+    if missing:
+        raise DataError(f"the completions cover {len(indices) - len(missing)} of the {len(indices)} problems of "
+                        f"{plan.task.name} (first missing: {missing[0]}); complete the file, or pass --limit L "
+                        "when it covers the first L problems")
+    counts = {len(found) for found in indices.values()}
+    n = n_asked if n_asked is not None else max(counts)
+    uneven = next((pid for pid, found in indices.items() if sorted(found) != list(range(n))), None)
+    if uneven is not None:
+        raise DataError(f"{plan.task.name}: problem {uneven} has samples {sorted(indices[uneven])[:8]}, not 0..{n - 1}; "
+                        "every problem needs the same n samples (--n sets n; without it, the file's largest count)")
+    k = tuple(sorted(set(k_asked))) if k_asked else tuple(x for x in plan.task.default_k if x <= n) or (1,)
+    if max(k) > n:
+        raise ValueError(f"k={[x for x in k if x > n]} is impossible with the completions' n={n} samples per problem "
+                         f"of {plan.task.name}: lower --k")
+    return dataclasses.replace(plan, n=n, k=k)
 
 
 def run_eval(config: EvalConfig, progress: bool = True, command: str | None = None) -> EvalResult:
     started = time.time()
     plans = plan_tasks(config)
+    if not progress:  # --quiet: transformers' weight-loading bars too
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     if config.completions:
         path = Path(config.completions)
         if not path.is_file():
             raise DataError(f"completions file {path} not found")
         completions = read_completions(path, plans)
+        plans = [fit_plan_to_completions(plan, completions[plan.task.name], config.n, config.k) for plan in plans]
         from harness.task import sha256_of_file
 
         model = {"name": f"completions:{path.name}"}
@@ -255,10 +314,13 @@ def run_eval(config: EvalConfig, progress: bool = True, command: str | None = No
                 by_id = {p.id: p for p in plan.problems}
                 rows = [r for r in completions[plan.task.name]
                         if (r["task"], r["problem_id"], r["sample_index"]) not in done]
-                records = [sample_record(plan, by_id[r["problem_id"]], r["sample_index"], r["completion"],
-                                         r.get("num_tokens"), r.get("finish_reason")) for r in rows]
-                run.append_samples(grade_records(records, plan, {i: p.golds for i, p in by_id.items()}, pool))
-                generated += len(records)
+                golds = {i: p.golds for i, p in by_id.items()}
+                for start in range(0, len(rows), COMPLETIONS_CHUNK):  # stored as graded: a kill loses one chunk
+                    records = [sample_record(plan, by_id[r["problem_id"]], r["sample_index"], r["completion"],
+                                             r.get("num_tokens"), r.get("finish_reason"))
+                               for r in rows[start: start + COMPLETIONS_CHUNK]]
+                    run.append_samples(grade_records(records, plan, golds, pool))
+                    generated += len(records)
             else:
                 generated += generate_task(plan, backend, run, done, config, pool, progress)
         samples, _ = run.read_unique_samples()

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness import metrics, stats
 from harness.card import card_differences, card_hash
-from harness.report import markdown_table
+from harness.report import markdown_table, number_or_dash
 from harness.runstore import read_json
 
 TRAINING_PANELS = ("reward_mean", "entropy", "response_length", "kl")
@@ -186,7 +186,7 @@ def _task_mean(rows: list[Row], task: str, *keys: str) -> float:
         value = row.metrics["tasks"][task]
         for key in keys:
             value = value[key]
-        values.append(value)
+        values.append(np.nan if value is None else value)
     return float(np.mean(values))
 
 
@@ -245,7 +245,7 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
                       f"{_task_mean(line.rows, task, 'diversity', 'distinct_answers'):.2f}",
                       f"{_task_mean(line.rows, task, 'diversity', 'answer_entropy'):.2f}",
                       f"{_task_mean(line.rows, task, 'diversity', 'distinct_4'):.2f}",
-                      f"{_task_mean(line.rows, task, 'length', 'mean_tokens'):.1f}",
+                      number_or_dash(_task_mean(line.rows, task, "length", "mean_tokens")),
                       *_budget_cells(line.rows), _mechanism_cell(line.rows), delta, p_raw, p_holm])
 
     out_md = Path(out_md)

@@ -33,7 +33,8 @@ def weights_sha256(model_dir: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(p for p in model_dir.iterdir() if p.suffix in {".safetensors", ".bin", ".gguf"})
     if not files:
-        raise FileNotFoundError(f"no weight files (*.safetensors, *.bin) in {model_dir}")
+        raise ValueError(f"no weight files (*.safetensors, *.bin) in {model_dir}; point --model at a saved model "
+                         "directory (config.json + weights) or an alias (`harness list models`)")
     for path in files:
         digest.update(path.name.encode())
         with open(path, "rb") as f:

@@ -9,6 +9,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def number_or_dash(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None or x != x else f"{x:.{digits}f}"  # x != x: NaN, from runs stored before None
+
+
 def _with_ci(entry: dict | None) -> str:
     if not entry:
         return "-"
@@ -26,7 +30,7 @@ def metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
         maj_k = "; ".join(f"@{k} {_pct(v['mean'])}" for k, v in m["maj@k"].items())
         d = m["diversity"]
         rows.append([name, str(m["num_problems"]), str(m["n"]), pass_k, maj_k, f"{d['distinct_answers']:.2f}",
-                     f"{d['answer_entropy']:.2f}", f"{d['distinct_4']:.2f}", f"{m['length']['mean_tokens']:.1f}",
+                     f"{d['answer_entropy']:.2f}", f"{d['distinct_4']:.2f}", number_or_dash(m["length"]["mean_tokens"]),
                      _pct(m["truncation_rate"]), _pct(m["no_answer_rate"])])
     return header, rows
 

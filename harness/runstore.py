@@ -102,6 +102,8 @@ class RunDir:
         """Start a run under `card`, or resume the one already there if its card hashes the same; either way
         this process holds the directory's lock from here on."""
         run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise RunMismatchError(f"{run.path} is a file, not a run directory; pass another --out")
         _lock(run.path)
         if run.card_path.is_file():
             stored = read_json(run.card_path)

@@ -81,8 +81,9 @@ def score_task(samples: list[dict], plan, pool: GradingPool, embeddings: bool = 
         result["diversity"]["embedding_spread"] = float(
             np.mean([diversity.embedding_spread(texts[i], encoder) for i in ids]))
     tokens = [s["num_tokens"] for s in samples if s.get("num_tokens") is not None]
-    result["length"] = {"mean_tokens": float(np.mean(tokens)) if tokens else float("nan"),
-                        "median_tokens": float(np.median(tokens)) if tokens else float("nan")}
+    # None where no sample says how many tokens it had (completions from another system): no number to show
+    result["length"] = {"mean_tokens": float(np.mean(tokens)) if tokens else None,
+                        "median_tokens": float(np.median(tokens)) if tokens else None}
     result["truncation_rate"] = float(np.mean([s.get("finish_reason") == "length" for s in samples]))
     result["no_answer_rate"] = float(np.mean([s["answer"] is None for s in samples]))
     # Kept so that paired tests between runs need only metrics.json.

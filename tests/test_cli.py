@@ -43,3 +43,69 @@ def test_list_variants_shows_paper_status_hooks_and_documented_defaults(capsys):
         assert f"\n{name}  [" in f"\n{out}"
     assert "eps_high = 0.28" in out and "hooks: sampler, reward, group_filter" in out
     assert "mix_rate = 0.1  # Paper Table 6" in out
+
+
+def _bad_inputs(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "config.json").write_text("{}")
+    eval_ = ["eval", "--limit", "2", "--n", "1", "--k", "1", "--quiet", "--out"]
+    compare = ["compare", "--quiet", "--out", str(tmp_path / "compare")]
+    return [
+        ([*eval_, str(tmp_path / "r"), "--device", "cuda"], "--device cuda: this machine has no CUDA device"),
+        ([*eval_, str(tmp_path / "r"), "--temperature", "nan"], "temperature and top_p must be finite numbers"),
+        ([*eval_, str(tmp_path / "r"), "--max-new-tokens", "0"], "max_new_tokens must be >= 1, got 0"),
+        ([*eval_, str(tmp_path / "r"), "--grading-timeout", "-1"], "--grading-timeout must be a positive number"),
+        ([*eval_, str(tmp_path / "a-file")], "is a file, not a run directory"),
+        ([*eval_, str(tmp_path / "r"), "--model", str(tmp_path / "no-weights")], "no weight files"),
+        ([*compare, "--budget", "tokens=1e400"], "a limit must be a finite number"),
+        ([*compare, "--budget", "wall_s=nan"], "a limit must be a finite number"),
+        ([*compare, "--budget", "wall_s=inf"], "a limit must be a finite number"),
+        ([*compare, "--variants", ""], "--variants is empty"),
+        ([*compare, "--seeds", "-1"], "seeds are non-negative integers"),
+        (["compare", "--quiet", "--name", "../../x"], "a leaderboard name is letters, digits"),
+        ([*compare, "--set", "grpo.lr=-1"], "lr must be a finite number > 0, got -1.0"),
+        ([*compare, "--set", "grpo.lr=nan"], "lr must be a finite number > 0, got nan"),
+    ]
+
+
+def test_bad_input_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args, message in _bad_inputs(tmp_path):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "compare").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "x.md").exists()
+
+
+def test_a_cache_that_is_a_file_is_named(tmp_path, capsys, monkeypatch):
+    (tmp_path / "cache").write_text("")
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    assert main(["eval", "--limit", "1", "--n", "1", "--k", "1", "--quiet", "--out", str(tmp_path / "r")]) == 2
+    assert "(HARNESS_CACHE) is a file; point HARNESS_CACHE at a folder" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_and_sigterm_end_quietly(tmp_path):
+    import os
+    import signal
+    import time
+
+    env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
+    reader_gone = subprocess.Popen([sys.executable, "-m", "harness.cli", "list", "variants"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader_gone.stdout.close()  # `harness list variants | true`
+    assert reader_gone.wait(timeout=120) == 0
+    assert b"Traceback" not in reader_gone.stderr.read()
+
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "eval", "--limit", "40", "--n", "4", "--out",
+                                str(run), "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not (run / "samples.jsonl").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    err = process.stderr.read()
+    assert "terminated; every stored sample is kept" in err and "Traceback" not in err

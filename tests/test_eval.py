@@ -138,6 +138,30 @@ def test_repeated_samples_from_an_old_double_write_count_once(tmp_path, capsys):
     assert metrics["n"] == 1 and metrics["num_problems"] == 4
 
 
+@pytest.mark.parametrize(("lines", "message"), [
+    ([{"problem_id": "sandbox-test-00000", "completion": 5}], ":1: 'completion' must be a string, got int"),
+    ([{"problem_id": "sandbox-test-00000", "completion": None}], ":1: 'completion' must be a string, got NoneType"),
+    ([{"problem_id": "sandbox-test-00000", "completion": "x", "sample_index": None}], "must be a whole number"),
+    ([{"problem_id": "sandbox-test-00000", "completion": "x", "sample_index": 1.5}], "must be a whole number"),
+    ([{"problem_id": "sandbox-test-00000", "completion": "x", "sample_index": -1}], "must be a whole number"),
+    ([{"problem_id": "sandbox-test-00000", "completion": "x", "sample_index": 0},
+      {"problem_id": "sandbox-test-00000", "completion": "y", "sample_index": 0}], ":2: sample 0 of sandbox-test-00000 "
+                                                                                    "appears twice (first on line 1)"),
+    ([{"problem_id": "sandbox-test-00000", "completion": "x"}], "cover 1 of the 3 problems of sandbox (first "
+                                                                "missing: sandbox-test-00001)"),
+    ([{"problem_id": f"sandbox-test-0000{i}", "completion": "x", "sample_index": 1 if i == 2 else 0} for i in range(3)],
+     "problem sandbox-test-00002 has samples [1], not 0..0"),
+])
+def test_completions_that_would_misreport_are_refused_by_line(lines, message, tmp_path, capsys):
+    path = tmp_path / "completions.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["eval", "--tasks", "sandbox", "--limit", "3", "--completions", str(path), "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # refused before any run directory is made
+
+
 def test_completions_backend_grades_an_existing_file(tmp_path):
     from tasks.synthetic import sandbox_test
 

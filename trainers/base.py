@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -102,8 +103,10 @@ class GRPOConfig:
             raise ValueError("group_size and prompts_per_step must be >= 1")
         if self.minibatches < 1 or self.ppo_epochs < 1:
             raise ValueError("ppo_epochs and minibatches must be >= 1")
-        if self.temperature <= 0:
-            raise ValueError("temperature must be > 0 for training rollouts")
+        if not self.temperature > 0 or not math.isfinite(self.temperature):
+            raise ValueError(f"temperature must be a finite number > 0 for training rollouts, got {self.temperature}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         algos.AGGREGATIONS.get(self.loss_aggregation)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -21,6 +22,8 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default=DEFAULT_STOP)
 
     def __post_init__(self):
+        if not (math.isfinite(self.temperature) and math.isfinite(self.top_p)):
+            raise ValueError(f"temperature and top_p must be finite numbers, got {self.temperature} and {self.top_p}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:

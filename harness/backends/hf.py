@@ -8,9 +8,19 @@ from harness.backends.base import BACKENDS, Generation, SamplingParams, cut_at_s
 
 
 def pick_device(device: str) -> str:
+    """'auto' is cuda where there is one; an explicit device this machine lacks is refused in one line."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    check_device(device)
     return device
+
+
+def check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this machine has no CUDA device (torch {torch.__version__}); use "
+                         "--device cpu (or auto)")
+    if device not in ("auto", "cpu") and not device.startswith(("cuda", "mps", "xpu")):
+        raise ValueError(f"--device {device!r} is not a torch device; use auto, cpu or cuda")
 
 
 @BACKENDS.register("hf")
