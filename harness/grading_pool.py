@@ -23,6 +23,31 @@ logger = logging.getLogger("harness.grading")  # one logger for all of grading, 
 GradeRequest = tuple[str, Sequence[str], "str | None"]  # (grader name, golds, extracted answer or None)
 
 _READY = "ready"
+# Address space a worker may use. An innocent-looking answer can ask sympy for gigabytes ((x+1)^{1000000}
+# took 1.17 GB); under the cap it fails with MemoryError and is graded wrong in well under its time limit.
+WORKER_MEMORY_CAP_BYTES = 1 << 30
+
+
+def _worker_limits() -> None:
+    """Cap the worker's memory, and have the kernel kill it when its parent dies (a SIGKILLed evaluation
+    must not leave graders running at 100% CPU). Linux; elsewhere the pool's own shutdown is all there is."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_CAP_BYTES, WORKER_MEMORY_CAP_BYTES))
+    except (ImportError, ValueError, OSError):
+        pass
+    try:
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl took effect
+        os._exit(1)
 
 
 def _worker_main(conn) -> None:
@@ -34,6 +59,7 @@ def _worker_main(conn) -> None:
     from harness.grading import _grade_safely, _parse_answer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _worker_limits()
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # the pool reports timeouts itself
     _parse_answer("0")  # import sympy, math-verify and the antlr parser before the first deadline starts
     conn.send(_READY)

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,51 @@ def test_shard_keeps_a_gold_on_one_worker_across_batches():
     assert sorted(map(len, queues)) == [4, 6]
     again = pool._shard([("math", golds, "w") for golds in slots])
     assert {key[1]: slot for slot, queue in enumerate(again) for _, key in queue} == slots
+
+
+ORPHAN_SCRIPT = """
+import sys, time
+from harness.grading import GradingPool
+if __name__ == "__main__":
+    pool = GradingPool(workers=2)
+    pool.grade([("math", ("1",), "1"), ("math", ("2",), "2")])
+    print(" ".join(str(w.process.pid) for w in pool._workers), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """kill -9 of an evaluation must not leave graders behind (they die with their parent)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "orphans.py"
+    script.write_text(ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    pids = [int(pid) for pid in parent.stdout.readline().split()]
+    assert len(pids) == 2
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if os.path.exists(f"/proc/{pid}") and "Z" not in
+                 Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]]
+        time.sleep(0.1)
+    assert not alive, f"grading workers {alive} outlived their killed parent"
+
+
+def test_workers_run_under_a_memory_cap():
+    """(x+1)^{1000000} asked sympy for 1.17 GB; a worker's address space is capped, so it fails fast instead."""
+    from harness.grading_pool import WORKER_MEMORY_CAP_BYTES
+
+    with GradingPool(workers=1, timeout_s=30) as pool:
+        pool.grade([("math", ("1",), "1")])
+        limits = Path(f"/proc/{pool._workers[0].process.pid}/limits").read_text()
+        (line,) = [line for line in limits.splitlines() if line.startswith("Max address space")]
+        assert line.split()[3] == str(WORKER_MEMORY_CAP_BYTES)
+        started = time.monotonic()
+        assert pool.grade([("math", ("5",), "(x+1)^{1000000}")]) == [False]
+        assert time.monotonic() - started < 15
