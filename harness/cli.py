@@ -46,6 +46,10 @@ def add_eval_parser(commands) -> None:
     p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
     p.add_argument("--out", help="run directory (default runs/eval/<model>-<card hash>)")
     p.add_argument("--completions", help="grade this JSONL of {problem_id, completion} instead of generating")
+    p.add_argument("--extraction", choices=("strict", "lenient"),
+                   help="strict: only what the task's format asks for (the last \\boxed{}); lenient: also a stated "
+                        "final answer, the last math span, the last number, and boxes in a row joined (default: "
+                        "strict when generating, lenient for --completions)")
     p.add_argument("--grading-timeout", type=float, default=5.0, help="hard time limit per graded answer (s)")
     p.add_argument("--embeddings", action="store_true",
                    help="also report embedding spread with all-MiniLM-L6-v2 (extra: rlvr-harness[embeddings])")
@@ -62,7 +66,7 @@ def run_eval_command(args) -> int:
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed,
         batch_size=args.batch_size, backend=args.backend, device=args.device, data_dir=args.data_dir,
         out=args.out, completions=args.completions, grading_timeout_s=args.grading_timeout,
-        embeddings=args.embeddings)
+        embeddings=args.embeddings, extraction=args.extraction)
     result = run_eval(config, progress=not args.quiet, command=args.command_line)
     print(format_console_table(result.metrics))
     print(f"run directory: {result.run_dir}  ({result.generated} samples generated in {result.elapsed_s:.0f} s)")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from harness.backends.base import BACKENDS, SamplingParams
 from harness.card import card_hash, library_versions
-from harness.extraction import extract
+from harness.extraction import EXTRACTION_MODES, extract
 from harness.grading import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES, PromptTemplate, render_prompt
@@ -50,6 +50,14 @@ class EvalConfig:
     completions: str | None = None  # grade this JSONL of completions instead of generating
     grading_timeout_s: float = 5.0
     embeddings: bool = False  # embedding spread with all-MiniLM-L6-v2 (optional extra)
+    # "strict" reads what the task's format asks for (the last \boxed{}); "lenient" also stated answers, the
+    # last math span and the last number (harness.extraction.extract_lenient). None: strict for generated
+    # samples, lenient for --completions (another system's outputs were not written for our template).
+    extraction: str | None = None
+
+    @property
+    def extraction_mode(self) -> str:
+        return self.extraction or ("lenient" if self.completions else "strict")
 
 
 COMPLETIONS_CHUNK = 256  # completions graded and appended together
@@ -64,6 +72,7 @@ class TaskPlan:
     n: int
     k: tuple[int, ...]
     sampling: SamplingParams
+    extraction: str = "strict"
 
 
 @dataclass
@@ -84,6 +93,8 @@ def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
     _check_positive("--n", config.n)
     _check_positive("--limit", config.limit)
     _check_positive("--batch-size", config.batch_size)
+    if config.extraction_mode not in EXTRACTION_MODES:
+        raise ValueError(f"--extraction {config.extraction!r} is not one of {', '.join(EXTRACTION_MODES)}")
     if config.out and Path(config.out).exists() and not Path(config.out).is_dir():
         raise ValueError(f"--out {config.out} is a file, not a run directory; pass another --out")
     if not (config.grading_timeout_s > 0 and math.isfinite(config.grading_timeout_s)):
@@ -118,7 +129,7 @@ def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
         problems = data.problems[: config.limit] if config.limit else data.problems
         if not problems:
             raise DataError(f"task {name} has no problems in {data.origin}")
-        plans.append(TaskPlan(task, data, problems, template, n, k, sampling))
+        plans.append(TaskPlan(task, data, problems, template, n, k, sampling, config.extraction_mode))
     return plans
 
 
@@ -145,6 +156,9 @@ def build_card(config: EvalConfig, plans: list[TaskPlan], model: dict, backend: 
                 "template": {"name": plan.template.name, "text": plan.template.text,
                              "sha256": plan.template.sha256, "chat_template_sha256": chat_sha},
                 "answer_format": plan.task.answer_format,
+                # recorded only when lenient, so that cards (and run directories) from before the option
+                # keep their hashes: no "extraction" means strict
+                **({"extraction": plan.extraction} if plan.extraction != "strict" else {}),
                 "grader": plan.task.grader,
                 "n": plan.n,
                 "k": list(plan.k),
@@ -166,7 +180,7 @@ def default_run_dir(model_name: str, card: dict) -> Path:
 
 def sample_record(plan: TaskPlan, problem: Problem, index: int, text: str, num_tokens: int | None,
                   finish_reason: str | None) -> dict:
-    answer = extract(text, plan.task.answer_format)
+    answer = extract(text, plan.task.answer_format, plan.extraction)
     status = "ok" if answer is not None else ("truncated" if finish_reason == "length" else "no_answer")
     return {"task": plan.task.name, "problem_id": problem.id, "sample_index": index, "completion": text,
             "num_tokens": num_tokens, "finish_reason": finish_reason, "answer": answer, "status": status}

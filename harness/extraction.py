@@ -28,10 +28,22 @@ STOP_STRINGS = ("<|im_end|>", "</s>", "<|endoftext|>", "<|eot_id|>", "<|end_of_t
 _BOX_OPENERS = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-def extract(text: str, answer_format: str) -> str | None:
-    """The answer in `text` under the named format ("boxed", "relation", "last_number", ...), or None."""
+EXTRACTION_MODES = ("strict", "lenient")
+
+
+def extract(text: str, answer_format: str, mode: str = "strict") -> str | None:
+    """The answer in `text` under the named format ("boxed", "relation", "last_number", ...), or None.
+
+    mode "strict" reads only what the format asks for (the last \\boxed{} for "boxed"); "lenient" serves
+    outputs that were not written for this harness (`extract_lenient`). The other formats already read
+    their own stated forms ("the answer is (D)", "$C = 2$", the last number), so lenient changes only "boxed".
+    """
     if text is None:
         return None
+    if mode not in EXTRACTION_MODES:
+        raise ValueError(f"extraction mode {mode!r} is not one of {', '.join(EXTRACTION_MODES)}")
+    if mode == "lenient" and answer_format == "boxed":
+        return extract_lenient(text)
     return EXTRACTORS.get(answer_format)(text)
 
 
@@ -94,6 +106,99 @@ def extract_boxed(text: str) -> str | None:
         return None
     boxed = boxed.strip()
     return boxed or None
+
+
+# ------------------------------------------------------------------------------------------ lenient
+# A statement of the answer: "final answer is / :" anywhere; "the (our, my) answer is"; "Answer:" opening a
+# line (not "check our answer: ...", which introduces a verification).
+_STATEMENT = re.compile(r"final\s+answer\s*(?:\*\*)?\s*(?:is\b|:)\s*(?:\*\*)?\s*:?"
+                        r"|\b(?:the|our|my)\s+answer\s+is\b\s*:?"
+                        r"|^[ \t>*_#]*answer\s*(?:\*\*)?\s*:\s*(?:\*\*)?", re.IGNORECASE | re.MULTILINE)
+# What may stand between boxes that together are one answer: "\\boxed{1}, \\boxed{-2}", "$\\boxed{1}$ and $\\boxed{2}$".
+# Not "or": boxes joined by "or" are usually one answer written two ways (15\\frac{39}{40} or \\frac{639}{40}).
+_BETWEEN_PARTS = re.compile(r"^(?:\s|\$|,|;|\\quad|\\qquad|\\text\{\s*and\s*\}|\band\b)*$")
+_MATH_SPANS = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$", re.DOTALL)
+_SENTENCE_END = re.compile(r"(?<![\d\\])\.(?:\s|$)|\n")
+
+
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every complete \\boxed{} / \\fbox{}, in order."""
+    found = []
+    for opener in _BOX_OPENERS.finditer(text):
+        depth, start = 1, opener.end()
+        for i in range(start, len(text)):
+            if text[i] == "{" and text[i - 1] != "\\":
+                depth += 1
+            elif text[i] == "}" and text[i - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    found.append((opener.start(), i + 1, text[start:i]))
+                    break
+    return found
+
+
+def _last_box_group(text: str) -> tuple[int, str] | None:
+    """(start, answer) of the last box, joined with the boxes just before it that are parts of one answer."""
+    boxes = _boxes(text)
+    if not boxes:
+        return None
+    group = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        if not _BETWEEN_PARTS.match(text[box[1]:group[0][0]]):
+            break
+        group.insert(0, box)
+    parts = [content.strip() for _, _, content in group if content.strip()]
+    return (group[0][0], ", ".join(parts)) if parts else None
+
+
+def _strip_wrappers(answer: str) -> str:
+    answer = answer.strip().strip("*").strip()
+    for span in _MATH_SPANS.finditer(answer):
+        if span.start() == 0 and span.end() == len(answer):
+            answer = next(g for g in span.groups() if g is not None)
+            break
+    answer = _TEXT_WRAPPER.sub(r"\1", answer) if answer.startswith("\\text") else answer
+    return answer.strip().rstrip(".").strip()
+
+
+def _last_statement(text: str) -> tuple[int, str] | None:
+    """(start, answer) of the last "answer is ..." statement that states something answer-like."""
+    for statement in reversed(list(_STATEMENT.finditer(text))):
+        tail = _SENTENCE_END.split(text[statement.end():], maxsplit=1)[0]
+        boxed = _last_box_group(tail)
+        answer = boxed[1] if boxed else _strip_wrappers(tail)
+        # "the answer is correct" states nothing: an answer has a digit, some math, or is one letter (a choice)
+        if answer and (re.search(r"[\d\\]", answer) or re.fullmatch(r"\(?[A-Za-z]\)?", answer)):
+            return statement.start(), answer
+    return None
+
+
+def extract_lenient(text: str) -> str | None:
+    """For outputs written for another harness or none (`--extraction lenient`, the default for
+    --completions), in this order of preference:
+
+    1. the later of the last box and the last stated final answer ("The final answer is 7", "**Answer:** 12"),
+       so a box followed by a corrected statement gives the statement; boxes in a row that are parts of one
+       answer ("\\boxed{1}, \\boxed{-2}") are joined as "1, -2";
+    2. the last math span ($...$, \\(...\\), \\[...\\]);
+    3. the last number.
+    """
+    found = answer_region(text)
+    if found is None:
+        return None
+    region, tagged = found
+    candidates = [c for c in (_last_box_group(region), _last_statement(region)) if c is not None]
+    if candidates:
+        return max(candidates)[1]
+    if tagged and region.strip():
+        return _strip_wrappers(region)
+    spans = list(_MATH_SPANS.finditer(region))
+    if spans:
+        span = next(g for g in spans[-1].groups() if g is not None).strip()
+        if span:
+            return span
+    numbers = _NUMBER.findall(region)
+    return _clean_number(numbers[-1]) if numbers else None
 
 
 # ---------------------------------------------------------------------------------------------- IneqMath

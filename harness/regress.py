@@ -37,7 +37,7 @@ VERDICTS = ("pass", "regression", "inconclusive", "not non-inferior")
 # served (backend, dtype, batch size, the tokenizer's chat template), the eval seed and k. The problem set is
 # checked id by id, so `limit` need not match as long as the problems do.
 GATED_TASK_FIELDS = ("data_sha256", "num_problems", "template.name", "template.text", "template.sha256",
-                     "answer_format", "grader", "n", "sampling")
+                     "answer_format", "extraction", "grader", "n", "sampling")
 # The grading's own settings and libraries: they matter only where the stored verdicts are used, because a
 # re-graded pair was graded here, by one grader, on both sides.
 GRADING_FIELDS = ("grading", "versions.math-verify", "versions.sympy")
@@ -238,14 +238,15 @@ class Drift:
 
 
 def regrade(outcomes: Outcomes, side: str, task: str, grader: str, answer_format: str, golds: dict,
-            pool: GradingPool) -> tuple[dict[str, list[dict]], Drift]:
-    """One run's samples graded again with `grader`, answers extracted again under `answer_format` where the
-    completion texts are stored (a baseline file keeps only answers)."""
+            pool: GradingPool, extraction: str = "strict") -> tuple[dict[str, list[dict]], Drift]:
+    """One run's samples graded again with `grader`, answers extracted again under `answer_format` and the
+    extraction mode where the completion texts are stored (a baseline file keeps only answers)."""
     from harness.extraction import extract
 
     problems = outcomes.samples[task]
     flat = [(pid, s) for pid in sorted(problems) for s in problems[pid]]
-    answers = [extract(s["completion"], answer_format) if "completion" in s else s["answer"] for _, s in flat]
+    answers = [extract(s["completion"], answer_format, extraction) if "completion" in s else s["answer"]
+               for _, s in flat]
     verdicts = pool.grade([(grader, golds[pid], answer) for (pid, _), answer in zip(flat, answers, strict=True)])
     timeouts = sum(answer is not None and answer in pool.timed_out_answers for answer in answers)
     regraded: dict[str, list[dict]] = {pid: [] for pid in problems}
@@ -362,10 +363,9 @@ def run_regress(config: RegressConfig, baseline: Outcomes | None = None, candida
                 report.drift += [Drift(task, side, False, note=why) for side in ("baseline", "candidate")]
                 sides[task] = (baseline.samples[task], candidate.samples[task], False)
                 continue
-            base_new, base_drift = regrade(baseline, "baseline", task, cand_task["grader"], cand_task["answer_format"],
-                                           golds, pool)
-            cand_new, cand_drift = regrade(candidate, "candidate", task, cand_task["grader"],
-                                           cand_task["answer_format"], golds, pool)
+            how = (cand_task["grader"], cand_task["answer_format"], golds, pool, cand_task.get("extraction", "strict"))
+            base_new, base_drift = regrade(baseline, "baseline", task, *how)
+            cand_new, cand_drift = regrade(candidate, "candidate", task, *how)
             report.drift += [base_drift, cand_drift]
             if base_drift.timeouts or cand_drift.timeouts:  # a verdict that depends on load does not gate
                 for drift in (base_drift, cand_drift):

@@ -212,3 +212,22 @@ def test_missing_data_says_how_to_point_at_it(tmp_path, capsys, monkeypatch):
     assert main(["eval", "--tasks", "math500", "--out", str(tmp_path / "run"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--data-dir" in err and "HARNESS_DATA_DIR" in err
+
+
+def test_completions_are_read_leniently_by_default_and_the_card_says_so(tmp_path):
+    from tasks.synthetic import sandbox_test
+
+    records = sandbox_test()[:4]
+    lines = [{"problem_id": r["id"], "completion": f"Adding the columns... so the answer is {r['answer']}."}
+             for r in records]
+    path = tmp_path / "unboxed.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    lenient = run_eval(EvalConfig(tasks=("sandbox",), limit=4, completions=str(path), out=str(tmp_path / "a")),
+                       progress=False)
+    assert lenient.metrics["tasks"]["sandbox"]["pass@k"]["1"]["mean"] == 1.0
+    card = json.loads((tmp_path / "a" / "card.json").read_text())
+    assert card["tasks"]["sandbox"]["extraction"] == "lenient"
+    strict = run_eval(EvalConfig(tasks=("sandbox",), limit=4, completions=str(path), out=str(tmp_path / "b"),
+                                 extraction="strict"), progress=False)
+    assert strict.metrics["tasks"]["sandbox"]["pass@k"]["1"]["mean"] == 0.0
+    assert "extraction" not in json.loads((tmp_path / "b" / "card.json").read_text())["tasks"]["sandbox"]

@@ -103,3 +103,48 @@ def test_bound_accepts_box_or_ineqmath_statement():
 def test_registry_lists_the_formats():
     assert {"boxed", "relation", "last_number", "bound"} <= set(EXTRACTORS.names())
     assert extract(None, "boxed") is None
+
+
+# ------------------------------------------------------------------------------------------ lenient
+@pytest.mark.parametrize(("text", "expected"), [
+    # stated final answers, in the forms other harnesses and models write them
+    ("The answer is 5", "5"),
+    ("**Final answer:** 12", "12"),
+    ("Final Answer: The final answer is $2.5$. I hope it is correct.", "2.5"),
+    ("Reasoning...\nAnswer: $\\frac{3}{4}$", "\\frac{3}{4}"),
+    ("<think>draft 9</think> The final answer is \\(\\frac{1}{2}\\)", "\\frac{1}{2}"),
+    ("The answer is (D).", "(D)"),
+    # a box, then a corrected statement: the last stated answer wins; a statement of nothing does not
+    ("First \\boxed{3} is intermediate; so the final answer is 7.", "7"),
+    ("Thus the answer is \\boxed{5}. I checked: the answer is correct.", "5"),
+    ("So $x = \\boxed{4}$. Check our answer: $4 \\cdot 2 = 8$, as required.", "4"),
+    # several boxes in a row are one answer; boxes joined by "or" are one answer written twice
+    ("The roots are \\boxed{1}, \\boxed{-2}", "1, -2"),
+    ("so $\\boxed{1}$ and $\\boxed{-2}$.", "1, -2"),
+    ("which is \\boxed{15\\frac{39}{40}}, or \\boxed{\\frac{639}{40}}", "\\frac{639}{40}"),
+    ("\\boxed{3} was a guess. Later: \\boxed{6}", "6"),
+    # no statement, no box: the last math span, then the last number
+    ("We solve and get $x = 3$", "x = 3"),
+    ("We get 3 apples and 4 pears, total 7 fruits", "7"),
+    ("no numbers here", None),
+    ("<think>never closed", None),
+])
+def test_lenient_extraction_reads_answers_written_for_other_harnesses(text, expected):
+    assert extract(text, "boxed", "lenient") == expected
+
+
+def test_strict_extraction_is_unchanged_by_the_lenient_mode():
+    assert extract("The answer is 5", "boxed") is None
+    assert extract("The roots are \\boxed{1}, \\boxed{-2}", "boxed") == "-2"
+    assert extract("The answer is (D)", "relation", "lenient") == extract("The answer is (D)", "relation")
+
+
+@pytest.mark.parametrize(("gold", "text"), [
+    ("1, -2", "The roots are \\boxed{1}, \\boxed{-2}"),
+    ("12", "**Final answer:** 12"),
+    ("\\frac{3}{4}", "Answer: $0.75$"),
+])
+def test_lenient_answers_grade_right(gold, text):
+    from harness.grading import grade
+
+    assert grade("math", (gold,), extract(text, "boxed", "lenient"))

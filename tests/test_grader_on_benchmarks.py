@@ -98,17 +98,19 @@ def test_every_gold_grades_right_and_its_corruption_wrong(name, benchmarks_dir, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["strict", "lenient"])
 @pytest.mark.parametrize("name", sorted(SOLUTION_FILES))
-def test_reference_solutions_grade_right_and_corrupted_ones_wrong(name, benchmarks_dir, pool):
+def test_reference_solutions_grade_right_and_corrupted_ones_wrong(name, mode, benchmarks_dir, pool):
+    """Real worked solutions, through both extraction modes: lenient must not lose what strict reads."""
     task = TASKS.get(name)
     problems = solution_problems(task, benchmarks_dir)
-    answers = [extract(p.solution, task.answer_format) for p in problems]
+    answers = [extract(p.solution, task.answer_format, mode) for p in problems]
     right = pool.grade([(task.grader, p.golds, a) for p, a in zip(problems, answers, strict=True)])
-    corrupted = [extract(corrupt_solution(p.solution, task.answer_format), task.answer_format)
+    corrupted = [extract(corrupt_solution(p.solution, task.answer_format), task.answer_format, mode)
                  for p in problems]
     assert all(c != a for c, a in zip(corrupted, answers, strict=True)), "corruption left an answer unchanged"
     wrong = pool.grade([(task.grader, p.golds, c) for p, c in zip(problems, corrupted, strict=True)])
-    print(f"\n{name}: reference solutions {sum(right)}/{len(right)} graded right; corrupted "
+    print(f"\n{name} ({mode}): reference solutions {sum(right)}/{len(right)} graded right; corrupted "
           f"{len(wrong) - sum(wrong)}/{len(wrong)} graded wrong")
     failures = [(p.id, p.golds, a) for p, a, ok in zip(problems, answers, right, strict=True) if not ok]
     assert rate(right) >= THRESHOLD, f"reference solutions graded wrong: {failures[:10]}"
