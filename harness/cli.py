@@ -278,6 +278,44 @@ def run_regress_command(args) -> int:
         return regress.EXIT_ERROR
 
 
+def add_audit_parser(commands) -> None:
+    p = commands.add_parser("audit", help="grade a run's samples a second way and list where verdicts disagree",
+                            description="Re-grade a run's stored samples with another grader or the other "
+                                        "extraction mode (strict: the last box; lenient: also stated answers, "
+                                        "math spans, numbers) and list every sample whose verdict changes. "
+                                        "Nothing in the run is modified.")
+    p.add_argument("run", metavar="RUN", help="an eval run directory or compare row")
+    p.add_argument("--grader", help="grader to compare with (default: the run's own; `harness list tasks` "
+                                    "shows each task's)")
+    p.add_argument("--extraction", choices=("strict", "lenient"),
+                   help="extraction to compare with (default: the run's own)")
+    p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
+    p.add_argument("--show", type=int, default=20, help="disagreements listed per task (default 20)")
+    p.set_defaults(handler=run_audit_command)
+
+
+def run_audit_command(args) -> int:
+    from harness.audit import audit
+    from harness.outcomes import load_outcomes
+    from harness.report import format_plain_table
+
+    for result in audit(load_outcomes(args.run), grader=args.grader, extraction=args.extraction,
+                        data_dir=args.data_dir):
+        head = f"{result.task}: grader {result.grader}, extraction {result.extraction}"
+        if result.note:
+            print(f"{head}: {result.note}")
+            continue
+        print(f"{head}: {len(result.disagreements)} of {result.total} verdicts differ from the stored ones "
+              f"({result.now_right} wrong -> right, {result.now_wrong} right -> wrong)")
+        rows = [[d.problem_id, str(d.sample_index), " | ".join(d.golds)[:30], repr(d.stored_answer)[:40],
+                 "right" if d.stored_correct else "wrong", repr(d.audit_answer)[:40],
+                 "right" if d.audit_correct else "wrong"] for d in result.disagreements[: args.show]]
+        if rows:
+            print(format_plain_table(["problem", "sample", "gold", "stored answer", "stored", "audit answer",
+                                      "audit"], rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Train GRPO-family variants under one budget, "
                                      "evaluate them under one protocol, publish leaderboards.")
@@ -286,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(commands)
     add_leaderboard_parser(commands)
     add_regress_parser(commands)
+    add_audit_parser(commands)
     add_list_parser(commands)
     return parser
 

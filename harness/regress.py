@@ -258,7 +258,9 @@ def regrade(outcomes: Outcomes, side: str, task: str, grader: str, answer_format
     return regraded, Drift(task, side, True, changed=changed, total=len(flat), timeouts=timeouts, note=note)
 
 
-def _golds(task: str, card_task: dict, data_dir: str | None) -> tuple[dict | None, str]:
+def load_golds(task: str, card_task: dict, data_dir: str | None) -> tuple[dict | None, str]:
+    """{problem id: gold answers} of a task, if its data here is the data the run was evaluated on; else
+    (None, why not)."""
     from harness.task import TASKS
 
     try:
@@ -357,7 +359,7 @@ def run_regress(config: RegressConfig, baseline: Outcomes | None = None, candida
         sides: dict[str, tuple[dict, dict, bool]] = {}  # task -> (baseline samples, candidate samples, regraded)
         for task in tasks:
             cand_task = candidate.card["tasks"][task]
-            golds, why = _golds(task, cand_task, config.data_dir) if config.regrade else (None, "not re-graded "
+            golds, why = load_golds(task, cand_task, config.data_dir) if config.regrade else (None, "not re-graded "
                                                                                                  "(--no-regrade)")
             if golds is None:
                 report.drift += [Drift(task, side, False, note=why) for side in ("baseline", "candidate")]

@@ -292,3 +292,4 @@ def test_the_gate_holds_its_error_rate_on_null_pairs_and_sees_a_large_drop():
     assert null.count("regression") / len(null) <= 0.06
     drop = _simulated_verdicts(rng, rates, 0.06, 4, 40, 0.01)
     assert drop.count("regression") / len(drop) >= 0.9
+
