@@ -188,8 +188,11 @@ def sample_record(plan: TaskPlan, problem: Problem, index: int, text: str, num_t
 
 def grade_records(records: list[dict], plan: TaskPlan, golds: dict[str, tuple[str, ...]],
                   pool: GradingPool) -> list[dict]:
-    verdicts = pool.grade([(plan.task.grader, golds[r["problem_id"]], r["answer"]) for r in records])
-    return [{**r, "correct": bool(v)} for r, v in zip(records, verdicts, strict=True)]
+    requests = [(plan.task.grader, golds[r["problem_id"]], r["answer"]) for r in records]
+    verdicts = pool.grade(requests)
+    # a sample whose grading hit the time limit (retry included) says so: its "wrong" is not the grader's
+    return [{**r, "correct": bool(v), **({"grading": "timeout"} if pool.is_timeout(*request) else {})}
+            for r, v, request in zip(records, verdicts, requests, strict=True)]
 
 
 def generate_task(plan: TaskPlan, backend, run: RunDir, done: set, config: EvalConfig, pool: GradingPool,

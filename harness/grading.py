@@ -46,6 +46,49 @@ def _math_verify_timeout() -> int | None:
     return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
 
 
+# ------------------------------------------------------------------------------------------- screening
+# Answers that would send sympy into minutes of work or gigabytes, told apart from the gold by their shape
+# alone, are graded wrong before any worker sees them (a few microseconds, not a time limit each).
+SCREENED_GRADERS = ("math", "number")
+_HUGE_EXPONENT = re.compile(r"\^\s*\{?\s*\(?\s*\d{4,}")
+
+
+def _power_depth(text: str) -> int:
+    """How many exponents stack: x^2 is 1, 9^{9^{9}} is 3."""
+    depth = deepest = 0
+    stack: list[bool] = []  # for each open brace: was it opened right after a ^?
+    previous = ""
+    for char in text:
+        if char == "^":
+            deepest = max(deepest, depth + 1)
+        elif char == "{":
+            stack.append(previous == "^")
+            depth += previous == "^"
+        elif char == "}" and stack:
+            depth -= stack.pop()
+        if not char.isspace():
+            previous = char
+    return deepest
+
+
+def screen(grader: str, golds: Sequence[str], answer: str) -> str | None:
+    """Why `answer` can be graded wrong without a symbolic comparison, or None. Only shapes no gold shares are
+    screened: an answer as long as 50 golds (and 500 characters), unbalanced braces, an exponent tower
+    deeper than any gold's (from three levels), an exponent of four or more digits that no gold has."""
+    if grader not in SCREENED_GRADERS:
+        return None
+    if len(answer) > 50 * max(len(g) for g in golds) + 500:
+        return "far longer than the gold"
+    if answer.count("{") != answer.count("}"):
+        return "unbalanced braces"
+    depth = _power_depth(answer)
+    if depth >= 3 and depth > max(_power_depth(g) for g in golds):
+        return "an exponent tower"
+    if _HUGE_EXPONENT.search(answer) and not any(_HUGE_EXPONENT.search(g) for g in golds):
+        return "a huge exponent"
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ math
 _SCIENTIFIC = re.compile(r"(?<![\w.\\])(\d+(?:\.\d+)?)\s*[eE]\s*([+-]?\d+)(?![\w.])")
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
@@ -257,11 +300,11 @@ def cluster_answers(grader: str, answers: Sequence[str | None], pool: GradingPoo
     distinct = list(dict.fromkeys(k for k in keys if k is not None))
     comparable = range(len(distinct))
     if pool is not None and len(distinct) > 1:
-        pool.grade([(grader, ("0",), text) for text in distinct if text not in pool.timed_out_answers])
-        comparable = [k for k, text in enumerate(distinct) if text not in pool.timed_out_answers]
+        pool.grade([(grader, ("0",), text) for text in distinct if text not in pool.unusable_answers], retry=False)
+        comparable = [k for k, text in enumerate(distinct) if text not in pool.unusable_answers]
     pairs = [(i, j) for n, j in enumerate(comparable) for i in comparable[:n]]
     requests = [(grader, (distinct[i],), distinct[j]) for i, j in pairs]
-    verdicts = pool.grade(requests) if pool is not None else [grade(*request) for request in requests]
+    verdicts = pool.grade(requests, retry=False) if pool is not None else [grade(*request) for request in requests]
     parent = list(range(len(distinct)))
 
     def root(x: int) -> int:

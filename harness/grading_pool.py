@@ -2,7 +2,10 @@
 
 math-verify's own timeout uses SIGALRM, which only works in a main thread and only interrupts Python code,
 not a long call into C, while sympy can work for minutes on one answer (`9^{9^{9^9}}`). The parent enforces
-a hard per-item limit by killing the worker; a timed-out item is graded wrong.
+a hard per-item limit by killing the worker. A verdict must not depend on how loaded the machine was, so an
+item that hits the limit is graded again once with a longer one (`retry_timeout_s`) before it is final; a
+final timeout is graded wrong but recorded as a timeout, not memoised as a verdict. Answers whose shape alone
+says they are not the gold and would cost minutes (`harness.grading.screen`) never reach a worker.
 
 Import it from harness.grading, which re-exports it. This module imports harness.grading only inside
 functions, so that either module can be imported first (a spawned worker imports this one first).
@@ -116,9 +119,13 @@ class GradingPool:
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 5.0, chunk_size: int = 32,
-                 start_method: str = "spawn", startup_timeout_s: float = 120.0):
+                 start_method: str = "spawn", startup_timeout_s: float = 120.0, retry_timeout_s: float | None = None):
         self.num_workers = workers or min(2, os.cpu_count() or 1)
         self.timeout_s = timeout_s
+        self.retry_timeout_s = retry_timeout_s if retry_timeout_s is not None else 4 * timeout_s
+        self._limit_s = timeout_s  # the limit of the pass under way: timeout_s, or retry_timeout_s on a retry
+        self._retrying = False
+        self._to_retry: list[tuple] = []
         self.chunk_size = chunk_size
         self.startup_timeout_s = startup_timeout_s
         # spawn, not fork: the parent may hold torch threads and CUDA state a forked child must not touch.
@@ -126,10 +133,21 @@ class GradingPool:
         self._workers: list[_Worker] = []  # slot i's current worker; a replacement takes over the slot
         self._slot_of_golds: dict[tuple[str, ...], int] = {}  # the shard, kept for the pool's lifetime
         self._memo: dict[tuple, bool] = {}
+        self.timed_out: set[tuple] = set()  # (grader, golds, answer) whose grading hit the limit, retry included
         self.timed_out_answers: set[str] = set()
+        self.rejected_answers: set[str] = set()  # screened out before dispatch (harness.grading.screen)
         self._failed_starts = 0
-        self.stats = {"requests": 0, "no_answer": 0, "dispatched": 0, "timeouts": 0, "worker_restarts": 0,
-                      "stolen": 0}
+        self.stats = {"requests": 0, "no_answer": 0, "dispatched": 0, "screened": 0, "retried": 0, "timeouts": 0,
+                      "worker_restarts": 0, "stolen": 0}
+
+    @property
+    def unusable_answers(self) -> set[str]:
+        """Answers not worth comparing again: they timed out or were screened out."""
+        return self.timed_out_answers | self.rejected_answers
+
+    def is_timeout(self, grader: str, golds, answer: str | None) -> bool:
+        """Whether this request's verdict (wrong) comes from hitting the time limit, not from the grader."""
+        return answer is not None and (grader, tuple(golds), answer) in self.timed_out
 
     def __enter__(self) -> GradingPool:
         return self
@@ -142,9 +160,10 @@ class GradingPool:
             worker.stop(kill=False)
         self._workers = []
 
-    def grade(self, requests: Sequence[GradeRequest]) -> list[bool]:
-        """Verdicts in request order."""
-        from harness.grading import resolve_grader
+    def grade(self, requests: Sequence[GradeRequest], retry: bool = True) -> list[bool]:
+        """Verdicts in request order. `retry`: an item that hits the limit is graded once more with the longer
+        limit before it is final (clustering, which only asks whether two answers are one, passes False)."""
+        from harness.grading import resolve_grader, screen
 
         keys: list[tuple | None] = []
         todo: dict[tuple, None] = {}
@@ -154,8 +173,14 @@ class GradingPool:
                 continue
             key = (grader, tuple(golds), answer)
             keys.append(key)
-            if key not in self._memo:
-                todo[key] = None
+            if key in self._memo or key in todo:
+                continue
+            if screen(grader, key[1], answer) is not None:
+                self._memo[key] = False
+                self.rejected_answers.add(answer)
+                self.stats["screened"] += 1
+                continue
+            todo[key] = None
         self.stats["requests"] += len(keys)
         self.stats["no_answer"] += keys.count(None)
         for grader in {key[0] for key in todo}:
@@ -163,6 +188,20 @@ class GradingPool:
         if todo:
             self.stats["dispatched"] += len(todo)
             self._dispatch(list(todo))
+            retry_keys, self._to_retry = self._to_retry, []
+            if retry_keys and retry:
+                self.stats["retried"] += len(retry_keys)
+                self._limit_s, self._retrying = self.retry_timeout_s, True
+                try:
+                    self._dispatch(retry_keys)
+                finally:
+                    self._limit_s, self._retrying = self.timeout_s, False
+                retry_keys, self._to_retry = self._to_retry, []
+            for key in retry_keys:  # final: graded wrong, recorded as a timeout
+                self._memo[key] = False
+                self.timed_out.add(key)
+                self.timed_out_answers.add(key[2])
+                self.stats["timeouts"] += 1
         return [key is not None and self._memo[key] for key in keys]
 
     def _shard(self, keys: list[tuple]) -> list[deque]:
@@ -208,7 +247,7 @@ class GradingPool:
     def _deadline(self, worker: _Worker) -> float:
         if not worker.ready:
             return worker.started + self.startup_timeout_s
-        return worker.item_started + self.timeout_s
+        return worker.item_started + self._limit_s
 
     def _receive(self, worker: _Worker, queues: list[deque]) -> None:
         try:
@@ -241,9 +280,8 @@ class GradingPool:
         self._workers[slot] = _Worker(self._context)
         if worker.inflight:
             _, key = worker.inflight.popleft()
-            self._memo[key] = False
-            self.timed_out_answers.add(key[2])
-            self.stats["timeouts"] += 1
-            logger.warning("grader %r %s on answer %.200r (gold %.100r) after %.1f s limit; graded wrong",
-                           key[0], why, key[2], key[1], self.timeout_s)
+            self._to_retry.append(key)  # not a verdict: `grade` retries it or records it as a timeout
+            logger.warning("grader %r %s on answer %.200r (gold %.100r) after %.1f s limit%s",
+                           key[0], why, key[2], key[1], self._limit_s,
+                           "; graded wrong" if self._retrying else "; it will be graded again with a longer limit")
             queues[slot].extendleft(reversed(worker.inflight))

@@ -248,7 +248,7 @@ def regrade(outcomes: Outcomes, side: str, task: str, grader: str, answer_format
     answers = [extract(s["completion"], answer_format, extraction) if "completion" in s else s["answer"]
                for _, s in flat]
     verdicts = pool.grade([(grader, golds[pid], answer) for (pid, _), answer in zip(flat, answers, strict=True)])
-    timeouts = sum(answer is not None and answer in pool.timed_out_answers for answer in answers)
+    timeouts = sum(pool.is_timeout(grader, golds[pid], answer) for (pid, _), answer in zip(flat, answers, strict=True))
     regraded: dict[str, list[dict]] = {pid: [] for pid in problems}
     changed = 0
     for (pid, sample), answer, ok in zip(flat, answers, verdicts, strict=True):

@@ -127,28 +127,54 @@ def test_pool_matches_in_process_grading(pool):
     assert pool.grade(requests) == [True, False, True, True, False]
 
 
-def test_pathological_answer_costs_at_most_its_limit(pool):
-    """9^{9^{9^9}} sends sympy into a near-endless computation; the worker is killed at the limit, the
-    item is graded wrong, and the rest of the batch (some of it queued behind it) is graded right."""
-    requests = [("math", ("5",), "9^{9^{9^{9}}}")] + [("math", (str(i),), f"{i}.0") for i in range(40)]
-    timeouts = pool.stats["timeouts"]
+def test_pathological_answers_are_screened_before_any_worker():
+    """Shapes no gold shares (a tower, a huge exponent, 100k characters, unbalanced braces) are graded wrong in
+    microseconds; the same shapes are graded normally when the gold has them too."""
+    from harness.grading import screen
+
+    assert screen("math", ("5",), "9^{9^{9^{9}}}") == "an exponent tower"
+    assert screen("math", ("5",), "(x+1)^{1000000}") == "a huge exponent"
+    assert screen("math", ("5",), "1" * 100_000) == "far longer than the gold"
+    assert screen("math", ("5",), "\\frac{1}{2") == "unbalanced braces"
+    assert screen("math", ("2^{2^{2}}",), "2^{2^{2}}") is None
+    assert screen("math", ("10^{1000}",), "10^{1000}") is None
+    assert screen("math", ("5",), "x^2 + 1") is None
+    assert screen("choice", ("D",), "9^{9^{9^{9}}}") is None  # fast graders need no screen
+
+
+def test_a_screened_batch_costs_no_time_limit(pool):
+    towers = [f"{i}^{{{i}^{{{i}^{{{i}}}}}}}" for i in range(2, 12)]
+    requests = [("math", ("5",), tower) for tower in towers] + [("math", (str(i),), f"{i}.0") for i in range(20)]
+    screened, timeouts = pool.stats["screened"], pool.stats["timeouts"]
     started = time.monotonic()
-    verdicts = pool.grade(requests)
-    elapsed = time.monotonic() - started
-    assert verdicts == [False] + [True] * 40
-    assert pool.stats["timeouts"] == timeouts + 1
-    assert elapsed < pool.timeout_s + 6  # the limit, plus slack for a loaded 2-core machine
-    assert "9^{9^{9^{9}}}" in pool.timed_out_answers
+    assert pool.grade(requests) == [False] * 10 + [True] * 20
+    assert time.monotonic() - started < pool.timeout_s  # no item waited for its limit
+    assert pool.stats["screened"] == screened + 10 and pool.stats["timeouts"] == timeouts
+    assert set(towers) <= pool.unusable_answers
+
+
+def test_a_timeout_is_retried_with_a_longer_limit_and_never_memoised_as_a_verdict():
+    """(x+1)^{800} takes math-verify its own 3 s limit: past a 1 s pool limit, within the 8 s retry. The verdict
+    (wrong) is then the grader's, not the clock's; a 0.5 s retry limit makes it a recorded timeout."""
+    answer = "(x+1)^{800}"
+    with GradingPool(workers=1, timeout_s=1.0, retry_timeout_s=8.0) as patient:
+        assert patient.grade([("math", ("5",), answer), ("math", ("2",), "2")]) == [False, True]
+        assert patient.stats["retried"] == 1 and patient.stats["timeouts"] == 0
+        assert not patient.is_timeout("math", ("5",), answer)
+    with GradingPool(workers=1, timeout_s=0.5, retry_timeout_s=0.5) as hasty:
+        assert hasty.grade([("math", ("5",), answer)]) == [False]
+        assert hasty.stats["retried"] == 1 and hasty.stats["timeouts"] == 1
+        assert hasty.is_timeout("math", ("5",), answer) and answer in hasty.timed_out_answers
 
 
 def test_clustering_does_not_retry_an_answer_that_timed_out(pool):
-    tower = "9^{9^{9^{9}}}"
-    pool.grade([("math", ("5",), tower)])  # as evaluation does before clustering; memoised if already run
+    slow = "(x+1)^{800}"
+    pool.grade([("math", ("5",), slow)], retry=False)  # as evaluation does before clustering
     timeouts = pool.stats["timeouts"]
     started = time.monotonic()
-    assert cluster_answers("math", ["1", tower, "1.0", "2", tower], pool) == [0, 1, 0, 2, 1]
+    assert cluster_answers("math", ["1", slow, "1.0", "2", slow], pool) == [0, 1, 0, 2, 1]
     assert pool.stats["timeouts"] == timeouts and time.monotonic() - started < pool.timeout_s
-    fresh = "8^{8^{8^{8}}}"  # never graded: the screening against "0" finds it, one limit, not one per pair
+    fresh = "(y+2)^{900}"  # never graded: the screening against "0" finds it, one limit, not one per pair
     assert cluster_answers("math", ["3", fresh, "4", "3.0", "5"], pool) == [0, 1, 2, 0, 3]
     assert pool.stats["timeouts"] == timeouts + 1
 
