@@ -229,7 +229,8 @@ def add_regress_parser(commands) -> None:
     p.add_argument("--allow-diff", action="append", default=[], metavar="FIELD",
                    help="accept (and record) a difference in a gated setting, e.g. grader or tasks.aime24.n")
     p.add_argument("--no-regrade", action="store_true",
-                   help="skip re-grading the baseline with the candidate's grader (the grader-drift check)")
+                   help="use the stored verdicts instead of grading both runs again with the candidate's grader "
+                        "(the grader-drift check); grading settings and versions then have to match")
     p.add_argument("--data-dir", help="folder of normalized benchmark JSONL, for the gold answers the drift "
                                       "check needs (default $HARNESS_DATA_DIR)")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML: a testsuite per task, a testcase per metric")
