@@ -71,16 +71,31 @@ def _power_depth(text: str) -> int:
     return deepest
 
 
+def _brace_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "}":
+            depth -= 1
+    return deepest
+
+
 def screen(grader: str, golds: Sequence[str], answer: str) -> str | None:
     """Why `answer` can be graded wrong without a symbolic comparison, or None. Only shapes no gold shares are
-    screened: an answer as long as 50 golds (and 500 characters), unbalanced braces, an exponent tower
-    deeper than any gold's (from three levels), an exponent of four or more digits that no gold has."""
+    screened: an answer as long as 50 golds (and 500 characters), unbalanced braces, braces nested 10 deep
+    and 5 deeper than any gold's (chains of \\frac or \\sqrt), an exponent tower deeper than any gold's (from
+    three levels), an exponent of four or more digits that no gold has."""
     if grader not in SCREENED_GRADERS:
         return None
     if len(answer) > 50 * max(len(g) for g in golds) + 500:
         return "far longer than the gold"
     if answer.count("{") != answer.count("}"):
         return "unbalanced braces"
+    nesting = _brace_depth(answer)
+    if nesting >= 10 and nesting >= max(_brace_depth(g) for g in golds) + 5:
+        return "deeply nested"
     depth = _power_depth(answer)
     if depth >= 3 and depth > max(_power_depth(g) for g in golds):
         return "an exponent tower"

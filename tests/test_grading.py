@@ -136,6 +136,11 @@ def test_pathological_answers_are_screened_before_any_worker():
     assert screen("math", ("5",), "(x+1)^{1000000}") == "a huge exponent"
     assert screen("math", ("5",), "1" * 100_000) == "far longer than the gold"
     assert screen("math", ("5",), "\\frac{1}{2") == "unbalanced braces"
+    deep = "1"
+    for _ in range(12):
+        deep = f"\\frac{{1}}{{2+{deep}}}"
+    assert screen("math", ("5",), deep) == "deeply nested"
+    assert screen("math", (deep,), deep) is None
     assert screen("math", ("2^{2^{2}}",), "2^{2^{2}}") is None
     assert screen("math", ("10^{1000}",), "10^{1000}") is None
     assert screen("math", ("5",), "x^2 + 1") is None
