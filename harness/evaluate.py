@@ -243,6 +243,11 @@ def read_completions(path: Path, plans: list[TaskPlan]) -> dict[str, list[dict]]
             if not isinstance(row["completion"], str):
                 raise DataError(f"{where}: 'completion' must be a string, got {type(row['completion']).__name__}; "
                                 "write an empty string for a system that produced nothing")
+            try:
+                row["completion"].encode("utf-8")
+            except UnicodeEncodeError as e:  # a lone surrogate (\ud800): the run store could not write it
+                raise DataError(f"{where}: 'completion' holds a character UTF-8 cannot store ({e.reason} at "
+                                f"{e.start}); fix the producer's encoding") from None
             task = row.get("task") or (plans[0].task.name if len(plans) == 1 else None)
             if task is None:
                 raise DataError(f"{where}: no 'task' field, and several tasks were asked for; add 'task' to "

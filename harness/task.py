@@ -129,7 +129,12 @@ class JsonlSource:
             why = "the machine is offline" if self.hub else "this task has no hub source"
             raise DataError(f"no data for {self.filename}: {why}. Pass --data-dir or set {DATA_DIR_ENV} to a "
                             "folder of normalized JSONL (for example ../shared/benchmarks)")
-        return self._load_from_hub()
+        try:
+            return self._load_from_hub()
+        except Exception as e:  # no network, a moved dataset, a hub outage: say what to do instead
+            raise DataError(f"{self.filename} could not be fetched from the hub ({type(e).__name__}: "
+                            f"{str(e)[:160]}); pass --data-dir or set {DATA_DIR_ENV} to a folder of normalized "
+                            "JSONL (for example ../shared/benchmarks)") from None
 
     def _load_from_hub(self) -> tuple[list[dict], str, str]:
         import datasets  # heavy, and only needed online
@@ -176,13 +181,18 @@ class Task:
 
     def load(self, data_dir: str | Path | None = None) -> TaskData:
         records, sha, origin = self.source.load(resolve_data_dir(data_dir))
-        problems = []
+        problems: list[Problem] = []
+        first: dict[str, int] = {}  # id -> the record that first used it
         for index, record in enumerate(records):
             try:
                 problems.append(self.to_problem(record))
             except (KeyError, TypeError, ValueError) as e:
                 raise DataError(f"{origin}: record {index + 1} (id {record.get('id')!r}) cannot be read as a "
                                 f"{self.name} problem: {e!r}") from None
+            if problems[-1].id in first:  # two problems under one id would be scored as one problem's samples
+                raise DataError(f"{origin}: records {first[problems[-1].id]} and {index + 1} share the id "
+                                f"{problems[-1].id!r}; give every problem its own id")
+            first[problems[-1].id] = index + 1
         return TaskData(problems=problems, sha256=sha, origin=origin)
 
 

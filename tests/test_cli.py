@@ -109,3 +109,24 @@ def test_a_reader_that_leaves_early_and_sigterm_end_quietly(tmp_path):
     assert process.wait(timeout=60) == 143
     err = process.stderr.read()
     assert "terminated; every stored sample is kept" in err and "Traceback" not in err
+
+
+def test_a_model_folder_with_garbage_weights_is_one_line(untrained_model_dir, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(untrained_model_dir, broken)
+    next(broken.glob("*.safetensors")).write_bytes(b"not a safetensors file")
+    assert main(["eval", "--model", str(broken), "--limit", "1", "--n", "1", "--k", "1", "--quiet", "--out",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be loaded as a transformers model (SafetensorError" in err and "Traceback" not in err
+
+
+def test_a_benchmark_file_with_a_repeated_id_is_refused(benchmarks_dir, tmp_path):
+    from harness.task import TASKS, DataError
+
+    lines = (benchmarks_dir / "math500.jsonl").read_text().splitlines()[:3]
+    (tmp_path / "math500.jsonl").write_text("\n".join([*lines, lines[0]]) + "\n")
+    with pytest.raises(DataError, match="records 1 and 4 share the id"):
+        TASKS.get("math500").load(tmp_path)

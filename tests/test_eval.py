@@ -140,6 +140,7 @@ def test_repeated_samples_from_an_old_double_write_count_once(tmp_path, capsys):
 
 @pytest.mark.parametrize(("lines", "message"), [
     ([{"problem_id": "sandbox-test-00000", "completion": 5}], ":1: 'completion' must be a string, got int"),
+    ([{"problem_id": "sandbox-test-00000", "completion": "\ud800"}], ":1: 'completion' holds a character UTF-8 cannot"),
     ([{"problem_id": "sandbox-test-00000", "completion": None}], ":1: 'completion' must be a string, got NoneType"),
     ([{"problem_id": "sandbox-test-00000", "completion": "x", "sample_index": None}], "must be a whole number"),
     ([{"problem_id": "sandbox-test-00000", "completion": "x", "sample_index": 1.5}], "must be a whole number"),

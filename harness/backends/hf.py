@@ -33,11 +33,16 @@ class HFBackend:
         # bf16 halves memory and is what GPU serving uses; on CPU it is slower and less exact, so fp32.
         self.dtype = {"auto": torch.bfloat16 if self.device == "cuda" else torch.float32,
                       "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype).to(self.device)
+        except Exception as e:  # garbage weights, a broken config, a missing tokenizer: one line, not a traceback
+            raise ValueError(f"{self.model_path} cannot be loaded as a transformers model ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else 'no message'}); point --model at a saved "
+                             "model directory or an alias (`harness list models`)") from None
         self.tokenizer.padding_side = "left"  # generation appends on the right, so pad on the left
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype).to(self.device)
         self.model.eval()
 
     @property
