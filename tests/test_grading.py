@@ -117,7 +117,7 @@ def test_rational_fast_path_agrees_with_math_verify():
 @pytest.fixture(scope="module")
 def pool():
     with GradingPool(workers=2, timeout_s=1.5) as p:
-        p.grade([("math", ("1",), "1")])  # start the workers outside the timed tests
+        p.start()  # start the workers outside the timed tests
         yield p
 
 
@@ -185,7 +185,7 @@ def test_clustering_does_not_retry_an_answer_that_timed_out(pool):
 
 
 def test_memoisation_avoids_redispatch(pool):
-    requests = [("math", (f"{i}",), f"{i}") for i in range(100, 110)] * 5  # 50 requests, 10 unique
+    requests = [("math", (f"{i}",), f"\\sqrt{{{i * i}}}") for i in range(100, 110)] * 5  # 50 requests, 10 unique
     dispatched = pool.stats["dispatched"]
     assert all(pool.grade(requests))
     assert pool.stats["dispatched"] == dispatched + 10
@@ -224,7 +224,7 @@ import sys, time
 from harness.grading import GradingPool
 if __name__ == "__main__":
     pool = GradingPool(workers=2)
-    pool.grade([("math", ("1",), "1"), ("math", ("2",), "2")])
+    pool.grade([("math", ("7",), "\\\\sqrt{49}"), ("math", ("8",), "\\\\sqrt{64}")])  # work for the workers
     print(" ".join(str(w.process.pid) for w in pool._workers), flush=True)
     time.sleep(600)
 """
@@ -258,7 +258,7 @@ def test_workers_run_under_a_memory_cap():
     from harness.grading_pool import WORKER_MEMORY_CAP_BYTES
 
     with GradingPool(workers=1, timeout_s=30) as pool:
-        pool.grade([("math", ("1",), "1")])
+        pool.start()
         limits = Path(f"/proc/{pool._workers[0].process.pid}/limits").read_text()
         (line,) = [line for line in limits.splitlines() if line.startswith("Max address space")]
         assert line.split()[3] == str(WORKER_MEMORY_CAP_BYTES)
