@@ -190,9 +190,11 @@ def grade_records(records: list[dict], plan: TaskPlan, golds: dict[str, tuple[st
                   pool: GradingPool) -> list[dict]:
     requests = [(plan.task.grader, golds[r["problem_id"]], r["answer"]) for r in records]
     verdicts = pool.grade(requests)
-    # a sample whose grading hit the time limit (retry included) says so: its "wrong" is not the grader's
-    return [{**r, "correct": bool(v), **({"grading": "timeout"} if pool.is_timeout(*request) else {})}
-            for r, v, request in zip(records, verdicts, requests, strict=True)]
+    # a sample whose grading hit the time limit or lost its worker (retry included) says so: its "wrong" is
+    # not the grader's
+    failures = [pool.grading_failure(*request) for request in requests]
+    return [{**r, "correct": bool(v), **({"grading": failure} if failure else {})}
+            for r, v, failure in zip(records, verdicts, failures, strict=True)]
 
 
 def generate_task(plan: TaskPlan, backend, run: RunDir, done: set, config: EvalConfig, pool: GradingPool,

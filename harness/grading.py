@@ -50,25 +50,51 @@ def _math_verify_timeout() -> int | None:
 # Answers that would send sympy into minutes of work or gigabytes, told apart from the gold by their shape
 # alone, are graded wrong before any worker sees them (a few microseconds, not a time limit each).
 SCREENED_GRADERS = ("math", "number")
-_HUGE_EXPONENT = re.compile(r"\^\s*\{?\s*\(?\s*\d{4,}")
+# A power whose value has more than this many digits is not computed by anyone's grader in seconds.
+MAX_POWER_DIGITS = 10_000
+_NUMBER_AT = re.compile(r"\s*\(?\s*(\d+)\s*\)?")
+_CARET = re.compile(r"\s*\^\s*")
+_CLOSE = re.compile(r"\s*\}")
+_NUMERIC_BASE = re.compile(r"(?<![\w.\\])\d+\s*\)?\s*\^")
+# A symbolic base ((x+1), y) raised to a literal exponent of five or more digits: a polynomial expansion.
+_SYMBOLIC_HUGE_POWER = re.compile(r"(?:[A-Za-z]|\))\s*\^\s*\{?\s*(\d{5,})")
+_TRIVIAL_BASE = re.compile(r"\(\s*-?\s*[01]\s*\)\s*\^\s*\{?\s*\d+\s*\}?$")
 
 
-def _power_depth(text: str) -> int:
-    """How many exponents stack: x^2 is 1, 9^{9^{9}} is 3."""
-    depth = deepest = 0
-    stack: list[bool] = []  # for each open brace: was it opened right after a ^?
-    previous = ""
-    for char in text:
-        if char == "^":
-            deepest = max(deepest, depth + 1)
-        elif char == "{":
-            stack.append(previous == "^")
-            depth += previous == "^"
-        elif char == "}" and stack:
-            depth -= stack.pop()
-        if not char.isspace():
-            previous = char
-    return deepest
+def _log10_power(text: str, pos: int) -> tuple[float, int] | None:
+    """(log10 of the value, end) of the numeric power tower starting at `pos` (2^{3^{4}}, 9^9), or None where
+    it is not one. Bases 0 and 1 give 0 whatever the exponent; values past 10^300 in an exponent count as
+    infinite."""
+    number = _NUMBER_AT.match(text, pos)
+    if number is None:
+        return None
+    base, end = int(number.group(1)), number.end()
+    caret = _CARET.match(text, end)
+    if caret is None:
+        return (math.log10(base) if base > 1 else 0.0), end
+    end = caret.end()
+    if text.startswith("{", end):
+        inner = _log10_power(text, end + 1)
+        close = _CLOSE.match(text, inner[1]) if inner else None
+        if close is None:
+            return None
+        log_exponent, end = inner[0], close.end()
+    elif end < len(text) and text[end].isdigit():  # 2^3: a single-character exponent
+        log_exponent, end = (math.log10(int(text[end])) if text[end] != "0" else float("-inf")), end + 1
+    else:
+        return None
+    if base <= 1:
+        return 0.0, end
+    exponent = 10**log_exponent if log_exponent < 300 else float("inf")
+    return exponent * math.log10(base), end
+
+
+def _huge_power(text: str) -> bool:
+    for match in _NUMERIC_BASE.finditer(text):
+        found = _log10_power(text, match.start())
+        if found is not None and found[0] > MAX_POWER_DIGITS:
+            return True
+    return any(not _TRIVIAL_BASE.search(text[: m.end()]) for m in _SYMBOLIC_HUGE_POWER.finditer(text))
 
 
 def _brace_depth(text: str) -> int:
@@ -82,12 +108,17 @@ def _brace_depth(text: str) -> int:
     return deepest
 
 
+# Screen reasons that hold whatever the other side is: clustering (which compares two sampled answers, not an
+# answer with a gold) skips answers rejected for these.
+ABSOLUTE_REASONS = ("unbalanced braces", "a huge power")
+
+
 def screen(grader: str, golds: Sequence[str], answer: str) -> str | None:
     """Why `answer` can be graded wrong without a symbolic comparison, or None. Only shapes no gold shares are
     screened: an answer as long as 50 golds (and 500 characters), unbalanced braces, braces nested 10 deep
-    and 5 deeper than any gold's (chains of \\frac or \\sqrt), an exponent tower deeper than any gold's (from
-    three levels), an exponent of four or more digits that no gold has."""
-    if grader not in SCREENED_GRADERS:
+    and 5 deeper than any gold's (chains of \\frac or \\sqrt), a power whose value has more than 10,000
+    digits (9^{9^{9}}; (x+1)^{100000}) where no gold has one. Bases 0 and 1 ((-1)^{2024}) are not screened."""
+    if grader not in SCREENED_GRADERS or not golds:
         return None
     if len(answer) > 50 * max(len(g) for g in golds) + 500:
         return "far longer than the gold"
@@ -96,11 +127,8 @@ def screen(grader: str, golds: Sequence[str], answer: str) -> str | None:
     nesting = _brace_depth(answer)
     if nesting >= 10 and nesting >= max(_brace_depth(g) for g in golds) + 5:
         return "deeply nested"
-    depth = _power_depth(answer)
-    if depth >= 3 and depth > max(_power_depth(g) for g in golds):
-        return "an exponent tower"
-    if _HUGE_EXPONENT.search(answer) and not any(_HUGE_EXPONENT.search(g) for g in golds):
-        return "a huge exponent"
+    if _huge_power(answer) and not any(_huge_power(g) for g in golds):
+        return "a huge power"
     return None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ _READY = "ready"
 WORKER_MEMORY_CAP_BYTES = 1 << 30
 
 
-def _worker_limits() -> None:
+def _worker_limits(die_with_parent: bool) -> None:
     """Cap the worker's memory, and have the kernel kill it when its parent dies (a SIGKILLed evaluation
     must not leave graders running at 100% CPU). Linux; elsewhere the pool's own shutdown is all there is."""
     try:
@@ -40,6 +41,8 @@ def _worker_limits() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_CAP_BYTES, WORKER_MEMORY_CAP_BYTES))
     except (ImportError, ValueError, OSError):
         pass
+    if not die_with_parent:
+        return
     try:
         import ctypes
         import signal
@@ -53,7 +56,7 @@ def _worker_limits() -> None:
         os._exit(1)
 
 
-def _worker_main(conn) -> None:
+def _worker_main(conn, die_with_parent: bool = True) -> None:
     """Grade chunks of (index, grader, golds, answer) items, reporting each verdict as soon as it is known,
     so the parent can time every item separately while paying one round trip per chunk. The parse caches
     in harness.grading live as long as the worker, i.e. across batches."""
@@ -62,7 +65,7 @@ def _worker_main(conn) -> None:
     from harness.grading import _grade_safely, _parse_answer
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _worker_limits()
+    _worker_limits(die_with_parent)
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # the pool reports timeouts itself
     _parse_answer("0")  # import sympy, math-verify and the antlr parser before the first deadline starts
     conn.send(_READY)
@@ -80,7 +83,10 @@ def _worker_main(conn) -> None:
 class _Worker:
     def __init__(self, context):
         self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child_conn,), daemon=True,
+        # PR_SET_PDEATHSIG fires when the creating *thread* ends: only the main thread lives as long as the
+        # process, so a pool made elsewhere relies on its own shutdown.
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        self.process = context.Process(target=_worker_main, args=(child_conn, on_main_thread), daemon=True,
                                        name="harness-grader")
         self.process.start()
         child_conn.close()
@@ -133,21 +139,33 @@ class GradingPool:
         self._workers: list[_Worker] = []  # slot i's current worker; a replacement takes over the slot
         self._slot_of_golds: dict[tuple[str, ...], int] = {}  # the shard, kept for the pool's lifetime
         self._memo: dict[tuple, bool] = {}
-        self.timed_out: set[tuple] = set()  # (grader, golds, answer) whose grading hit the limit, retry included
+        # Requests whose last grading failed, retry included: hit the limit, or the worker died. Not verdicts:
+        # they are not memoised, so a later batch grades them again.
+        self.timed_out: set[tuple] = set()
+        self.failed: set[tuple] = set()
         self.timed_out_answers: set[str] = set()
-        self.rejected_answers: set[str] = set()  # screened out before dispatch (harness.grading.screen)
+        self.rejected_answers: dict[str, str] = {}  # screened out before dispatch -> why (harness.grading.screen)
         self._failed_starts = 0
         self.stats = {"requests": 0, "no_answer": 0, "dispatched": 0, "screened": 0, "retried": 0, "timeouts": 0,
-                      "worker_restarts": 0, "stolen": 0}
+                      "errors": 0, "worker_restarts": 0, "stolen": 0}
 
     @property
     def unusable_answers(self) -> set[str]:
         """Answers not worth comparing again: they timed out or were screened out."""
-        return self.timed_out_answers | self.rejected_answers
+        from harness.grading import ABSOLUTE_REASONS
+
+        return self.timed_out_answers | {a for a, why in self.rejected_answers.items() if why in ABSOLUTE_REASONS}
 
     def is_timeout(self, grader: str, golds, answer: str | None) -> bool:
         """Whether this request's verdict (wrong) comes from hitting the time limit, not from the grader."""
-        return answer is not None and (grader, tuple(golds), answer) in self.timed_out
+        return self.grading_failure(grader, golds, answer) == "timeout"
+
+    def grading_failure(self, grader: str, golds, answer: str | None) -> str | None:
+        """"timeout" or "error" (the worker died) where this request's last grading failed, else None."""
+        if answer is None:
+            return None
+        key = (grader, tuple(golds), answer)
+        return "timeout" if key in self.timed_out else "error" if key in self.failed else None
 
     def start(self) -> None:
         """Start every worker now (each imports sympy and math-verify, seconds), so later timings hold only
@@ -180,9 +198,10 @@ class GradingPool:
             keys.append(key)
             if key in self._memo or key in todo:
                 continue
-            if screen(grader, key[1], answer) is not None:
+            why = screen(grader, key[1], answer)
+            if why is not None:
                 self._memo[key] = False
-                self.rejected_answers.add(answer)
+                self.rejected_answers[answer] = why
                 self.stats["screened"] += 1
                 continue
             todo[key] = None
@@ -190,24 +209,29 @@ class GradingPool:
         self.stats["no_answer"] += keys.count(None)
         for grader in {key[0] for key in todo}:
             resolve_grader(grader)  # a misspelt grader fails here, not as an all-wrong run
+        final: dict[tuple, bool] = {}  # this call's failed requests: wrong here, not memoised
         if todo:
             self.stats["dispatched"] += len(todo)
             self._dispatch(list(todo))
-            retry_keys, self._to_retry = self._to_retry, []
-            if retry_keys and retry:
-                self.stats["retried"] += len(retry_keys)
+            failures, self._to_retry = self._to_retry, []
+            if failures and retry:
+                self.stats["retried"] += len(failures)
                 self._limit_s, self._retrying = self.retry_timeout_s, True
                 try:
-                    self._dispatch(retry_keys)
+                    self._dispatch([key for key, _ in failures])
                 finally:
                     self._limit_s, self._retrying = self.timeout_s, False
-                retry_keys, self._to_retry = self._to_retry, []
-            for key in retry_keys:  # final: graded wrong, recorded as a timeout
-                self._memo[key] = False
-                self.timed_out.add(key)
-                self.timed_out_answers.add(key[2])
-                self.stats["timeouts"] += 1
-        return [key is not None and self._memo[key] for key in keys]
+                failures, self._to_retry = self._to_retry, []
+            for key, why in failures:
+                final[key] = False
+                if why == "timed out":
+                    self.timed_out.add(key)
+                    self.timed_out_answers.add(key[2])
+                    self.stats["timeouts"] += 1
+                else:
+                    self.failed.add(key)
+                    self.stats["errors"] += 1
+        return [key is not None and final.get(key, self._memo.get(key, False)) for key in keys]
 
     def _shard(self, keys: list[tuple]) -> list[deque]:
         """One queue per slot. Golds seen before keep their slot; new golds go to the slot with the least
@@ -247,6 +271,10 @@ class GradingPool:
                 self._receive(next(w for w in waiting if w.conn is conn), queues)
             now = time.monotonic()
             for worker in [w for w in self._workers if (w.inflight or not w.ready) and now > self._deadline(w)]:
+                if worker.conn.poll():  # its answer arrived after the wait: read it rather than kill it
+                    self._receive(worker, queues)
+                    if worker not in self._workers or time.monotonic() <= self._deadline(worker):
+                        continue
                 self._replace(worker, queues, "timed out")
 
     def _deadline(self, worker: _Worker) -> float:
@@ -266,6 +294,8 @@ class GradingPool:
                 expected, key = worker.inflight.popleft()
                 assert index == expected, "grading worker answered out of order"
                 self._memo[key] = verdict
+                self.timed_out.discard(key)
+                self.failed.discard(key)
                 worker.item_started = time.monotonic()
         except (EOFError, OSError):
             self._replace(worker, queues, "died")
@@ -285,7 +315,7 @@ class GradingPool:
         self._workers[slot] = _Worker(self._context)
         if worker.inflight:
             _, key = worker.inflight.popleft()
-            self._to_retry.append(key)  # not a verdict: `grade` retries it or records it as a timeout
+            self._to_retry.append((key, why))  # not a verdict: `grade` retries it, then records the failure
             logger.warning("grader %r %s on answer %.200r (gold %.100r) after %.1f s limit%s",
                            key[0], why, key[2], key[1], self._limit_s,
                            "; graded wrong" if self._retrying else "; it will be graded again with a longer limit")

@@ -88,6 +88,7 @@ def score_task(samples: list[dict], plan, pool: GradingPool, embeddings: bool = 
     result["no_answer_rate"] = float(np.mean([s["answer"] is None for s in samples]))
     # graded wrong because grading hit its time limit twice (harness.grading_pool): not the grader's verdict
     result["grading_timeouts"] = sum(s.get("grading") == "timeout" for s in samples)
+    result["grading_errors"] = sum(s.get("grading") == "error" for s in samples)
     # Kept so that paired tests between runs need only metrics.json.
     result["per_problem"] = {i: {"n": int(n[j]), "c": int(c[j])} for j, i in enumerate(ids)}
     return result
