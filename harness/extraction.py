@@ -118,7 +118,12 @@ _STATEMENT = re.compile(r"final\s+answer\s*(?:\*\*)?\s*(?:is\b|:)\s*(?:\*\*)?\s*
 # Not "or": boxes joined by "or" are usually one answer written two ways (15\\frac{39}{40} or \\frac{639}{40}).
 _BETWEEN_PARTS = re.compile(r"^(?:\s|\$|,|;|\\quad|\\qquad|\\text\{\s*and\s*\}|\band\b)*$")
 _MATH_SPANS = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|\$([^$]+?)\$", re.DOTALL)
-_SENTENCE_END = re.compile(r"(?<![\d\\])\.(?:\s|$)|\n")
+# A full stop followed by a space or the end ("3. I hope it is correct" ends after 3; 3.5 does not end).
+_SENTENCE_END = re.compile(r"(?<!\\)\.(?=\s|$)|\n")
+_LEADING_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\d/])")
+_LEADING_CHOICE = re.compile(r"\(?([A-F])\)?(?![A-Za-z])")
+# A statement inside a verification ("let's double-check the final answer: 5 x 2 = 10") states no answer.
+_CHECKING = re.compile(r"check|verif|confirm|plug", re.IGNORECASE)
 
 
 def _boxes(text: str) -> list[tuple[int, int, str]]:
@@ -161,14 +166,35 @@ def _strip_wrappers(answer: str) -> str:
     return answer.strip().rstrip(".").strip()
 
 
-def _last_statement(text: str) -> tuple[int, str] | None:
-    """(start, answer) of the last "answer is ..." statement that states something answer-like."""
+def _stated_answer(tail: str, loose: bool) -> str | None:
+    """The answer a statement's tail opens with: a box, a math span, a number or a choice letter ("$\\dfrac34$,
+    which is correct" -> \\dfrac34; "72 clips" -> 72). `loose`: otherwise the whole tail, if it has a digit
+    or some LaTeX ("x = 3")."""
+    tail = tail.strip().lstrip("*").strip()
+    boxed = _last_box_group(tail)
+    if boxed is not None and boxed[0] <= 2:
+        return boxed[1]
+    span = _MATH_SPANS.match(tail)
+    if span:
+        return next(g for g in span.groups() if g is not None).strip() or None
+    number = _LEADING_NUMBER.match(tail)
+    if number:
+        return _clean_number(number.group(0)) if "/" not in number.group(0) else number.group(0).replace(" ", "")
+    choice = _LEADING_CHOICE.match(tail)
+    if choice:
+        return choice.group(0)
+    answer = _strip_wrappers(tail)
+    return answer if loose and answer and len(answer) <= 60 and re.search(r"[\d\\]", answer) else None
+
+
+def _last_statement(text: str, loose: bool) -> tuple[int, str] | None:
+    """(start, answer) of the last "answer is ..." statement that states an answer (not one inside a check)."""
     for statement in reversed(list(_STATEMENT.finditer(text))):
-        tail = _SENTENCE_END.split(text[statement.end():], maxsplit=1)[0]
-        boxed = _last_box_group(tail)
-        answer = boxed[1] if boxed else _strip_wrappers(tail)
-        # "the answer is correct" states nothing: an answer has a digit, some math, or is one letter (a choice)
-        if answer and (re.search(r"[\d\\]", answer) or re.fullmatch(r"\(?[A-Za-z]\)?", answer)):
+        sentence_start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, statement.start())), default=0)
+        if _CHECKING.search(text, sentence_start, statement.start()):
+            continue
+        answer = _stated_answer(_SENTENCE_END.split(text[statement.end():], maxsplit=1)[0], loose)
+        if answer:
             return statement.start(), answer
     return None
 
@@ -187,7 +213,9 @@ def extract_lenient(text: str) -> str | None:
     if found is None:
         return None
     region, tagged = found
-    candidates = [c for c in (_last_box_group(region), _last_statement(region)) if c is not None]
+    box = _last_box_group(region)
+    # a statement after the last box wins only when it opens with an answer; with no box, looser ones count
+    candidates = [c for c in (box, _last_statement(region, loose=box is None)) if c is not None]
     if candidates:
         return max(candidates)[1]
     if tagged and region.strip():

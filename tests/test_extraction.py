@@ -123,6 +123,17 @@ def test_registry_lists_the_formats():
     ("so $\\boxed{1}$ and $\\boxed{-2}$.", "1, -2"),
     ("which is \\boxed{15\\frac{39}{40}}, or \\boxed{\\frac{639}{40}}", "\\frac{639}{40}"),
     ("\\boxed{3} was a guess. Later: \\boxed{6}", "6"),
+    # a statement ends at a full stop before a space, and gives the answer it opens with, not its prose
+    ("The final answer is 3. I hope it is correct.", "3"),
+    ("The answer is 18. Janet sells the rest.", "18"),
+    ("The answer is 72 clips.", "72"),
+    ("The answer is 1,080 dollars.", "1080"),
+    ("The answer is 3.5.", "3.5"),
+    ("The final answer is $\\dfrac34$, which is correct", "\\dfrac34"),
+    # a statement inside a check, or one that opens with prose, does not override a box
+    ("So \\boxed{5}. Let's double-check the final answer: $5\\cdot2=10$ as required.", "5"),
+    ("We get \\boxed{5}. Note the answer is independent of $r$.", "5"),
+    ("We get \\boxed{3}. Our answer is consistent with part (a), where we found 3", "3"),
     # no statement, no box: the last math span, then the last number
     ("We solve and get $x = 3$", "x = 3"),
     ("We get 3 apples and 4 pears, total 7 fruits", "7"),
