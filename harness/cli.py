@@ -361,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 143 if isinstance(e, _Terminated) else 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if previous is not _NOT_INSTALLED:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 class _Terminated(BaseException):
@@ -371,12 +371,16 @@ class _Terminated(BaseException):
 
 def _on_sigterm_say_what_is_kept():
     def raise_terminated(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second TERM while stopping ends the process plainly
         raise _Terminated()
 
     try:
         return signal.signal(signal.SIGTERM, raise_terminated)
     except ValueError:  # not the main thread (an embedding application): leave its handler alone
-        return None
+        return _NOT_INSTALLED
+
+
+_NOT_INSTALLED = object()
 
 if __name__ == "__main__":
     sys.exit(main())

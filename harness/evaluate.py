@@ -117,7 +117,8 @@ def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
         task = TASKS.get(name)
         n = config.n or task.default_n
         k = tuple(sorted(set(config.k))) if config.k else tuple(x for x in task.default_k if x <= n) or (1,)
-        bad = [x for x in k if not 1 <= x <= n]
+        # with --completions and no --n, n is the file's own: fit_plan_to_completions checks k against it
+        bad = [x for x in k if x < 1 or (x > n and not (config.completions and config.n is None))]
         if bad:
             raise ValueError(f"k={bad} is impossible with n={n} samples per problem for task {name}: "
                              "every k must be between 1 and n (raise --n or lower --k)")

@@ -47,24 +47,33 @@ def _lock(path: Path) -> None:
         os.close(fd)
         raise RunLockedError(f"{path} is being written by {holder}; wait for it to finish, or pass another "
                              "--out") from None
+    except OSError as e:  # a file system without locks (some NFS, SMB): say so and carry on unlocked
+        os.close(fd)
+        print(f"harness: warning: {path} cannot be locked ({e.strerror}); do not start a second writer on it",
+              file=sys.stderr)
+        _HELD_LOCKS[key] = -1
+        return
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})".encode())
     _HELD_LOCKS[key] = fd
 
 
-def _readable_mode() -> int:
-    """What a plain open() would give a new file: 0666 less the umask (mkstemp's 0600 would hide a run from
-    colleagues on a shared machine)."""
-    umask = os.umask(0)
+def _current_umask() -> int:
+    umask = os.umask(0)  # the only way to read it; done once, at import, before any thread could write files
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+# What a plain open() gives a new file: 0666 less the umask (mkstemp's 0600 would hide a run from colleagues
+# on a shared machine).
+_READABLE_MODE = 0o666 & ~_current_umask()
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one (temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, _readable_mode())
+    os.fchmod(fd, _READABLE_MODE)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

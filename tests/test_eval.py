@@ -232,3 +232,16 @@ def test_completions_are_read_leniently_by_default_and_the_card_says_so(tmp_path
                                  extraction="strict"), progress=False)
     assert strict.metrics["tasks"]["sandbox"]["pass@k"]["1"]["mean"] == 0.0
     assert "extraction" not in json.loads((tmp_path / "b" / "card.json").read_text())["tasks"]["sandbox"]
+
+
+def test_completions_without_n_take_the_files_n_for_k(tmp_path):
+    from tasks.synthetic import sandbox_test
+
+    lines = [{"problem_id": r["id"], "completion": f"\\boxed{{{r['answer']}}}", "sample_index": i}
+             for r in sandbox_test()[:2] for i in range(8)]
+    path = tmp_path / "eight.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run_eval(EvalConfig(tasks=("sandbox",), limit=2, k=(1, 8), completions=str(path),
+                                 out=str(tmp_path / "run")), progress=False)  # the task's default n is 4
+    assert result.metrics["tasks"]["sandbox"]["n"] == 8
+    assert result.metrics["tasks"]["sandbox"]["pass@k"]["8"]["mean"] == 1.0
