@@ -46,6 +46,9 @@ def add_eval_parser(commands) -> None:
     p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
     p.add_argument("--out", help="run directory (default runs/eval/<model>-<card hash>)")
     p.add_argument("--completions", help="grade this JSONL of {problem_id, completion} instead of generating")
+    p.add_argument("--lm-eval-samples", metavar="FILE",
+                   help="grade lm-eval's --log_samples JSONL for tasks written by `harness export lm-eval` (as "
+                        "--completions, with every harness metric)")
     p.add_argument("--extraction", choices=("strict", "lenient"),
                    help="strict: only what the task's format asks for (the last \\boxed{}); lenient: also a stated "
                         "final answer, the last math span, the last number, and boxes in a row joined (default: "
@@ -65,7 +68,8 @@ def run_eval_command(args) -> int:
         model=args.model, tasks=args.tasks, n=args.n, k=args.k, limit=args.limit, temperature=args.temperature,
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed,
         batch_size=args.batch_size, backend=args.backend, device=args.device, data_dir=args.data_dir,
-        out=args.out, completions=args.completions, grading_timeout_s=args.grading_timeout,
+        out=args.out, completions=args.completions or args.lm_eval_samples,
+        completions_format="lm-eval" if args.lm_eval_samples else "harness", grading_timeout_s=args.grading_timeout,
         embeddings=args.embeddings, extraction=args.extraction)
     result = run_eval(config, progress=not args.quiet, command=args.command_line)
     print(format_console_table(result.metrics))
@@ -317,6 +321,35 @@ def run_audit_command(args) -> int:
     return 0
 
 
+def add_export_parser(commands) -> None:
+    p = commands.add_parser("export", help="write harness tasks for another evaluation tool (lm-eval)",
+                            description="Write each task as an lm-eval task (problems as JSONL with the harness's "
+                                        "prompt and golds, a YAML with repeats: n, and a utils.py whose metric is "
+                                        "the harness's extraction, grader and pass@k). Run them with `lm_eval "
+                                        "--include_path DIR --tasks harness_<task> --log_samples ...`, and grade "
+                                        "the logged samples back with `harness eval --lm-eval-samples FILE`.")
+    p.add_argument("tool", choices=("lm-eval",), help="the tool to write for")
+    p.add_argument("--tasks", type=_name_list, default=("sandbox",), help="comma-separated tasks")
+    p.add_argument("--out", required=True, help="folder to write the task files into")
+    p.add_argument("--n", type=int, help="samples per problem (lm-eval repeats; default: each task's)")
+    p.add_argument("--k", type=_int_list, help="pass@k sizes (default: each task's, those <= n)")
+    p.add_argument("--extraction", choices=("strict", "lenient"), default="strict",
+                   help="answer extraction in the metric (default strict, as for generated samples)")
+    p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
+    p.set_defaults(handler=run_export_command)
+
+
+def run_export_command(args) -> int:
+    from harness.lm_eval_io import export_lm_eval_tasks
+
+    for path in export_lm_eval_tasks(args.tasks, args.out, n=args.n, k=args.k, data_dir=args.data_dir,
+                                     extraction=args.extraction):
+        print(path)
+    print(f"run: lm_eval --model hf --model_args pretrained=MODEL --include_path {args.out} --tasks "
+          f"{','.join('harness_' + t for t in args.tasks)} --log_samples --output_path OUT")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Train GRPO-family variants under one budget, "
                                      "evaluate them under one protocol, publish leaderboards.")
@@ -326,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_leaderboard_parser(commands)
     add_regress_parser(commands)
     add_audit_parser(commands)
+    add_export_parser(commands)
     add_list_parser(commands)
     return parser
 

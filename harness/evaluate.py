@@ -48,6 +48,7 @@ class EvalConfig:
     data_dir: str | None = None
     out: str | None = None  # the run directory; None derives one from the card hash under runs/eval/
     completions: str | None = None  # grade this JSONL of completions instead of generating
+    completions_format: str = "harness"  # or "lm-eval": lm-eval's --log_samples of `harness export lm-eval` tasks
     grading_timeout_s: float = 5.0
     embeddings: bool = False  # embedding spread with all-MiniLM-L6-v2 (optional extra)
     # "strict" reads what the task's format asks for (the last \boxed{}); "lenient" also stated answers, the
@@ -57,7 +58,9 @@ class EvalConfig:
 
     @property
     def extraction_mode(self) -> str:
-        return self.extraction or ("lenient" if self.completions else "strict")
+        # lm-eval samples of exported tasks answered the harness's own prompt, as generated samples do
+        lenient = self.completions and self.completions_format == "harness"
+        return self.extraction or ("lenient" if lenient else "strict")
 
 
 COMPLETIONS_CHUNK = 256  # completions graded and appended together
@@ -225,52 +228,60 @@ def generate_task(plan: TaskPlan, backend, run: RunDir, done: set, config: EvalC
     return generated
 
 
-def read_completions(path: Path, plans: list[TaskPlan]) -> dict[str, list[dict]]:
-    """A JSONL of {problem_id, completion[, task][, sample_index][, num_tokens][, finish_reason]} per line.
-    Every line is checked before anything is graded: a bad one is named by file and line."""
-    by_task: dict[str, list[dict]] = {plan.task.name: [] for plan in plans}
-    known = {plan.task.name: {p.id for p in plan.problems} for plan in plans}
-    next_index: dict[tuple[str, str], int] = {}
-    first_seen: dict[tuple[str, str, int], int] = {}
+def _jsonl_rows(path: Path):
+    """(where, row) for every line of a completions JSONL."""
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             where = f"{path}:{line_number}"
             try:
-                row = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{where}: malformed JSON ({e.msg}); fix or remove that line") from None
-            if not isinstance(row, dict) or "problem_id" not in row or "completion" not in row:
-                raise DataError(f"{where}: each line needs 'problem_id' and 'completion'")
-            if not isinstance(row["completion"], str):
-                raise DataError(f"{where}: 'completion' must be a string, got {type(row['completion']).__name__}; "
-                                "write an empty string for a system that produced nothing")
-            try:
-                row["completion"].encode("utf-8")
-            except UnicodeEncodeError as e:  # a lone surrogate (\ud800): the run store could not write it
-                raise DataError(f"{where}: 'completion' holds a character UTF-8 cannot store ({e.reason} at "
-                                f"{e.start}); fix the producer's encoding") from None
-            task = row.get("task") or (plans[0].task.name if len(plans) == 1 else None)
-            if task is None:
-                raise DataError(f"{where}: no 'task' field, and several tasks were asked for; add 'task' to "
-                                "each line or evaluate one task at a time")
-            if task not in by_task:
-                raise DataError(f"{where}: task {task!r} is not among --tasks {sorted(by_task)}")
-            problem_id = str(row["problem_id"])
-            if problem_id not in known[task]:
-                raise DataError(f"{where}: problem_id {problem_id!r} is not a problem of {task} "
-                                "(or it is past --limit)")
-            index = row.get("sample_index", next_index.get((task, problem_id), 0))
-            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-                raise DataError(f"{where}: 'sample_index' must be a whole number >= 0, got {index!r}")
-            key = (task, problem_id, index)
-            if key in first_seen:
-                raise DataError(f"{where}: sample {index} of {problem_id} appears twice (first on line "
-                                f"{first_seen[key]}); each (problem_id, sample_index) once")
-            first_seen[key] = line_number
-            next_index[(task, problem_id)] = index + 1
-            by_task[task].append({**row, "task": task, "problem_id": problem_id, "sample_index": index})
+
+
+def read_completions(path: Path, plans: list[TaskPlan], lm_eval: bool = False) -> dict[str, list[dict]]:
+    """A JSONL of {problem_id, completion[, task][, sample_index][, num_tokens][, finish_reason]} per line, or
+    (`lm_eval`) lm-eval's --log_samples output for tasks from `harness export lm-eval`. Every row is checked
+    before anything is graded: a bad one is named by file and line."""
+    from harness.lm_eval_io import lm_eval_completions
+
+    by_task: dict[str, list[dict]] = {plan.task.name: [] for plan in plans}
+    known = {plan.task.name: {p.id for p in plan.problems} for plan in plans}
+    next_index: dict[tuple[str, str], int] = {}
+    first_seen: dict[tuple[str, str, int], str] = {}
+    for where, row in (lm_eval_completions(path) if lm_eval else _jsonl_rows(path)):
+        if not isinstance(row, dict) or "problem_id" not in row or "completion" not in row:
+            raise DataError(f"{where}: each line needs 'problem_id' and 'completion'")
+        if not isinstance(row["completion"], str):
+            raise DataError(f"{where}: 'completion' must be a string, got {type(row['completion']).__name__}; "
+                            "write an empty string for a system that produced nothing")
+        try:
+            row["completion"].encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate (\ud800): the run store could not write it
+            raise DataError(f"{where}: 'completion' holds a character UTF-8 cannot store ({e.reason} at "
+                            f"{e.start}); fix the producer's encoding") from None
+        task = row.get("task") or (plans[0].task.name if len(plans) == 1 else None)
+        if task is None:
+            raise DataError(f"{where}: no 'task' field, and several tasks were asked for; add 'task' to "
+                            "each line or evaluate one task at a time")
+        if task not in by_task:
+            raise DataError(f"{where}: task {task!r} is not among --tasks {sorted(by_task)}")
+        problem_id = str(row["problem_id"])
+        if problem_id not in known[task]:
+            raise DataError(f"{where}: problem_id {problem_id!r} is not a problem of {task} "
+                            "(or it is past --limit)")
+        index = row.get("sample_index", next_index.get((task, problem_id), 0))
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise DataError(f"{where}: 'sample_index' must be a whole number >= 0, got {index!r}")
+        key = (task, problem_id, index)
+        if key in first_seen:
+            raise DataError(f"{where}: sample {index} of {problem_id} appears twice (first at "
+                            f"{first_seen[key]}); each (problem_id, sample_index) once")
+        first_seen[key] = where
+        next_index[(task, problem_id)] = index + 1
+        by_task[task].append({**row, "task": task, "problem_id": problem_id, "sample_index": index})
     return by_task
 
 
@@ -309,12 +320,16 @@ def run_eval(config: EvalConfig, progress: bool = True, command: str | None = No
         path = Path(config.completions)
         if not path.is_file():
             raise DataError(f"completions file {path} not found")
-        completions = read_completions(path, plans)
+        if config.completions_format not in ("harness", "lm-eval"):
+            raise ValueError(f"completions format {config.completions_format!r} is not harness or lm-eval")
+        completions = read_completions(path, plans, lm_eval=config.completions_format == "lm-eval")
         plans = [fit_plan_to_completions(plan, completions[plan.task.name], config.n, config.k) for plan in plans]
         from harness.task import sha256_of_file
 
         model = {"name": f"completions:{path.name}"}
         backend_info, backend = {"backend": "completions", "sha256": sha256_of_file(path)}, None
+        if config.completions_format != "harness":  # recorded only when not the default: older cards keep hashes
+            backend_info["format"] = config.completions_format
         chat_template = None
     else:
         resolved = resolve_model(config.model)
