@@ -53,6 +53,7 @@ def _bad_inputs(tmp_path):
     compare = ["compare", "--quiet", "--out", str(tmp_path / "compare")]
     return [
         ([*eval_, str(tmp_path / "r"), "--device", "cuda"], "--device cuda: this machine has no CUDA device"),
+        ([*eval_, str(tmp_path / "r"), "--embeddings"], "pip install rlvr-harness[embeddings]"),
         ([*eval_, str(tmp_path / "r"), "--temperature", "nan"], "temperature and top_p must be finite numbers"),
         ([*eval_, str(tmp_path / "r"), "--max-new-tokens", "0"], "max_new_tokens must be >= 1, got 0"),
         ([*eval_, str(tmp_path / "r"), "--grading-timeout", "-1"], "--grading-timeout must be a positive number"),
@@ -130,3 +131,29 @@ def test_a_benchmark_file_with_a_repeated_id_is_refused(benchmarks_dir, tmp_path
     (tmp_path / "math500.jsonl").write_text("\n".join([*lines, lines[0]]) + "\n")
     with pytest.raises(DataError, match="records 1 and 4 share the id"):
         TASKS.get("math500").load(tmp_path)
+
+
+def test_a_file_size_limit_mid_run_is_one_line_and_keeps_what_was_stored(tmp_path):
+    """ulimit -f: the write that crosses the limit fails (Python ignores SIGXFSZ), and the run says so in one
+    line, exit 2; the samples written before it stay."""
+    import json
+    import os
+    import resource
+
+    from tasks.synthetic import sandbox_test
+
+    lines = [{"problem_id": r["id"], "completion": "x" * 400 + f"\\boxed{{{r['answer']}}}"} for r in sandbox_test()[:240]]
+    completions = tmp_path / "c.jsonl"
+    completions.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    run = subprocess.run([sys.executable, "-m", "harness.cli", "eval", "--tasks", "sandbox", "--n", "1", "--k", "1",
+                          "--completions", str(completions), "--out", str(tmp_path / "run"), "--quiet"],
+                         env={**os.environ}, preexec_fn=limit_file_size, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert "File too large" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    complete = (tmp_path / "run" / "samples.jsonl").read_bytes().split(b"\n")[:-1]  # a torn tail is dropped on resume
+    assert 0 < len(complete) < 240 and all(json.loads(line)["problem_id"] for line in complete)
