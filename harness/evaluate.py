@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import re
 import sys
@@ -228,30 +227,18 @@ def generate_task(plan: TaskPlan, backend, run: RunDir, done: set, config: EvalC
     return generated
 
 
-def _jsonl_rows(path: Path):
-    """(where, row) for every line of a completions JSONL."""
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg}); fix or remove that line") from None
-
-
 def read_completions(path: Path, plans: list[TaskPlan], lm_eval: bool = False) -> dict[str, list[dict]]:
     """A JSONL of {problem_id, completion[, task][, sample_index][, num_tokens][, finish_reason]} per line, or
     (`lm_eval`) lm-eval's --log_samples output for tasks from `harness export lm-eval`. Every row is checked
     before anything is graded: a bad one is named by file and line."""
     from harness.lm_eval_io import lm_eval_completions
+    from harness.task import iter_jsonl
 
     by_task: dict[str, list[dict]] = {plan.task.name: [] for plan in plans}
     known = {plan.task.name: {p.id for p in plan.problems} for plan in plans}
     next_index: dict[tuple[str, str], int] = {}
     first_seen: dict[tuple[str, str, int], str] = {}
-    for where, row in (lm_eval_completions(path) if lm_eval else _jsonl_rows(path)):
+    for where, row in (lm_eval_completions(path) if lm_eval else iter_jsonl(path)):
         if not isinstance(row, dict) or "problem_id" not in row or "completion" not in row:
             raise DataError(f"{where}: each line needs 'problem_id' and 'completion'")
         if not isinstance(row["completion"], str):

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.task import DataError
+from harness.task import DataError, iter_jsonl
 
 UTILS = '''"""Written by `harness export lm-eval`: lm-eval calls these, and they grade with rlvr-harness itself."""
 
@@ -103,22 +103,13 @@ def export_lm_eval_tasks(task_names, out_dir: str | Path, n: int | None = None, 
 def lm_eval_completions(path: Path) -> Iterator[tuple[str, dict]]:
     """(where, completion row) for every completion of every problem in lm-eval's `--log_samples` JSONL of an
     exported task: {"task", "problem_id", "sample_index", "completion"}."""
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: malformed JSON ({e.msg}); is this lm-eval's --log_samples output?") from None
-            doc = record.get("doc") if isinstance(record, dict) else None
-            responses = record.get("filtered_resps") if isinstance(record, dict) else None
-            if not isinstance(doc, dict) or "id" not in doc or "harness_task" not in doc or responses is None:
-                raise DataError(f"{where}: not a sample of a task from `harness export lm-eval` (needs doc.id, "
-                                "doc.harness_task and filtered_resps)")
-            if responses and isinstance(responses[0], list):  # one list per request: the keep_all filter's form
-                responses = responses[0]
-            for index, text in enumerate(responses):
-                yield where, {"task": doc["harness_task"], "problem_id": doc["id"], "sample_index": index,
-                              "completion": text}
+    for where, record in iter_jsonl(path):
+        doc, responses = record.get("doc"), record.get("filtered_resps")
+        if not isinstance(doc, dict) or "id" not in doc or "harness_task" not in doc or responses is None:
+            raise DataError(f"{where}: not a sample of a task from `harness export lm-eval` (needs doc.id, "
+                            "doc.harness_task and filtered_resps)")
+        if responses and isinstance(responses[0], list):  # one list per request: the keep_all filter's form
+            responses = responses[0]
+        for index, text in enumerate(responses):
+            yield where, {"task": doc["harness_task"], "problem_id": doc["id"], "sample_index": index,
+                          "completion": text}

@@ -52,21 +52,25 @@ class DataSource(Protocol):
         """Return (records, sha256, origin)."""
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    records = []
+def iter_jsonl(path: Path):
+    """("file:line", JSON object) for every non-blank line; a malformed line is named, not skipped."""
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
+            where = f"{path}:{line_number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_number}: malformed JSON ({e.msg} at column {e.colno}); "
-                                "fix or remove that line") from None
+                raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno}); fix or remove that "
+                                "line") from None
             if not isinstance(record, dict):
-                raise DataError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
-    return records
+                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            yield where, record
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [record for _, record in iter_jsonl(path)]
 
 
 def sha256_of_file(path: Path) -> str:
