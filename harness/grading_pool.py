@@ -119,9 +119,10 @@ class GradingPool:
     to the same worker slot, this batch and later ones, so each gold is parsed (and its sympy work cached)
     in one worker rather than in all; only an idle worker with nothing of its own left takes work from
     another's queue, so the last items of a batch do not wait on one busy worker. Each worker reports
-    every item, and the parent kills a worker whose current item has run past `timeout_s`, grades that
-    item wrong, and resubmits the rest of its chunk to a fresh worker in the same slot. Answers that timed
-    out are kept in `timed_out_answers` so that clustering need not try them again.
+    every item, and the parent kills a worker whose current item has run past `timeout_s`, sets that item
+    aside for one retry at `retry_timeout_s` (after which it is wrong for this call, recorded as a timeout,
+    not memoised), and resubmits the rest of its chunk to a fresh worker in the same slot. Answers whose last
+    grading timed out (`timed_out_answers`) are not tried again by clustering.
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 5.0, chunk_size: int = 32,
@@ -143,11 +144,14 @@ class GradingPool:
         # they are not memoised, so a later batch grades them again.
         self.timed_out: set[tuple] = set()
         self.failed: set[tuple] = set()
-        self.timed_out_answers: set[str] = set()
         self.rejected_answers: dict[str, str] = {}  # screened out before dispatch -> why (harness.grading.screen)
         self._failed_starts = 0
         self.stats = {"requests": 0, "no_answer": 0, "dispatched": 0, "screened": 0, "retried": 0, "timeouts": 0,
                       "errors": 0, "worker_restarts": 0, "stolen": 0}
+
+    @property
+    def timed_out_answers(self) -> set[str]:
+        return {key[2] for key in self.timed_out}
 
     @property
     def unusable_answers(self) -> set[str]:
@@ -226,7 +230,6 @@ class GradingPool:
                 final[key] = False
                 if why == "timed out":
                     self.timed_out.add(key)
-                    self.timed_out_answers.add(key[2])
                     self.stats["timeouts"] += 1
                 else:
                     self.failed.add(key)

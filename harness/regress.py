@@ -31,7 +31,6 @@ EXIT_PASS, EXIT_REGRESSION, EXIT_INCONCLUSIVE, EXIT_INCOMPARABLE, EXIT_ERROR = 0
 # result is seldom worth blocking a merge for. Per task with --margin TASK=POINTS.
 DEFAULT_MARGIN_POINTS = 1.0
 MODES = ("gate", "noninferiority")
-VERDICTS = ("pass", "regression", "inconclusive", "not non-inferior")
 
 # Per-task settings whose difference changes a number. The model under test may differ, and so may how it is
 # served (backend, dtype, batch size, the tokenizer's chat template), the eval seed and k. The problem set is
