@@ -14,10 +14,12 @@ per-item time limit; `cluster_answers` groups equivalent answers through it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -44,6 +46,60 @@ DECIMAL_GOLD_REL_TOL = 1e-4
 def _math_verify_timeout() -> int | None:
     """SIGALRM can only be armed from the main thread; elsewhere the caller must bound the time itself."""
     return MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+# ------------------------------------------------------------------------------------- parse speed-ups
+# Parsed LaTeX a worker keeps. math-verify caches only its last 20 parses, keyed by the normalised string; a
+# worker sees thousands of answers and golds whose normalised forms repeat (\dfrac and \frac, \left( and ().
+PARSE_CACHE_SIZE = 1 << 14
+
+
+def speed_up_parsing() -> None:
+    """Make this process's LaTeX parsing faster without changing any result; grading workers call it.
+
+    - ANTLR's two-stage strategy: predict with SLL first, which (ANTLR's documented guarantee) either gives
+      the tree full LL prediction gives or reports a syntax error, and reparse with LL only after an error.
+      latex2sympy predicts with LL throughout; SLL takes about 30% off parsing MATH-style answers.
+    - math-verify's parse cache (a pure function of the normalised string) grows from 20 entries to
+      PARSE_CACHE_SIZE, so an answer that normalises like one seen before is not parsed again.
+
+    Both reach into library internals (latex2sympy2_extended 1.x, math-verify 0.9); where those are not as
+    expected, the library is left as it is. tests/test_grading.py checks both paths give the same results.
+    """
+    global _parsing_sped_up
+    if _parsing_sped_up:
+        return
+    _parsing_sped_up = True
+    try:
+        import math_verify.parser as math_verify_parser
+        from antlr4.atn.PredictionMode import PredictionMode
+        from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
+    except ImportError:
+        return
+    cached = math_verify_parser.parse_latex_cached
+    if hasattr(cached, "__wrapped__") and hasattr(cached, "cache_info"):
+        math_verify_parser.parse_latex_cached = lru_cache(maxsize=PARSE_CACHE_SIZE)(cached.__wrapped__)
+    if not all(callable(getattr(_Latex2Sympy, name, None)) for name in ("create_parser", "parse")):
+        return
+    create_parser, parse = _Latex2Sympy.create_parser, _Latex2Sympy.parse
+
+    def create_parser_in_mode(self, latex_str):
+        parser = create_parser(self, latex_str)
+        parser._interp.predictionMode = getattr(self, "_prediction_mode", PredictionMode.LL)
+        return parser
+
+    def parse_in_two_stages(self, latex_str):
+        self._prediction_mode = PredictionMode.SLL
+        try:
+            return parse(self, latex_str)
+        except Exception:  # a syntax error under SLL, or an input no mode parses: LL has the last word
+            self._prediction_mode = PredictionMode.LL
+            return parse(self, latex_str)
+
+    _Latex2Sympy.create_parser, _Latex2Sympy.parse = create_parser_in_mode, parse_in_two_stages
+
+
+_parsing_sped_up = False
 
 
 # ------------------------------------------------------------------------------------------- screening
@@ -229,8 +285,6 @@ def _close_decimals(gold: tuple, pred: tuple) -> bool | None:
 def grade_math(golds: tuple[str, ...], answer: str) -> bool:
     """math-verify equivalence against any gold, gold first; a decimal gold and a numeric answer are compared
     with a relative tolerance instead."""
-    from math_verify import verify
-
     needs_verify = []
     for gold in golds:
         if _same_text(gold, answer):
@@ -256,9 +310,97 @@ def grade_math(golds: tuple[str, ...], answer: str) -> bool:
         if close is not None:
             if close:
                 return True
-        elif verify(list(parsed_gold), list(pred), timeout_seconds=_math_verify_timeout()):
+        elif _verify(parsed_gold, pred):
             return True
     return False
+
+
+def _verify(gold: tuple, pred: tuple) -> bool:
+    """math-verify's verify(gold, pred), which is any() over the product of the two parse lists, with the
+    pairs that evaluate apart (see _values_apart) answered False without sympy's simplify: proving wrong
+    answers wrong is most of a MATH-style workload's comparison time."""
+    from math_verify import verify
+
+    return any(not _values_apart(g, p) and verify([g], [p], timeout_seconds=_math_verify_timeout())
+               for g, p in itertools.product(gold, pred))
+
+
+# Elementary functions whose sympy simplification holds on the whole real line (principal branches), so a
+# difference that is nonzero at one real point cannot simplify to zero.
+_ELEMENTARY = frozenset({"exp", "log", "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "acot",
+                         "sinh", "cosh", "tanh", "Abs", "sign", "floor", "ceiling", "Min", "Max"})
+# How far apart two values must be, relative to the larger magnitude and at least 1, to count as different:
+# far beyond math-verify's own rounding of floats (6 decimal places) and 30-digit evaluation error.
+VALUES_APART = 1e-4
+
+
+def _values_apart(gold, pred) -> bool:
+    """True when gold and pred are plain real expressions (numbers, real variables, + - * / powers, the
+    elementary functions above) whose values at one real point differ by more than VALUES_APART: then
+    math-verify's answer for them, numeric rounding or simplify(gold - pred) == 0, is no.
+
+    Everything else (relations, sets, tuples, matrices, lone symbols it compares by name, percentages it
+    counts equal to their number, sums and integrals whose identities need integer variables) is left
+    to math-verify, as is any pair whose values at the point are close or cannot be computed."""
+    import mpmath
+
+    if gold is pred:
+        return False
+    point = {}
+    values = []
+    for expr in (gold, pred):
+        if not _plain_real(expr):
+            return False
+        point.update((symbol, _point_value(symbol.name)) for symbol in expr.free_symbols)
+    try:
+        for expr in (gold, pred):
+            value = expr.evalf(30, subs=point)
+            if not value.is_number:
+                return False
+            real, imaginary = value.as_real_imag()
+            if not (real.is_Float or real.is_zero) or not (imaginary.is_Float or imaginary.is_zero):
+                return False
+            values.append(mpmath.mpc(real._to_mpmath(110) if real.is_Float else 0,
+                                     imaginary._to_mpmath(110) if imaginary.is_Float else 0))
+    except Exception:  # anything sympy cannot evaluate is left to math-verify
+        return False
+    a, b = values
+    if not all(mpmath.isfinite(v) for v in values):
+        return False
+    return abs(a - b) > VALUES_APART * max(1, abs(a), abs(b))
+
+
+def _plain_real(expr) -> bool:
+    from sympy import Add, Expr, Mul, Number, NumberSymbol, Pow, Symbol, UnevaluatedExpr, preorder_traversal
+    from sympy.core.function import AppliedUndef
+
+    if not isinstance(expr, Expr) or isinstance(expr, Symbol) or getattr(expr, "is_Matrix", False):
+        return False
+    for node in preorder_traversal(expr):
+        if isinstance(node, (Add, Mul, Pow, Number, NumberSymbol)):
+            continue
+        if isinstance(node, Symbol):
+            if node.assumptions0 != _real_symbol_assumptions():
+                return False  # integer, positive or complex variables: identities the point cannot see
+            continue
+        if isinstance(node, (UnevaluatedExpr, AppliedUndef)) or type(node).__name__ not in _ELEMENTARY:
+            return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def _real_symbol_assumptions() -> dict:
+    from sympy import Symbol
+
+    return Symbol("x", real=True).assumptions0
+
+
+def _point_value(name: str):
+    """A generic real value for a variable, the same for the same name on both sides: in (0.3, 2.3), away from
+    the integers and simple fractions that make unequal expressions agree."""
+    from sympy import Float
+
+    return Float(0.3 + 2 * (zlib.crc32(name.encode()) % 99991) / 99991 + 1e-7 * math.pi, 30)
 
 
 # ---------------------------------------------------------------------------------------------- choice

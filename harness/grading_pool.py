@@ -62,11 +62,12 @@ def _worker_main(conn, die_with_parent: bool = True) -> None:
     in harness.grading live as long as the worker, i.e. across batches."""
     import signal
 
-    from harness.grading import _grade_safely, _parse_answer
+    from harness.grading import _grade_safely, _parse_answer, speed_up_parsing
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _worker_limits(die_with_parent)
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # the pool reports timeouts itself
+    speed_up_parsing()
     _parse_answer("0")  # import sympy, math-verify and the antlr parser before the first deadline starts
     conn.send(_READY)
     while True:

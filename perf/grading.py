@@ -4,11 +4,12 @@ A sampled model repeats itself: per problem it produces the gold, a few re-spell
 answers, with skewed frequencies, plus some completions without an answer. This script simulates that
 (MATH500 x 64 samples by default, seeded), grades it through the pool (memoised, deduplicated, chunked,
 in worker processes), and compares with the serial baseline: math-verify parse + verify of every
-completion, one after the other, in this process. The baseline runs on the first --baseline-problems
-problems only (all their samples, so the repeat structure math-verify's own parse cache sees is kept)
-and is extrapolated per sample; the verdicts on those samples must be identical.
+completion, one after the other, in this process. The baseline runs on the whole workload by default
+(about 40 s); --baseline-problems N runs it on the first N problems only (all their samples, so the repeat
+structure math-verify's own parse cache sees is kept) and extrapolates per sample, which overstates the
+serial cost (the first problems are slower than the average). The verdicts must be identical.
 
-    python perf/grading.py [--problems 500] [--samples 64] [--baseline-problems 40] [--workers 2]
+    python perf/grading.py [--problems 500] [--samples 64] [--baseline-problems N] [--workers 2]
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR", DEFAULT_DATA_DIR))
     parser.add_argument("--problems", type=int, default=500)
     parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--baseline-problems", type=int, default=40)
+    parser.add_argument("--baseline-problems", type=int, default=None, help="default: all")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -115,14 +116,15 @@ def main() -> None:
           f"{len(rows) / (pooled_s + startup):,.0f} samples/s with it); CPU: parent {parent_cpu:.1f} s + "
           f"workers {workers_cpu:.1f} s; {stats}")
 
-    baseline_rows = [(i, p, c) for i, (p, c) in enumerate(rows) if i < args.baseline_problems * args.samples]
+    baseline_problems = len(problems) if args.baseline_problems is None else args.baseline_problems
+    baseline_rows = [(i, p, c) for i, (p, c) in enumerate(rows) if i < baseline_problems * args.samples]
     started, serial_cpu = time.perf_counter(), time.process_time()
     serial = [math_verify_once(problem.golds[0], completion) for _, problem, completion in baseline_rows]
     serial_s, serial_cpu = time.perf_counter() - started, time.process_time() - serial_cpu
     scale = len(rows) / len(baseline_rows)
     serial_rate = len(baseline_rows) / serial_s
     print(f"serial math-verify, 1 process: {serial_rate:,.0f} samples/s on the first "
-          f"{args.baseline_problems} "
+          f"{baseline_problems} "
           f"problems ({len(baseline_rows)} samples, {serial_s:.1f} s, CPU {serial_cpu:.1f} s); extrapolated "
           f"to the whole workload: {serial_s * scale:.0f} s, CPU {serial_cpu * scale:.0f} s")
     mismatches = [i for (i, _, _), verdict in zip(baseline_rows, serial, strict=True) if pooled[i] != verdict]

@@ -113,6 +113,101 @@ def test_rational_fast_path_agrees_with_math_verify():
             assert grade("math", (gold,), answer) == expected, (gold, answer)
 
 
+# (gold, answer, whether the pair evaluates apart): identities and near values must reach math-verify; only
+# pairs that differ at a real point may skip it. Percentages, rounding, sums, degrees and bound variables too.
+EVALUATION_CASES = [
+    ("13", "x - x + 13", False), ("1", "\\sin^2 x + \\cos^2 x", False), ("x^2+2x+1", "(x+1)^2", False),
+    ("|x|", "\\sqrt{x^2}", False), ("\\frac{1}{3}", "0.333333", False), ("\\frac13", "0.3333", False),
+    ("50", "50\\%", False), ("\\pi", "3.14159", False), ("e", "2.718281828", False), ("2\\log x", "\\log(x^2)", False),
+    ("\\frac{n(n+1)}{2}", "\\sum_{k=1}^{n} k", False), ("\\sqrt{2}", "1.41421356", False),
+    ("\\frac{\\sqrt3}{2}", "\\sin\\frac{\\pi}{3}", False), ("-\\infty", "\\infty", False),
+    ("10^{-9}", "2\\cdot 10^{-9}", False), ("i", "\\sqrt{-1}", False), ("\\binom{n}{2}", "\\frac{n(n-1)}{2}", False),
+    ("n!", "n(n-1)!", False), ("a+b", "b+a", False), ("a_1", "a_2", False), ("\\frac{x}{x}", "1", False),
+    ("13", "x^8+x^7+1", True), ("5", "6", True), ("\\sqrt{2}", "1.414", True), ("70\\sqrt{2}", "\\cot x", True),
+    ("\\frac{\\sqrt{3}}{2}", "\\sin 60^\\circ", True), ("x^2 - 1", "x^2 + 1", True), ("\\frac{7}{4}", "(a+5)(b+2)", True),
+]
+
+
+@pytest.mark.parametrize("gold, answer, apart", EVALUATION_CASES)
+def test_pairs_that_evaluate_apart_skip_math_verify_with_its_verdict(gold, answer, apart):
+    """The grader answers exactly as math-verify's parse + verify does; the shortcut acts where values differ."""
+    from math_verify import verify
+
+    parsed_gold, parsed_answer = grading._parse_gold(gold), grading._parse_answer(answer)
+    assert grading._values_apart(parsed_gold[0], parsed_answer[0]) == apart
+    assert grade("math", (gold,), answer) == verify(list(parsed_gold), list(parsed_answer))
+
+
+def test_grader_agrees_with_math_verify_on_benchmark_golds(benchmarks_dir):
+    """Golds of MATH500 graded against neighbouring golds and re-spellings: the harness's grader, with all its
+    shortcuts, gives math-verify's verdict on every pair, and the shortcuts decide a good share of them."""
+    import json
+
+    from math_verify import verify
+
+    golds = [json.loads(line)["answer"] for line in (benchmarks_dir / "math500.jsonl").open()][:80]
+    pairs = [(gold, other) for i, gold in enumerate(golds) for other in golds[i + 1: i + 4]]
+    pairs += [(gold, gold.replace("\\frac", "\\dfrac").replace(" ", "")) for gold in golds]
+    decided_without_simplify = 0
+    for gold, answer in pairs:
+        parsed_gold, parsed_answer = grading._parse_gold(gold), grading._parse_answer(answer)
+        expected = bool(parsed_gold and parsed_answer and verify(list(parsed_gold), list(parsed_answer)))
+        assert grade("math", (gold,), answer) == expected, (gold, answer)
+        decided_without_simplify += bool(parsed_gold and parsed_answer
+                                         and grading._values_apart(parsed_gold[0], parsed_answer[0]))
+    assert decided_without_simplify > len(pairs) // 5
+
+
+# Answers the parser finds hard or cannot parse: implicit products, commas, intervals, relations, matrices,
+# text, units, percentages, and syntax errors (the two-stage parse must fall back to LL and fail alike).
+PARSER_CASES = ["\\sin x^2", "2\\pi r", "a,b", "1,000", "1,000,000", "(1,2]", "x \\in [0,1)", "\\{1,2\\}",
+                "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "f(x)=2x", "y = 2x + 3", "\\text{Evelyn}", "10\\%",
+                "3 \\text{ cm}", "\\frac12", "\\sqrt2", "x^2 - 1 = 0", "1 < x \\le 2", "\\infty", "-\\infty",
+                "(-\\infty, 2) \\cup (3, \\infty)", "\\pm 3", "2 \\cdot 3", "\\frac{1}{", "x==", "}{", "\\left(",
+                "\\log_2 8", "\\binom{5}{2}", "5!", "|x|", "\\lfloor x \\rfloor", "e^{i\\pi}", "\\dfrac{\\sqrt{3}}{2}"]
+
+
+@pytest.mark.slow
+def test_sped_up_parsing_gives_the_plain_parsers_results(benchmarks_dir):
+    """speed_up_parsing (SLL-first prediction, a larger parse cache), as the pool's workers install it, parses
+    every gold of four benchmarks and the hard cases above exactly as the libraries do on their own, both as
+    golds and with the answer settings. Run in a fresh interpreter so this process's parser stays as shipped."""
+    import json
+    import subprocess
+    import sys
+
+    texts = list(PARSER_CASES)
+    for name in ("math500", "minerva_math", "olympiadbench", "amc23"):
+        texts += [json.loads(line)["answer"] for line in (benchmarks_dir / f"{name}.jsonl").open()]
+    script = """
+import json, sys
+import math_verify.parser
+from sympy import srepr
+from harness import grading
+from latex2sympy2_extended.latex2sympy2 import _Latex2Sympy
+texts = json.load(sys.stdin)
+def parse_all():
+    grading._parse_gold.cache_clear(); grading._parse_answer.cache_clear()
+    math_verify.parser.parse_latex_cached.cache_clear()
+    return [[srepr(x) for x in grading._parse_gold(t)] + ["|"] + [srepr(x) for x in grading._parse_answer(t)]
+            for t in texts]
+plain = parse_all()
+grading.speed_up_parsing()
+fast = parse_all()
+print(json.dumps({"plain": plain, "fast": fast, "two_stage": _Latex2Sympy.parse.__name__,
+                  "cache": math_verify.parser.parse_latex_cached.cache_info().maxsize}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps(texts), capture_output=True, text=True,
+                          check=True, timeout=600)
+    result = json.loads(done.stdout)
+    assert result["two_stage"] == "parse_in_two_stages" and result["cache"] == grading.PARSE_CACHE_SIZE
+    assert len(result["plain"]) == len(texts) > 1400
+    assert sum(parsed != ["|"] for parsed in result["plain"]) > 0.95 * len(texts)  # the corpus parses
+    mismatches = [(text, plain, fast) for text, plain, fast in zip(texts, result["plain"], result["fast"], strict=True)
+                  if plain != fast]
+    assert not mismatches, mismatches[:3]
+
+
 # ------------------------------------------------------------------------------------------ the pool
 @pytest.fixture(scope="module")
 def pool():
@@ -161,9 +256,9 @@ def test_a_screened_batch_costs_no_time_limit(pool):
 
 
 def test_a_timeout_is_retried_with_a_longer_limit_and_never_memoised_as_a_verdict():
-    """(x+1)^{800} takes math-verify its own 3 s limit: past a 1 s pool limit, within the 8 s retry. The verdict
-    (wrong) is then the grader's, not the clock's; a 0.5 s retry limit makes it a recorded timeout."""
-    answer = "(x+1)^{800}"
+    """The set {(x+1)^{800}} takes math-verify its own 3 s limit: past a 1 s pool limit, within the 8 s retry.
+    The verdict (wrong) is then the grader's, not the clock's; a 0.5 s retry limit makes it a recorded timeout."""
+    answer = "\\{(x+1)^{800}\\}"
     with GradingPool(workers=1, timeout_s=1.0, retry_timeout_s=8.0) as patient:
         assert patient.grade([("math", ("5",), answer), ("math", ("2",), "2")]) == [False, True]
         assert patient.stats["retried"] == 1 and patient.stats["timeouts"] == 0
@@ -175,13 +270,13 @@ def test_a_timeout_is_retried_with_a_longer_limit_and_never_memoised_as_a_verdic
 
 
 def test_clustering_does_not_retry_an_answer_that_timed_out(pool):
-    slow = "(x+1)^{800}"
+    slow = "\\{(x+1)^{800}\\}"
     pool.grade([("math", ("5",), slow)], retry=False)  # as evaluation does before clustering
     timeouts = pool.stats["timeouts"]
     started = time.monotonic()
     assert cluster_answers("math", ["1", slow, "1.0", "2", slow], pool) == [0, 1, 0, 2, 1]
     assert pool.stats["timeouts"] == timeouts and time.monotonic() - started < pool.timeout_s
-    fresh = "(y+2)^{900}"  # never graded: the screening against "0" finds it, one limit, not one per pair
+    fresh = "\\{(y+2)^{900}\\}"  # never graded: the screening against "0" finds it, one limit, not one per pair
     assert cluster_answers("math", ["3", fresh, "4", "3.0", "5"], pool) == [0, 1, 2, 0, 3]
     assert pool.stats["timeouts"] == timeouts + 1
 
@@ -228,7 +323,7 @@ if __name__ == "__main__":
     pool = GradingPool(workers=2, timeout_s=60)
     pool.start()
     print(" ".join(str(w.process.pid) for w in pool._workers), flush=True)
-    pool.grade([("math", ("5",), "(x+1)^{800}")])  # about 3 s of sympy in one worker: killed in the middle
+    pool.grade([("math", ("5",), "\\{(x+1)^{800}\\}")])  # about 3 s of sympy in one worker: killed in the middle
     time.sleep(600)
 """
 
