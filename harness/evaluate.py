@@ -44,6 +44,14 @@ class EvalConfig:
     batch_size: int = 32  # changes the numbers (the seed is per batch), so it is on the card
     backend: str = "hf"
     device: str = "auto"
+    # The openai backend: a server's base URL, the model name it serves, the endpoint ("completions" or
+    # "chat"), the environment variable holding the API key (never the key itself: it must not reach the
+    # card), and how many requests are in flight at once.
+    base_url: str | None = None
+    api_model: str | None = None
+    api_endpoint: str = "completions"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
     data_dir: str | None = None
     out: str | None = None  # the run directory; None derives one from the card hash under runs/eval/
     completions: str | None = None  # grade this JSONL of completions instead of generating
@@ -109,6 +117,13 @@ def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
         from harness.backends.hf import check_device
 
         check_device(config.device)
+    if config.backend == "openai" and not config.completions:
+        if not (config.base_url and config.api_model):
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1) and --api-model "
+                             "(the model name the server serves)")
+        if config.api_endpoint not in ("completions", "chat"):
+            raise ValueError(f"--api-endpoint {config.api_endpoint!r} is not completions or chat")
+        _check_positive("--concurrency", config.concurrency)
     if not config.tasks:
         raise ValueError("no tasks given; see `harness list tasks`")
     repeated = sorted({name for name in config.tasks if config.tasks.count(name) > 1})
@@ -134,6 +149,21 @@ def plan_tasks(config: EvalConfig) -> list[TaskPlan]:
             raise DataError(f"task {name} has no problems in {data.origin}")
         plans.append(TaskPlan(task, data, problems, template, n, k, sampling, config.extraction_mode))
     return plans
+
+
+def open_backend(config: EvalConfig) -> tuple[dict, object]:
+    """(the card's model entry, the backend) for generating: a local model through hf or vllm, or a model
+    behind an OpenAI-compatible server, named by the server and the name it serves."""
+    backend_cls = BACKENDS.get(config.backend)
+    if config.backend == "openai":
+        backend = backend_cls(base_url=config.base_url, api_model=config.api_model, endpoint=config.api_endpoint,
+                              api_key_env=config.api_key_env, concurrency=config.concurrency)
+        return {"name": f"openai:{config.api_model}", "base_url": config.base_url}, backend
+    resolved = resolve_model(config.model)
+    model = {"name": resolved.name, "weights_sha256": resolved.weights_sha256}
+    if config.backend == "hf":
+        return model, backend_cls(str(resolved.path), device=config.device)
+    return model, backend_cls(str(resolved.path))
 
 
 def batch_seed(seed: int, task: str, batch_index: int) -> int:
@@ -319,11 +349,7 @@ def run_eval(config: EvalConfig, progress: bool = True, command: str | None = No
             backend_info["format"] = config.completions_format
         chat_template = None
     else:
-        resolved = resolve_model(config.model)
-        model = {"name": resolved.name, "weights_sha256": resolved.weights_sha256}
-        backend_cls = BACKENDS.get(config.backend)
-        backend = backend_cls(str(resolved.path), device=config.device) if config.backend == "hf" \
-            else backend_cls(str(resolved.path))
+        model, backend = open_backend(config)
         backend_info = backend.describe()
         chat_template = getattr(getattr(backend, "tokenizer", None), "chat_template", None)
     card = build_card(config, plans, model, backend_info, chat_template)
@@ -350,6 +376,8 @@ def run_eval(config: EvalConfig, progress: bool = True, command: str | None = No
                     generated += len(records)
             else:
                 generated += generate_task(plan, backend, run, done, config, pool, progress)
+        if hasattr(backend, "close"):
+            backend.close()  # an engine's memory and processes are not needed for scoring
         samples, _ = run.read_unique_samples()
         metrics = {"card_hash": card_hash(card), "tasks": {}}
         for plan in plans:
