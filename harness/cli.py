@@ -123,6 +123,11 @@ def add_compare_parser(commands) -> None:
     p.add_argument("--leaderboard-dir", default="leaderboards", help="where <name>.md and its plots go")
     p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
     p.add_argument("--device", default="cpu", help="torch device for training and evaluation (cpu, cuda)")
+    p.add_argument("--rollout-engine", choices=("builtin", "vllm"),
+                   help="every variant's rollouts: builtin (default) or vllm, with weights pushed after each update "
+                        "and truncated importance sampling (same as --set all.rollout_engine=vllm)")
+    p.add_argument("--eval-backend", choices=("hf", "vllm"), default="hf",
+                   help="generation backend of the evaluations (default hf)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_compare_command)
 
@@ -134,14 +139,15 @@ def run_compare_command(args) -> int:
     from trainers.base import VARIANTS
 
     variants = parse_name_list(args.variants, VARIANTS)
+    rollout_engine = [f"all.rollout_engine={args.rollout_engine}"] if args.rollout_engine else []
     if args.variants.strip() == "all":  # grpo first: the baseline every other variant is tested against
         variants = ["grpo", *(v for v in variants if v != "grpo")]
     config = CompareConfig(
         variants=tuple(variants), model=args.model, train_task=args.train_task, baseline=args.baseline,
         eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,
         limit=args.limit, max_new_tokens=args.max_new_tokens, out=args.out, name=args.name,
-        leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set),
-        data_dir=args.data_dir, device=args.device, protocol=args.protocol)
+        leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set + rollout_engine),
+        data_dir=args.data_dir, device=args.device, protocol=args.protocol, eval_backend=args.eval_backend)
     path = run_compare(config, progress=not args.quiet, command=args.command_line)
     print(f"leaderboard: {path}")
     return 0

@@ -73,6 +73,8 @@ class CompareConfig:
     # minibatches), so a comparison changes mechanisms, not optimisation; "paper": each variant's own
     # schedule (its config's PAPER_SCHEDULE), as its paper trained.
     protocol: str = "shared"
+    # Generation backend of every evaluation (warm start and trained rows): "hf" or "vllm".
+    eval_backend: str = "hf"
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -148,7 +150,9 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
                  "max_new_tokens": config.max_new_tokens},
         "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
-        "variants": {v: dataclasses.asdict(c) for v, c in configs.items()}, "versions": library_versions(),
+        "variants": {v: card_config(c) for v, c in configs.items()}, "versions": library_versions(),
+        # recorded only when not the default, so compare directories from before the option keep their hashes
+        **({"eval_backend": config.eval_backend} if config.eval_backend != "hf" else {}),
     }
     protocol_hash = card_hash(protocol)
     write_json_atomic(out / "protocol.json", {**protocol, "hash": protocol_hash, "command": command,
@@ -190,8 +194,18 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
 def _evaluate(config: CompareConfig, model_path: Path, row: Path, progress: bool) -> None:
     eval_config = EvalConfig(model=str(model_path), tasks=config.eval_tasks, n=config.n, k=config.k,
                              limit=config.limit, max_new_tokens=config.max_new_tokens, data_dir=config.data_dir,
-                             out=str(row / "eval"), device=config.device)
+                             out=str(row / "eval"), device=config.device, backend=config.eval_backend)
     run_eval(eval_config, progress=progress, command=None)
+
+
+def card_config(variant_config) -> dict:
+    """A variant's config for its card. The rollout engine's fields are written only when vLLM generates (with
+    the built-in sampler tis_cap is inert), so runs from before they existed keep their card hashes."""
+    fields = dataclasses.asdict(variant_config)
+    if fields.get("rollout_engine") == "builtin":
+        fields.pop("rollout_engine")
+        fields.pop("tis_cap", None)
+    return fields
 
 
 def train_row(variant: str, variant_config, config: CompareConfig, model, train_task, train_data, seed: int,
@@ -204,7 +218,7 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
     final = train_dir / "final"
     template = TEMPLATES.get(variant_config.template or train_task.template)
     card = {"kind": "train", "variant": variant, "seed": seed, "protocol": config.protocol,
-            "config": dataclasses.asdict(variant_config), "mechanism": list(VARIANTS.get(variant).mechanism),
+            "config": card_config(variant_config), "mechanism": list(VARIANTS.get(variant).mechanism),
             "budget": config.budget.to_dict(),
             "model": {"name": model.name, "weights_sha256": model.weights_sha256},
             "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},

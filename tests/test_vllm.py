@@ -113,3 +113,27 @@ def test_greedy_answers_agree_with_transformers(engine, smollm2_dir, benchmarks_
     prefix = sum(a.text[:100] == b.text[:100] for a, b in zip(ours, theirs, strict=True))
     print(f"greedy agreement with transformers: {same}/{len(problems)} identical, {prefix} share 100 characters")
     assert prefix >= len(problems) // 2
+
+
+def test_compare_trains_smollm2_with_vllm_rollouts(benchmarks_dir, tmp_path):
+    """`harness compare --rollout-engine vllm`: GRPO's rollouts come from the engine, the policy's weights are
+    pushed after the first update, the update measures the sampler/trainer gap and weights tokens by the
+    truncated ratio; generation is charged as with the built-in sampler."""
+    code = main(["compare", "--model", "smollm2-135m", "--train-task", "gsm8k", "--eval-tasks", "gsm8k",
+                 "--data-dir", str(benchmarks_dir), "--variants", "grpo", "--budget", "steps=4",
+                 "--rollout-engine", "vllm", "--set", "all.prompts_per_step=2", "--set", "all.group_size=4",
+                 "--set", "all.max_new_tokens=48", "--n", "1", "--k", "1", "--limit", "2", "--max-new-tokens", "24",
+                 "--quiet", "--out", str(tmp_path / "runs"), "--leaderboard-dir", str(tmp_path / "boards"),
+                 "--name", "smol-vllm"])
+    assert code == 0
+    train = tmp_path / "runs" / "grpo-seed0" / "train"
+    steps = [json.loads(line) for line in (train / "train_log.jsonl").read_text().splitlines()]
+    assert len(steps) == 2
+    assert [s["weight_pushes"] for s in steps] == [0, 1]  # the second rollout saw the first step's weights
+    assert all(0 < s["sampler_gap"] < 0.5 and 0 <= s["tis_truncated"] < 0.5 for s in steps)
+    print("sampler/trainer gap per step (mean |log-prob difference| per token):",
+          [round(s["sampler_gap"], 5) for s in steps], "TIS truncated:", [s["tis_truncated"] for s in steps])
+    ledger = json.loads((train / "ledger.json").read_text())["consumed"]
+    assert ledger["rollouts"] == 16 and 0 < ledger["tokens"] <= 16 * 48
+    card = json.loads((train / "card.json").read_text())
+    assert card["config"]["rollout_engine"] == "vllm" and card["config"]["tis_cap"] == 2.0

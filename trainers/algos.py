@@ -69,6 +69,14 @@ def log_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
     return torch.clamp(logp - old_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
 
 
+def weight_token_gradients(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """`logp` unchanged in value, with each token's gradient multiplied by `weights` (detached): a per-token
+    importance weight applied to whatever loss a variant builds from its log-probs (truncated importance
+    sampling for an engine's rollouts), without changing any variant's loss."""
+    weights = weights.detach()
+    return logp * weights + (logp * (1 - weights)).detach()
+
+
 def clipped_objective(ratio: torch.Tensor, advantages: torch.Tensor, eps_low: float = 0.2,
                       eps_high: float = 0.2, dual_clip: float | None = None) -> torch.Tensor:
     """Per-token PPO objective to maximise: min(rho A, clip(rho, 1-eps_low, 1+eps_high) A).

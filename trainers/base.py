@@ -82,6 +82,15 @@ class GRPOConfig:
     # responses against the cached keys/values. Same log-probs and gradients up to float rounding
     # (tests/test_prefix_grouper.py); faster when prompts are long against responses (perf/prefix_grouper.py).
     prefix_grouper: bool = False
+    # Who generates the rollouts: "builtin" (the reference sampler: the trainer's own model, exact log-probs,
+    # bit-exact resume) or "vllm" (a vLLM engine given the policy's weights before each rollout after an
+    # update; needs the vLLM environment, see the README). Variants whose rollout the engine cannot do (N-GRPO's
+    # embedding mixing) keep the built-in sampler and say so. Generation is charged the same either way.
+    rollout_engine: str = "builtin"
+    # Truncated importance sampling for vLLM rollouts (ours: the cap of verl's rollout correction, 2): each
+    # response token's gradient is weighted by min(pi_trainer / pi_sampler, tis_cap), the sampler's log-probs
+    # being the engine's. None: no correction. Inert with the built-in sampler, whose log-probs are the trainer's.
+    tis_cap: float | None = 2.0
     # --- GRPO mechanism (paper / verl) ---
     eps_low: float = 0.2
     eps_high: float = 0.2

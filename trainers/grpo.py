@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
 import random
@@ -30,6 +31,8 @@ from trainers import algos
 from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
 from trainers.prefix_grouper import forward_tokens, prefix_grouped_logprobs
 from trainers.rollout import Mixing, RolloutBatch, sample, token_logprobs
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.jsonl"
@@ -78,6 +81,8 @@ class GRPOTrainer:
         self.stopped_by: str | None = None
         self.probes: dict[str, float] = {}  # the current step's probe values (see `mechanism`)
         self.last_step = Ledger()  # what the previous step consumed: the estimate of the next one's cost
+        self._engine = None  # the vLLM rollout engine (rollout_engine = "vllm"), started on first use
+        self._engine_refused = False
 
     # ------------------------------------------------------------------------------------------ hooks
 
@@ -109,11 +114,34 @@ class GRPOTrainer:
     def rollout(self, prompts: list[str], seed: int) -> RolloutBatch:
         ids = [self.tokenizer(p, add_special_tokens=not self.chat).input_ids for p in prompts]
         self.model.eval()
-        batch = sample(self.model, ids, max_new_tokens=self.max_new_tokens, temperature=self.config.temperature,
-                       eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, seed=seed,
-                       mixing=self.mixing())
+        options = dict(max_new_tokens=self.max_new_tokens, temperature=self.config.temperature,
+                       eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id, seed=seed)
+        engine = self.rollout_engine()
+        if engine is not None:
+            engine.push(self.ledger.steps)  # the weights of the latest optimizer update
+            batch = engine.generate(ids, **options)
+        else:
+            batch = sample(self.model, ids, mixing=self.mixing(), **options)
         self.charge_generation(batch)
         return batch
+
+    def rollout_engine(self):
+        """The vLLM engine rollouts go through, started on first use; None for the built-in sampler."""
+        if self.config.rollout_engine == "builtin":
+            return None
+        if self.config.rollout_engine != "vllm":
+            raise ValueError(f"rollout_engine {self.config.rollout_engine!r} is not builtin or vllm")
+        if self.mixing() is not None:
+            if not self._engine_refused:
+                logger.warning("%s mixes embeddings inside its rollout, which vLLM cannot do: its rollouts use the "
+                               "built-in sampler (rollout_engine=vllm is ignored for this variant)", self.name)
+                self._engine_refused = True
+            return None
+        if self._engine is None:
+            from trainers.vllm_rollout import VLLMRollouts
+
+            self._engine = VLLMRollouts(self.model, self.tokenizer)
+        return self._engine
 
     def charge_generation(self, batch: RolloutBatch) -> None:
         """Charge generated sequences where they are generated, so no caller of `rollout` generates for free
@@ -276,6 +304,7 @@ class GRPOTrainer:
                 self.model.eval()
                 old_logp, _ = self.forward(batch)
         self.model.train()
+        self._sampler_stats = torch.zeros(3)  # |trainer - sampler| log-prob sum, tokens at the TIS cap, tokens
         losses, entropies, kls = [], [], []
         clipped = torch.zeros(3)  # response tokens cut by the low clip, the high clip, the dual clip
         for epoch in range(cfg.ppo_epochs):
@@ -286,6 +315,7 @@ class GRPOTrainer:
                 sub = batch.select(rows)
                 logp, entropy = self.forward(sub, with_entropy=True)
                 old = old_logp[rows] if old_logp is not None else logp.detach()
+                logp = self.correct_for_sampler(logp, old, sub)
                 kl = algos.k3_kl(logp, ref_logp[rows]) if self.reference is not None else None
                 loss = self.loss(logp, old, advantages[rows], mask[rows], kl)
                 if not torch.isfinite(loss):
@@ -311,7 +341,32 @@ class GRPOTrainer:
             self.note(name, count / max(1.0, trained_tokens))
         self.note("clipped", float(clipped.sum()) / max(1.0, trained_tokens))
         return {"loss": sum(losses) / len(losses), "entropy": sum(entropies) / len(entropies),
-                "kl": sum(kls) / len(kls) if kls else None, **self.after_update(groups)}
+                "kl": sum(kls) / len(kls) if kls else None, **self.sampler_stats(), **self.after_update(groups)}
+
+    def correct_for_sampler(self, logp: torch.Tensor, old: torch.Tensor, sub: RolloutBatch) -> torch.Tensor:
+        """Measure how far the sampler's log-probs are from the trainer's (see `sampler_stats`) and, for an
+        engine's rollouts with `tis_cap`, weight each token's gradient by the truncated importance ratio
+        min(exp(old - sampler), cap)."""
+        mask = sub.response_mask.float()
+        gap = (old - sub.old_logp).detach() * mask
+        ratio = torch.exp(gap)
+        self._sampler_stats += torch.tensor([float(gap.abs().sum()), float(((ratio > (self.config.tis_cap or
+                                             float("inf"))) * mask).sum()), float(mask.sum())])
+        if self._engine is None or self.config.tis_cap is None:
+            return logp
+        return algos.weight_token_gradients(logp, torch.clamp(ratio, max=self.config.tis_cap) * mask)
+
+    def sampler_stats(self) -> dict:
+        """The step's `sampler_gap` (mean |trainer - sampler| log-prob per trained token: 0 up to rounding for
+        the built-in sampler); for vLLM rollouts the weight pushes so far and their seconds, and under truncated
+        importance sampling `tis_truncated` (share of trained tokens whose weight hit the cap)."""
+        gap, truncated, tokens = self._sampler_stats.tolist()
+        stats = {"sampler_gap": gap / max(tokens, 1.0)}
+        if self._engine is not None:
+            stats.update(weight_pushes=self._engine.pushes, weight_push_s=round(self._engine.push_seconds, 3))
+            if self.config.tis_cap is not None:
+                stats["tis_truncated"] = truncated / max(tokens, 1.0)
+        return stats
 
     def step_advantages(self, groups: Groups) -> torch.Tensor:
         """Per-row advantages [rows] of the step's groups: the advantage hook, flattened (GDRO applies it
@@ -376,6 +431,10 @@ class GRPOTrainer:
             bar.set_postfix(step=self.step, reward=f"{record['reward_mean']:.3f}", acc=f"{record['accuracy']:.3f}")
         bar.close()
         self.save_checkpoint()
+        if self._engine is not None:
+            logger.info("vLLM rollouts: %.1f s pushing weights", self._engine.push_seconds)
+            self._engine.close()
+            self._engine = None
         return self.ledger
 
     def step_stats(self, groups: Groups) -> dict:
