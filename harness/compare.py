@@ -203,8 +203,8 @@ def card_config(variant_config) -> dict:
     the built-in sampler tis_cap is inert), so runs from before they existed keep their card hashes."""
     fields = dataclasses.asdict(variant_config)
     if fields.get("rollout_engine") == "builtin":
-        fields.pop("rollout_engine")
-        fields.pop("tis_cap", None)
+        for name in ("rollout_engine", "rollout_dtype", "tis_cap"):
+            fields.pop(name, None)
     return fields
 
 

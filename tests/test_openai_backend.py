@@ -339,7 +339,7 @@ def test_a_real_vllm_serve_answers_through_the_backend(tmp_path):
     with open(tmp_path / "vllm.log", "wb") as log:  # the server keeps its own copy of the descriptor
         process = subprocess.Popen(
             [*command, model_path, "--host", "127.0.0.1", "--port", port, "--served-model-name", "smollm2",
-             "--dtype", "float32", "--max-model-len", "2048"],
+             "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager"],
             env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)  # its own process group: the engine's workers are stopped with it
     try:

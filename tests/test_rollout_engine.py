@@ -52,6 +52,6 @@ def test_an_unknown_engine_is_refused(untrained_model_dir, tmp_path, train_probl
 
 def test_the_card_names_the_engine_only_when_it_is_vllm():
     """Cards of built-in runs are as before the option (their hashes, and so their run directories, hold)."""
-    assert "rollout_engine" not in card_config(GRPOConfig()) and "tis_cap" not in card_config(GRPOConfig())
+    assert not {"rollout_engine", "rollout_dtype", "tis_cap"} & set(card_config(GRPOConfig()))
     engine = card_config(GRPOConfig(rollout_engine="vllm"))
-    assert engine["rollout_engine"] == "vllm" and engine["tis_cap"] == 2.0
+    assert (engine["rollout_engine"], engine["rollout_dtype"], engine["tis_cap"]) == ("vllm", "float32", 2.0)

@@ -140,7 +140,7 @@ class GRPOTrainer:
         if self._engine is None:
             from trainers.vllm_rollout import VLLMRollouts
 
-            self._engine = VLLMRollouts(self.model, self.tokenizer)
+            self._engine = VLLMRollouts(self.model, self.tokenizer, dtype=self.config.rollout_dtype)
         return self._engine
 
     def charge_generation(self, batch: RolloutBatch) -> None:

@@ -18,6 +18,9 @@ import torch
 from harness.backends.base import SamplingParams
 from trainers.rollout import RolloutBatch, left_pad
 
+# The share of GPU memory the rollout engine takes (ours); the rest is the trainer's.
+GPU_MEMORY_SHARE = 0.3
+
 
 def _scratch_dir() -> Path:
     """RAM-backed where there is one: a weight push writes the whole model each step."""
@@ -33,7 +36,8 @@ class VLLMRollouts:
         self.policy_dir = _scratch_dir()
         model.save_pretrained(self.policy_dir, safe_serialization=True)
         tokenizer.save_pretrained(self.policy_dir)
-        self.engine = VLLMBackend(str(self.policy_dir), dtype=dtype)
+        # On a GPU the engine shares the device with the trainer's model, gradients and optimizer state.
+        self.engine = VLLMBackend(str(self.policy_dir), dtype=dtype, gpu_memory_utilization=GPU_MEMORY_SHARE)
         self.pushed_version: int | None = 0
         self.pushes, self.push_seconds = 0, 0.0  # weight pushes so far and their time (the train log shows both)
 

@@ -43,7 +43,9 @@ class VLLMBackend:
 
         self.model_path, self.dtype, self.max_model_len = str(model_path), dtype, max_model_len
         self.device = "cpu" if current_platform.is_cpu() else current_platform.device_type
-        kwargs = {} if self.device == "cpu" else {"gpu_memory_utilization": gpu_memory_utilization}
+        # On CPU, compiling the model graph triples start-up (79 s against 24 s for SmolLM2-135M on 2 cores) and
+        # gains no throughput (249 against 251 tokens/s); GPUs keep vLLM's compiled default.
+        kwargs = {"enforce_eager": True} if self.device == "cpu" else {"gpu_memory_utilization": gpu_memory_utilization}
         try:
             self.llm = vllm.LLM(model=self.model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                                 worker_extension_cls=WORKER_EXTENSION, enable_prefix_caching=True,
@@ -62,7 +64,7 @@ class VLLMBackend:
 
     def describe(self) -> dict:
         info = {"backend": "vllm", "vllm": self._vllm.__version__, "device": self.device, "dtype": self.engine_dtype,
-                "max_model_len": self.max_model_len, "prefix_caching": True,
+                "max_model_len": self.max_model_len, "prefix_caching": True, "enforce_eager": self.device == "cpu",
                 "determinism": "a seed per request (batch seed + index); prefix cache emptied per batch"}
         if self.device == "cpu":
             info["cpu_kvcache_gib"] = int(os.environ["VLLM_CPU_KVCACHE_SPACE"])
