@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from itertools import groupby
 from typing import Protocol
 
 from harness.registry import Registry
@@ -58,3 +59,9 @@ def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
     if not positions:
         return text, False
     return text[: min(positions)], True
+
+
+def group_consecutive(prompts: list[str]) -> list[tuple[str, int]]:
+    """[(prompt, how many times in a row)]: the eval loop repeats each problem's prompt n times in a row, which
+    engines and servers take as one request for n samples."""
+    return [(prompt, len(list(copies))) for prompt, copies in groupby(prompts)]

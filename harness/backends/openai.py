@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 
-from harness.backends.base import BACKENDS, Generation, SamplingParams, cut_at_stop
+from harness.backends.base import BACKENDS, Generation, SamplingParams, cut_at_stop, group_consecutive
 
 # Local servers need no key, but the client refuses to start without one.
 PLACEHOLDER_KEY = "EMPTY"
@@ -42,8 +42,8 @@ class OpenAIBackend:
         self.concurrency = concurrency
         self.max_retries = max_retries
         self.timeout = timeout
-        # OpenAI takes the seed as best effort; vLLM's CPU engine crashes on per-request seeds
-        # ("CPU Generator does not use offset"), so sending it is optional.
+        # OpenAI takes the seed as best effort, and some servers refuse it (older vLLM CPU builds crashed on a
+        # per-request seed), so sending it is optional.
         self.send_seed = send_seed
 
     def describe(self) -> dict:
@@ -154,17 +154,6 @@ class OpenAIBackend:
             return RuntimeError(f"{where} answered HTTP {status}{retried} ({message}); check its log")
         return RuntimeError(f"{where} sent an answer the openai client could not read ({type(e).__name__}: "
                             f"{one_line(str(e))}); check its log")
-
-
-def group_consecutive(prompts: list[str]) -> list[tuple[str, int]]:
-    """[(prompt, how many times in a row)]: the eval loop repeats each problem's prompt n times in a row."""
-    groups: list[tuple[str, int]] = []
-    for prompt in prompts:
-        if groups and groups[-1][0] == prompt:
-            groups[-1] = (prompt, groups[-1][1] + 1)
-        else:
-            groups.append((prompt, 1))
-    return groups
 
 
 def split_tokens(total: int | None, texts: list[str], finishes: list, params: SamplingParams) -> list:

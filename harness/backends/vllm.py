@@ -13,9 +13,8 @@ with its own `n`, so the prompt is prefilled once.
 from __future__ import annotations
 
 import os
-from itertools import groupby
 
-from harness.backends.base import BACKENDS, Generation, SamplingParams, cut_at_stop
+from harness.backends.base import BACKENDS, Generation, SamplingParams, cut_at_stop, group_consecutive
 
 WORKER_EXTENSION = "harness.backends.vllm_worker.HarnessWorkerExtension"
 # GiB of KV cache the CPU engine reserves when VLLM_CPU_KVCACHE_SPACE does not say: small models at a few
@@ -71,7 +70,7 @@ class VLLMBackend:
         return info
 
     def generate(self, prompts: list[str], params: SamplingParams, seed: int) -> list[Generation]:
-        groups = [(prompt, len(list(copies))) for prompt, copies in groupby(prompts)]
+        groups = group_consecutive(prompts)
         ids = self.encode([prompt for prompt, _ in groups])
         outputs = self.sample(ids, [count for _, count in groups], params, seed)
         results = []
