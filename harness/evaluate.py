@@ -362,22 +362,24 @@ def run_eval(config: EvalConfig, progress: bool = True, command: str | None = No
     done = {(s["task"], s["problem_id"], s["sample_index"]) for s in stored}
     generated = 0
     with GradingPool(timeout_s=config.grading_timeout_s) as pool:
-        for plan in plans:
-            if backend is None:
-                by_id = {p.id: p for p in plan.problems}
-                rows = [r for r in completions[plan.task.name]
-                        if (r["task"], r["problem_id"], r["sample_index"]) not in done]
-                golds = {i: p.golds for i, p in by_id.items()}
-                for start in range(0, len(rows), COMPLETIONS_CHUNK):  # stored as graded: a kill loses one chunk
-                    records = [sample_record(plan, by_id[r["problem_id"]], r["sample_index"], r["completion"],
-                                             r.get("num_tokens"), r.get("finish_reason"))
-                               for r in rows[start: start + COMPLETIONS_CHUNK]]
-                    run.append_samples(grade_records(records, plan, golds, pool))
-                    generated += len(records)
-            else:
-                generated += generate_task(plan, backend, run, done, config, pool, progress)
-        if hasattr(backend, "close"):
-            backend.close()  # an engine's memory and processes are not needed for scoring
+        try:
+            for plan in plans:
+                if backend is None:
+                    by_id = {p.id: p for p in plan.problems}
+                    rows = [r for r in completions[plan.task.name]
+                            if (r["task"], r["problem_id"], r["sample_index"]) not in done]
+                    golds = {i: p.golds for i, p in by_id.items()}
+                    for start in range(0, len(rows), COMPLETIONS_CHUNK):  # stored as graded: a kill loses one chunk
+                        records = [sample_record(plan, by_id[r["problem_id"]], r["sample_index"], r["completion"],
+                                                 r.get("num_tokens"), r.get("finish_reason"))
+                                   for r in rows[start: start + COMPLETIONS_CHUNK]]
+                        run.append_samples(grade_records(records, plan, golds, pool))
+                        generated += len(records)
+                else:
+                    generated += generate_task(plan, backend, run, done, config, pool, progress)
+        finally:  # the engine's processes are not needed for scoring, and not left behind by an error
+            if hasattr(backend, "close"):
+                backend.close()
         samples, _ = run.read_unique_samples()
         metrics = {"card_hash": card_hash(card), "tasks": {}}
         for plan in plans:

@@ -72,6 +72,9 @@ def test_a_batch_draws_the_same_samples_whatever_ran_before(engine):
     assert [g.text for g in first] != [g.text for g in other]
     assert len({g.text for g in first[:3]}) > 1
     assert all(g.num_tokens == 24 and g.finish_reason == "length" for g in first)
+    # greedy samples of one prompt (vLLM refuses n > 1 without sampling): one request each, the same answer
+    greedy = engine.generate(prompts[:2], SamplingParams(temperature=0, max_new_tokens=8, stop=()), seed=0)
+    assert len(greedy) == 2 and greedy[0].text == greedy[1].text
 
 
 def test_pushed_weights_change_the_engine_and_pushing_back_restores_it(engine, smollm2_dir, tmp_path):

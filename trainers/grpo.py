@@ -315,8 +315,8 @@ class GRPOTrainer:
                 sub = batch.select(rows)
                 logp, entropy = self.forward(sub, with_entropy=True)
                 old = old_logp[rows] if old_logp is not None else logp.detach()
-                logp = self.correct_for_sampler(logp, old, sub)
                 kl = algos.k3_kl(logp, ref_logp[rows]) if self.reference is not None else None
+                logp = self.correct_for_sampler(logp, old, sub)  # after the KL: the weight is the policy gradient's
                 loss = self.loss(logp, old, advantages[rows], mask[rows], kl)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"non-finite loss at step {self.step}; {self._kept_message()}")
@@ -400,6 +400,15 @@ class GRPOTrainer:
 
     def train(self) -> Ledger:
         """Train until the budget's first limit; resumes from the run directory's checkpoint if there is one."""
+        try:
+            return self._train()
+        finally:  # an error or Ctrl-C too: the engine's processes and shared memory are not left behind
+            if self._engine is not None:
+                logger.info("vLLM rollouts: %.1f s pushing weights", self._engine.push_seconds)
+                self._engine.close()
+                self._engine = None
+
+    def _train(self) -> Ledger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self._resume()
         if not resumed:
@@ -431,10 +440,6 @@ class GRPOTrainer:
             bar.set_postfix(step=self.step, reward=f"{record['reward_mean']:.3f}", acc=f"{record['accuracy']:.3f}")
         bar.close()
         self.save_checkpoint()
-        if self._engine is not None:
-            logger.info("vLLM rollouts: %.1f s pushing weights", self._engine.push_seconds)
-            self._engine.close()
-            self._engine = None
         return self.ledger
 
     def step_stats(self, groups: Groups) -> dict:

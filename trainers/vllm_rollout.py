@@ -9,6 +9,7 @@ the update measures the gap and corrects for it (truncated importance sampling, 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -55,7 +56,9 @@ class VLLMRollouts:
     def generate(self, prompt_ids: list[list[int]], *, max_new_tokens: int, temperature: float, eos_id: int,
                  pad_id: int, seed: int) -> RolloutBatch:
         """One response per prompt (a group repeats its prompt G times), as the built-in `sample` returns them:
-        responses end at the EOS token (kept) or at max_new_tokens (truncated); no stop strings."""
+        responses end at an end token (kept) or at max_new_tokens (truncated); no stop strings. vLLM also ends
+        at every end token the model's generation_config.json lists, the built-in sampler at the tokenizer's
+        EOS only: the same for SmolLM2 and the sandbox, not for models that list several."""
         if temperature <= 0:
             raise ValueError("training rollouts need temperature > 0: the policy's log-probs are those of a sampler")
         params = SamplingParams(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, stop=())
@@ -74,7 +77,13 @@ class VLLMRollouts:
             old_logp[row, : len(ids)] = torch.tensor([step[token].logprob for step, token
                                                       in zip(response.logprobs, ids, strict=True)])
         truncated = torch.tensor([r.finish_reason == "length" for r in responses])
-        return RolloutBatch(prompts, prompt_mask, response_ids, response_mask, old_logp, truncated)
+        device = next(self.model.parameters()).device  # where the trainer scores the batch, as `sample` does
+        return RolloutBatch(*(t.to(device) for t in (prompts, prompt_mask, response_ids, response_mask, old_logp,
+                                                     truncated)))
 
     def close(self) -> None:
-        self.engine.close()
+        """Stop the engine and delete the policy's copy in shared memory (a whole model in RAM otherwise)."""
+        try:
+            self.engine.close()
+        finally:
+            shutil.rmtree(self.policy_dir, ignore_errors=True)

@@ -70,7 +70,8 @@ class VLLMBackend:
         return info
 
     def generate(self, prompts: list[str], params: SamplingParams, seed: int) -> list[Generation]:
-        groups = group_consecutive(prompts)
+        # Greedy decoding has one answer per prompt, and vLLM refuses n > 1 for it: one request per sample.
+        groups = group_consecutive(prompts) if params.temperature > 0 else [(prompt, 1) for prompt in prompts]
         ids = self.encode([prompt for prompt, _ in groups])
         outputs = self.sample(ids, [count for _, count in groups], params, seed)
         results = []
