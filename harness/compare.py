@@ -150,7 +150,7 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
                  "max_new_tokens": config.max_new_tokens},
         "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
-        "variants": {v: card_config(c) for v, c in configs.items()}, "versions": library_versions(),
+        "variants": {v: card_config(c, VARIANTS.get(v)) for v, c in configs.items()}, "versions": library_versions(),
         # recorded only when not the default, so compare directories from before the option keep their hashes
         **({"eval_backend": config.eval_backend} if config.eval_backend != "hf" else {}),
     }
@@ -198,10 +198,13 @@ def _evaluate(config: CompareConfig, model_path: Path, row: Path, progress: bool
     run_eval(eval_config, progress=progress, command=None)
 
 
-def card_config(variant_config) -> dict:
+def card_config(variant_config, trainer_cls=None) -> dict:
     """A variant's config for its card. The rollout engine's fields are written only when vLLM generates (with
-    the built-in sampler tis_cap is inert), so runs from before they existed keep their card hashes."""
+    the built-in sampler tis_cap is inert), so runs from before they existed keep their card hashes; a variant
+    that cannot roll out through an engine (`trainer_cls.engine_rollouts` False) is recorded as it runs."""
     fields = dataclasses.asdict(variant_config)
+    if fields.get("rollout_engine") != "builtin" and trainer_cls is not None and not trainer_cls.engine_rollouts:
+        fields["rollout_engine"] = "builtin"  # what it ran with; its train log says why
     if fields.get("rollout_engine") == "builtin":
         for name in ("rollout_engine", "rollout_dtype", "tis_cap"):
             fields.pop(name, None)
@@ -218,7 +221,7 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
     final = train_dir / "final"
     template = TEMPLATES.get(variant_config.template or train_task.template)
     card = {"kind": "train", "variant": variant, "seed": seed, "protocol": config.protocol,
-            "config": card_config(variant_config), "mechanism": list(VARIANTS.get(variant).mechanism),
+            "config": card_config(variant_config, VARIANTS.get(variant)), "mechanism": list(VARIANTS.get(variant).mechanism),
             "budget": config.budget.to_dict(),
             "model": {"name": model.name, "weights_sha256": model.weights_sha256},
             "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},

@@ -50,8 +50,10 @@ def test_an_unknown_engine_is_refused(untrained_model_dir, tmp_path, train_probl
         trainer.train()
 
 
-def test_the_card_names_the_engine_only_when_it_is_vllm():
+def test_the_card_names_the_engine_only_when_it_generates():
     """Cards of built-in runs are as before the option (their hashes, and so their run directories, hold)."""
     assert not {"rollout_engine", "rollout_dtype", "tis_cap"} & set(card_config(GRPOConfig()))
-    engine = card_config(GRPOConfig(rollout_engine="vllm"))
+    engine = card_config(GRPOConfig(rollout_engine="vllm"), GRPOTrainer)
     assert (engine["rollout_engine"], engine["rollout_dtype"], engine["tis_cap"]) == ("vllm", "float32", 2.0)
+    # N-GRPO samples with the built-in sampler whatever was asked: its card says what it ran with
+    assert "rollout_engine" not in card_config(NGRPOTrainer.Config(rollout_engine="vllm"), NGRPOTrainer)

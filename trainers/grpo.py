@@ -50,6 +50,9 @@ class GRPOTrainer:
     # leaderboard's `mechanism` column (a row whose probes are all zero is marked inert) and listed by
     # `harness list variants`. A variant declares its own; the skeleton logs the clip probes (`clipped`, and
     # each bound apart: clip_low, clip_high, dual_clip) for every one.
+    # Whether an engine (vLLM) can generate this variant's rollouts; a variant whose decode loop is its own
+    # (N-GRPO's embedding mixing) says False and keeps the built-in sampler under rollout_engine = "vllm".
+    engine_rollouts = True
     mechanism: dict[str, str] = {
         "clipped": "share of trained response tokens whose gradient a clip bound cut (ratio past 1 - eps_low "
                    "with A < 0, past 1 + eps_high with A > 0, or past the dual clip c)",
@@ -131,7 +134,7 @@ class GRPOTrainer:
             return None
         if self.config.rollout_engine != "vllm":
             raise ValueError(f"rollout_engine {self.config.rollout_engine!r} is not builtin or vllm")
-        if self.mixing() is not None:
+        if not self.engine_rollouts:
             if not self._engine_refused:
                 logger.warning("%s mixes embeddings inside its rollout, which vLLM cannot do: its rollouts use the "
                                "built-in sampler (rollout_engine=vllm is ignored for this variant)", self.name)

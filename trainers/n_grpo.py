@@ -55,6 +55,8 @@ class NGRPOTrainer(GRPOTrainer):
         self.note("neighbour_weight", float(neighbours.mean()) if neighbours.numel() else 0.0)
         return batch
 
+    engine_rollouts = False  # the mixing happens inside the decode loop, which vLLM cannot run
+
     def mixing(self) -> Mixing:
         # Passed even at rate 0, so the mixed-input path (stored candidates, rebuilt inputs) is what runs.
         return Mixing(self.config.mix_rate, self.config.mix_top_k, self.config.mix_temperature)
