@@ -49,9 +49,9 @@ card = json.loads((run / "card.json").read_text())
 print(f"  {len(rows)} samples, {sum(r['num_tokens'] or 0 for r in rows)} generated tokens; backend {card['backend']}")
 PY
 
-echo "== 2. harness compare with vLLM rollouts: GRPO, 4 steps of 8 prompts x G=8"
+echo "== 2. harness compare with vLLM rollouts: GRPO, 4 rollout steps of 8 prompts x G=8 (16 optimizer updates)"
 peak_memory harness compare --model "$MODEL" --variants grpo --train-task gsm8k --eval-tasks gsm8k \
-    --data-dir "$DATA_DIR" --device cuda --rollout-engine vllm --eval-backend vllm --budget steps=8 \
+    --data-dir "$DATA_DIR" --device cuda --rollout-engine vllm --eval-backend vllm --budget steps=16 \
     --set all.prompts_per_step=8 --set all.max_new_tokens=256 --n 1 --k 1 --limit 64 --max-new-tokens 256 \
     --out "$OUT/compare" --leaderboard-dir "$OUT/boards" --name gpu-check --quiet
 python - "$OUT/compare" <<'PY'
