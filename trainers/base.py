@@ -90,7 +90,7 @@ class GRPOConfig:
     # The vLLM engine's precision: float32 like the trainer on CPU (sampler gap ~5e-6 nats a token on SmolLM2);
     # bfloat16 is twice as fast there and what GPU engines run, at a gap of ~3e-2 that tis_cap corrects.
     rollout_dtype: str = "float32"
-    # Truncated importance sampling for vLLM rollouts (ours: the cap of verl's rollout correction, 2): each
+    # Truncated importance sampling for vLLM rollouts (ours: cap 2.0): each
     # response token's gradient is weighted by min(pi_trainer / pi_sampler, tis_cap), the sampler's log-probs
     # being the engine's. None: no correction. Inert with the built-in sampler, whose log-probs are the trainer's.
     tis_cap: float | None = 2.0
