@@ -52,10 +52,7 @@ def main() -> None:
     params = SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens, stop=())
     print(f"{args.model}, {len(prompts)} GSM8K prompts x {args.samples} samples x up to {args.max_new_tokens} "
           f"tokens, temperature 1, device {args.device}, torch threads {torch.get_num_threads()}")
-    rows = []
-
     def report(name: str, tokens: int, seconds: float, extra: str = "") -> None:
-        rows.append((name, tokens, seconds))
         print(f"  {name:<34} {tokens:>6} tokens in {seconds:6.1f} s = {tokens / seconds:7.1f} tokens/s {extra}",
               flush=True)
 
@@ -80,13 +77,15 @@ def main() -> None:
         engine = VLLMBackend(str(path), dtype=dtype)
         startup = time.perf_counter() - started
         started = time.perf_counter()
-        outputs = engine.sample(engine.encode(prompts), [args.samples] * len(prompts), params, seed=0, logprobs=True,
+        prompt_ids = engine.encode(prompts)
+        outputs = engine.sample(prompt_ids, [args.samples] * len(prompts), params, seed=0, logprobs=True,
                                 stop_strings=False)
         seconds = time.perf_counter() - started
         responses = [o for request in outputs for o in request.outputs]
         report(f"vLLM {engine.describe()['vllm']} ({dtype})", sum(len(o.token_ids) for o in responses), seconds,
                f"(engine start-up {startup:.0f} s)")
-        gaps[dtype] = logprob_gap(model, tokenizer, prompts, args.samples, responses, args.device)
+        repeated_ids = [ids for ids in prompt_ids for _ in range(args.samples)]
+        gaps[dtype] = logprob_gap(model, tokenizer, repeated_ids, responses, args.device)
         engine.close()
         del engine
     print("sampler/trainer log-prob gap on vLLM's samples (trainer: transformers fp32 forward, temperature 1):")
@@ -96,29 +95,19 @@ def main() -> None:
     grpo_steps(path, args)
 
 
-def logprob_gap(model, tokenizer, prompts, samples, responses, device) -> tuple[float, float, float, int]:
+def logprob_gap(model, tokenizer, prompt_ids, responses, device) -> tuple[float, float, float, int]:
     """|trainer - sampler| log-prob of every generated token, scored by the training forward."""
     import torch
 
-    from trainers.rollout import RolloutBatch, left_pad, token_logprobs
+    from trainers.rollout import token_logprobs
+    from trainers.vllm_rollout import rollout_batch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    prompt_ids = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts for _ in range(samples)]
-    prompt, prompt_mask = left_pad(prompt_ids, pad)
-    width = max(len(o.token_ids) for o in responses)
-    response = torch.full((len(responses), width), pad)
-    mask = torch.zeros((len(responses), width), dtype=torch.long)
-    sampler = torch.zeros((len(responses), width))
-    for row, o in enumerate(responses):
-        response[row, : len(o.token_ids)] = torch.tensor(list(o.token_ids))
-        mask[row, : len(o.token_ids)] = 1
-        sampler[row, : len(o.token_ids)] = torch.tensor([step[t].logprob for step, t in zip(o.logprobs, o.token_ids,
-                                                                                              strict=True)])
-    batch = RolloutBatch(prompt.to(device), prompt_mask.to(device), response.to(device), mask.to(device), sampler,
-                         torch.zeros(len(responses), dtype=torch.bool))
+    batch = rollout_batch(prompt_ids, responses, pad, device)
     with torch.no_grad():
         trainer, _ = token_logprobs(model, batch, 1.0)
-    diff = (trainer.cpu() - sampler).abs()[mask.bool()]
+    mask = batch.response_mask.bool()
+    diff = (trainer - batch.old_logp).abs()[mask].cpu()
     return float(diff.mean()), float(diff.quantile(0.99)), float(diff.max()), int(mask.sum())
 
 

@@ -352,12 +352,12 @@ class GRPOTrainer:
         min(exp(old - sampler), cap)."""
         mask = sub.response_mask.float()
         gap = (old - sub.old_logp).detach() * mask
-        ratio = torch.exp(gap)
-        self._sampler_stats += torch.tensor([float(gap.abs().sum()), float(((ratio > (self.config.tis_cap or
-                                             float("inf"))) * mask).sum()), float(mask.sum())])
-        if self._engine is None or self.config.tis_cap is None:
+        ratio, cap = torch.exp(gap), self.config.tis_cap
+        at_cap = float(((ratio > cap) * mask).sum()) if cap is not None else 0.0
+        self._sampler_stats += torch.tensor([float(gap.abs().sum()), at_cap, float(mask.sum())])
+        if self._engine is None or cap is None:
             return logp
-        return algos.weight_token_gradients(logp, torch.clamp(ratio, max=self.config.tis_cap) * mask)
+        return algos.weight_token_gradients(logp, torch.clamp(ratio, max=cap) * mask)
 
     def sampler_stats(self) -> dict:
         """The step's `sampler_gap` (mean |trainer - sampler| log-prob per trained token: 0 up to rounding for

@@ -64,22 +64,8 @@ class VLLMRollouts:
         params = SamplingParams(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens, stop=())
         outputs = self.engine.sample(prompt_ids, [1] * len(prompt_ids), params, seed, logprobs=True,
                                      stop_strings=False)
-        responses = [request.outputs[0] for request in outputs]
-        prompts, prompt_mask = left_pad(prompt_ids, pad_id)
-        width = max(1, max(len(r.token_ids) for r in responses))
-        response_ids = torch.full((len(responses), width), pad_id, dtype=torch.long)
-        response_mask = torch.zeros((len(responses), width), dtype=torch.long)
-        old_logp = torch.zeros((len(responses), width))
-        for row, response in enumerate(responses):
-            ids = list(response.token_ids)
-            response_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            response_mask[row, : len(ids)] = 1
-            old_logp[row, : len(ids)] = torch.tensor([step[token].logprob for step, token
-                                                      in zip(response.logprobs, ids, strict=True)])
-        truncated = torch.tensor([r.finish_reason == "length" for r in responses])
         device = next(self.model.parameters()).device  # where the trainer scores the batch, as `sample` does
-        return RolloutBatch(*(t.to(device) for t in (prompts, prompt_mask, response_ids, response_mask, old_logp,
-                                                     truncated)))
+        return rollout_batch(prompt_ids, [request.outputs[0] for request in outputs], pad_id, device)
 
     def close(self) -> None:
         """Stop the engine and delete the policy's copy in shared memory (a whole model in RAM otherwise)."""
@@ -87,3 +73,22 @@ class VLLMRollouts:
             self.engine.close()
         finally:
             shutil.rmtree(self.policy_dir, ignore_errors=True)
+
+
+def rollout_batch(prompt_ids: list[list[int]], responses: list, pad_id: int, device="cpu") -> RolloutBatch:
+    """A RolloutBatch from vLLM's completions of `prompt_ids` (one each, asked with logprobs=0): the response
+    tokens right-padded, and the sampler's log-prob of each as old_logp."""
+    prompts, prompt_mask = left_pad(prompt_ids, pad_id)
+    width = max(1, max(len(r.token_ids) for r in responses))
+    response_ids = torch.full((len(responses), width), pad_id, dtype=torch.long)
+    response_mask = torch.zeros((len(responses), width), dtype=torch.long)
+    old_logp = torch.zeros((len(responses), width))
+    for row, response in enumerate(responses):
+        ids = list(response.token_ids)
+        response_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        response_mask[row, : len(ids)] = 1
+        old_logp[row, : len(ids)] = torch.tensor([step[token].logprob for step, token
+                                                  in zip(response.logprobs, ids, strict=True)])
+    truncated = torch.tensor([r.finish_reason == "length" for r in responses])
+    return RolloutBatch(*(t.to(device) for t in (prompts, prompt_mask, response_ids, response_mask, old_logp,
+                                                 truncated)))

@@ -40,7 +40,7 @@ class VLLMBackend:
         self._vllm = vllm = import_vllm()
         from vllm.platforms import current_platform
 
-        self.model_path, self.dtype, self.max_model_len = str(model_path), dtype, max_model_len
+        self.model_path, self.max_model_len = str(model_path), max_model_len
         self.device = "cpu" if current_platform.is_cpu() else current_platform.device_type
         # On CPU, compiling the model graph triples start-up (79 s against 24 s for SmolLM2-135M on 2 cores) and
         # gains no throughput (249 against 251 tokens/s); GPUs keep vLLM's compiled default.
