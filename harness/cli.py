@@ -136,7 +136,7 @@ def run_compare_command(args) -> int:
     from harness.budget import Budget
     from harness.compare import CompareConfig, parse_overrides, run_compare
     from harness.registry import parse_name_list
-    from trainers.base import VARIANTS
+    from trainers.builtin.base import VARIANTS
 
     variants = parse_name_list(args.variants, VARIANTS)
     rollout_engine = [f"all.rollout_engine={args.rollout_engine}"] if args.rollout_engine else []
@@ -179,7 +179,7 @@ def run_list_command(args) -> int:
                          str(task.default_n), ",".join(map(str, task.default_k))])
         print(format_plain_table(["task", "size", "data sha256", "template", "extractor", "grader", "n", "k"], rows))
     elif args.what == "variants":
-        from trainers.catalog import describe_variants
+        from trainers.builtin.catalog import describe_variants
 
         print(describe_variants())
     elif args.what == "models":

@@ -26,7 +26,7 @@ from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.runstore import RunDir, write_json_atomic
 from harness.task import TASKS
-from trainers.base import VARIANTS, apply_overrides, paper_schedule
+from trainers.builtin.base import VARIANTS, apply_overrides, paper_schedule
 
 # The sandbox comparison's default budget: 40 GRPO steps of 16 prompts x 8 samples (ours). A variant trains
 # and is evaluated in about 90 s on an idle 2-core machine; the default three-variant compare took 292 s with

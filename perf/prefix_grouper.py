@@ -1,7 +1,7 @@
 """Training forward + backward, standard against Prefix Grouper, for long prompts and short responses.
 
-The standard forward (`trainers.rollout.token_logprobs`) encodes each group's prompt G times; the grouped one
-(`trainers.prefix_grouper.prefix_grouped_logprobs`) encodes it once and runs the G responses against its
+The standard forward (`trainers.builtin.rollout.token_logprobs`) encodes each group's prompt G times; the grouped one
+(`trainers.builtin.prefix_grouper.prefix_grouped_logprobs`) encodes it once and runs the G responses against its
 KV cache. The model is the sandbox architecture with random weights and a longer position table; prompts
 are random tokens, left-padded by up to a tenth of their length, responses random tokens of 16-32. The figures
 are the median of a few timed repeats (the two forwards alternated, so that a busy machine slows both alike)
@@ -20,8 +20,8 @@ import time
 import torch
 
 from harness.sandbox.model import SandboxModelConfig, build_model
-from trainers.prefix_grouper import prefix_grouped_logprobs
-from trainers.rollout import RolloutBatch, left_pad, token_logprobs
+from trainers.builtin.prefix_grouper import prefix_grouped_logprobs
+from trainers.builtin.rollout import RolloutBatch, left_pad, token_logprobs
 
 RESPONSE_LENGTHS = (16, 32)
 

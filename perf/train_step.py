@@ -22,7 +22,7 @@ from harness.grading import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.task import TASKS
-from trainers.base import VARIANTS
+from trainers.builtin.base import VARIANTS
 
 
 def measure(variant: str, model_dir, problems, task, steps: int, pool) -> dict:

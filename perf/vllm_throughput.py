@@ -31,7 +31,7 @@ def main() -> None:
     from harness.models import resolve_model
     from harness.prompts import TEMPLATES, render_prompt
     from harness.task import TASKS
-    from trainers.rollout import sample
+    from trainers.builtin.rollout import sample
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR", DEFAULT_DATA_DIR))
@@ -99,8 +99,8 @@ def logprob_gap(model, tokenizer, prompt_ids, responses, device) -> tuple[float,
     """|trainer - sampler| log-prob of every generated token, scored by the training forward."""
     import torch
 
-    from trainers.rollout import token_logprobs
-    from trainers.vllm_rollout import rollout_batch
+    from trainers.builtin.rollout import token_logprobs
+    from trainers.engines.vllm_rollout import rollout_batch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     batch = rollout_batch(prompt_ids, responses, pad, device)
@@ -120,8 +120,8 @@ def grpo_steps(path, args) -> None:
     from harness.grading import GradingPool
     from harness.prompts import TEMPLATES
     from harness.task import TASKS
-    from trainers.base import GRPOConfig
-    from trainers.grpo import GRPOTrainer
+    from trainers.builtin.base import GRPOConfig
+    from trainers.builtin.grpo import GRPOTrainer
 
     task = TASKS.get("gsm8k")
     problems = task.load(args.data_dir).problems[:64]

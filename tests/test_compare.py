@@ -44,7 +44,7 @@ def test_compare_trains_each_variant_within_budget_and_renders_a_leaderboard(unt
 
 @pytest.mark.slow
 def test_every_registered_variant_trains_within_one_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path):
-    from trainers.base import VARIANTS
+    from trainers.builtin.base import VARIANTS
 
     budget = 64
     assert main(["compare", "--model", str(untrained_model_dir), "--out", str(tmp_path / "runs"),

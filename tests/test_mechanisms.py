@@ -13,8 +13,8 @@ from harness.grading import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.task import TASKS
-from trainers.base import VARIANTS, apply_overrides
-from trainers.grpo import TRAIN_LOG
+from trainers.builtin.base import VARIANTS, apply_overrides
+from trainers.builtin.grpo import TRAIN_LOG
 
 # Few questions, each revisited every step, so that what needs history has some (GDRO's bins are played from
 # the second visit and Rollout-GDRO's allocation can move from the third; R3 replays and reflects on what it

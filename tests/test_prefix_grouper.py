@@ -14,10 +14,10 @@ from harness.budget import Budget
 from harness.prompts import TEMPLATES
 from harness.task import TASKS
 from trainers import algos, prefix_grouper
-from trainers.base import apply_overrides
-from trainers.grpo import TRAIN_LOG, GRPOTrainer
-from trainers.prefix_grouper import group_starts, prefix_grouped_logprobs
-from trainers.rollout import RolloutBatch, left_pad, sample, token_logprobs
+from trainers.builtin.base import apply_overrides
+from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer
+from trainers.builtin.prefix_grouper import group_starts, prefix_grouped_logprobs
+from trainers.builtin.rollout import RolloutBatch, left_pad, sample, token_logprobs
 
 
 def load(model_dir, dtype):

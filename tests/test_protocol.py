@@ -10,9 +10,9 @@ from trainer_helpers import ONE_STEP, make_trainer, read_log
 
 from harness.budget import Budget
 from harness.compare import CompareConfig, variant_configs
-from trainers.base import VARIANTS, GRPOConfig, apply_overrides
-from trainers.grpo import GRPOTrainer
-from trainers.prefix_grouper import forward_tokens
+from trainers.builtin.base import VARIANTS, GRPOConfig, apply_overrides
+from trainers.builtin.grpo import GRPOTrainer
+from trainers.builtin.prefix_grouper import forward_tokens
 
 
 def test_every_variant_shares_the_schedule_unless_the_paper_protocol_is_asked_for():
@@ -109,7 +109,7 @@ PLUGIN = '''
 {future}
 from dataclasses import dataclass
 
-from trainers.base import GRPOConfig
+from trainers.builtin.base import GRPOConfig
 
 
 @dataclass(frozen=True)

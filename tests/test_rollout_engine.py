@@ -8,9 +8,9 @@ from trainer_helpers import ONE_STEP, make_trainer, read_log
 
 from harness.compare import card_config
 from trainers import algos
-from trainers.base import GRPOConfig
-from trainers.grpo import GRPOTrainer
-from trainers.n_grpo import NGRPOTrainer
+from trainers.builtin.base import GRPOConfig
+from trainers.builtin.grpo import GRPOTrainer
+from trainers.builtin.n_grpo import NGRPOTrainer
 
 
 def test_token_weights_scale_each_gradient_and_leave_the_value():

@@ -20,10 +20,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget, Ledger
 from harness.registry import UnknownNameError
-from trainers.base import VARIANTS, TrainingError, apply_overrides
-from trainers.dapo import DAPOTrainer
-from trainers.grpo import CHECKPOINT, GRPOTrainer
-from trainers.rollout import Mixing, sample, token_logprobs
+from trainers.builtin.base import VARIANTS, TrainingError, apply_overrides
+from trainers.builtin.dapo import DAPOTrainer
+from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
+from trainers.builtin.rollout import Mixing, sample, token_logprobs
 
 
 def test_budget_parse_and_errors():
@@ -141,7 +141,7 @@ def test_training_forward_replays_the_mixed_inputs(untrained_model_dir):
 
 
 def test_rows_that_end_early_are_dropped_from_decoding_and_still_replay_exactly(untrained_model_dir, monkeypatch):
-    import trainers.rollout as rollout
+    import trainers.builtin.rollout as rollout
 
     model = AutoModelForCausalLM.from_pretrained(untrained_model_dir).eval()
     tokenizer, ids = _prompt_ids(untrained_model_dir)
@@ -185,8 +185,8 @@ def test_unknown_variant_and_unknown_field_list_the_known_ones():
 
 
 def test_every_variant_documents_its_config_and_hooks():
-    from trainers.base import field_docs
-    from trainers.catalog import overridden_hooks
+    from trainers.builtin.base import field_docs
+    from trainers.builtin.catalog import overridden_hooks
 
     expected = {"grpo": ["advantage", "loss"], "dr-grpo": ["reward", "advantage"], "dgpo": ["advantage", "loss"],
                 "dapo": ["sampler", "reward", "group_filter"], "n-grpo": ["rollout"]}

@@ -10,9 +10,9 @@ from trainer_helpers import ONE_STEP, make_trainer, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
-from trainers.a_grae import AGRAEConfig, AGRAETrainer, difficulty_focus, suppress_correct
-from trainers.base import VARIANTS, Groups, field_docs
-from trainers.catalog import overridden_hooks
+from trainers.builtin.a_grae import AGRAEConfig, AGRAETrainer, difficulty_focus, suppress_correct
+from trainers.builtin.base import VARIANTS, Groups, field_docs
+from trainers.builtin.catalog import overridden_hooks
 
 
 def approx(values, abs=1e-4):

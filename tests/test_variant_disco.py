@@ -7,14 +7,14 @@ import torch
 from trainer_helpers import ONE_STEP, make_trainer, read_log
 
 from harness.budget import Budget
-from trainers.disco import (
+from trainers.builtin.disco import (
     DisCOConfig,
     DisCOTrainer,
     discriminative_objective,
     sequence_scores,
     squared_hinge_penalty,
 )
-from trainers.grpo import CHECKPOINT
+from trainers.builtin.grpo import CHECKPOINT
 
 SPEC_SCORES = [-0.3, -0.5, -0.4, -0.9]
 SPEC_LABELS = [1.0, 1, -1, -1]

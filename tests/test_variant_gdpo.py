@@ -9,8 +9,14 @@ from trainer_helpers import ONE_STEP, approx, blank_batch, make_trainer, train_a
 from harness.budget import Budget
 from harness.task import TASKS
 from trainers import algos
-from trainers.base import Groups, apply_overrides
-from trainers.gdpo import GDPOConfig, GDPOTrainer, batch_whiten, decoupled_group_advantages, gdpo_advantages
+from trainers.builtin.base import Groups, apply_overrides
+from trainers.builtin.gdpo import (
+    GDPOConfig,
+    GDPOTrainer,
+    batch_whiten,
+    decoupled_group_advantages,
+    gdpo_advantages,
+)
 
 # The spec's two groups (G = 4): correctness and format per sample.
 CORRECT = [[1.0, 1, 0, 0], [1, 0, 0, 0]]

@@ -14,9 +14,9 @@ from trainer_helpers import ONE_STEP, bias_towards_eos, killed_after, make_train
 from harness.budget import Budget
 from harness.task import TASKS, Problem
 from trainers import algos
-from trainers.base import Groups, field_docs
-from trainers.catalog import overridden_hooks
-from trainers.gdro import (
+from trainers.builtin.base import Groups, field_docs
+from trainers.builtin.catalog import overridden_hooks
+from trainers.builtin.gdro import (
     DifficultyClassifier,
     RaggedGroups,
     allocate_arms,
@@ -29,9 +29,9 @@ from trainers.gdro import (
     sample_losses,
     square_root_allocation,
 )
-from trainers.grpo import CHECKPOINT, GRPOTrainer
-from trainers.prompt_gdro import PromptGDROConfig, PromptGDROTrainer
-from trainers.rollout_gdro import RolloutGDROConfig, RolloutGDROTrainer
+from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
+from trainers.builtin.prompt_gdro import PromptGDROConfig, PromptGDROTrainer
+from trainers.builtin.rollout_gdro import RolloutGDROConfig, RolloutGDROTrainer
 
 DECILES = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], dtype=torch.float64)
 

@@ -9,9 +9,9 @@ from trainer_helpers import ONE_STEP, approx, make_trainer, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
-from trainers.base import VARIANTS, Groups, field_docs
-from trainers.catalog import overridden_hooks
-from trainers.grpo_lead import (
+from trainers.builtin.base import VARIANTS, Groups, field_docs
+from trainers.builtin.catalog import overridden_hooks
+from trainers.builtin.grpo_lead import (
     GRPOLeadConfig,
     GRPOLeadTrainer,
     difficulty_reweighted,
@@ -19,7 +19,7 @@ from trainers.grpo_lead import (
     lead_rewards,
     logistic_weight,
 )
-from trainers.rollout import RolloutBatch
+from trainers.builtin.rollout import RolloutBatch
 
 
 def make_groups(accuracy, lengths, texts=None, answers=None) -> Groups:

@@ -7,9 +7,9 @@ import torch
 from trainer_helpers import make_trainer, read_log
 
 from harness.budget import Budget, Ledger
-from trainers.base import TrainingError
-from trainers.grpo import CHECKPOINT, GRPOTrainer
-from trainers.mc_grpo import (
+from trainers.builtin.base import TrainingError
+from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
+from trainers.builtin.mc_grpo import (
     MCGRPOConfig,
     MCGRPOTrainer,
     PivotDropped,

@@ -10,10 +10,10 @@ from trainer_helpers import ONE_STEP, ConstantPool, approx, make_trainer, read_l
 
 from harness.budget import Budget
 from trainers import algos
-from trainers.base import VARIANTS, field_docs
-from trainers.catalog import overridden_hooks
-from trainers.n_grpo import NGRPOTrainer
-from trainers.ngrpo import (
+from trainers.builtin.base import VARIANTS, field_docs
+from trainers.builtin.catalog import overridden_hooks
+from trainers.builtin.n_grpo import NGRPOTrainer
+from trainers.builtin.ngrpo import (
     NegativeEnhancedGRPOConfig,
     NegativeEnhancedGRPOTrainer,
     not_all_correct,

@@ -13,9 +13,9 @@ from harness.budget import Budget
 from harness.extraction import extract
 from harness.grading import grade
 from harness.task import Problem
-from trainers.base import Groups, apply_overrides
-from trainers.grpo import CHECKPOINT, GRPOTrainer
-from trainers.prompt_aug import PAPER_TEMPLATES, PromptAugConfig, PromptAugTrainer, template_pool
+from trainers.builtin.base import Groups, apply_overrides
+from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
+from trainers.builtin.prompt_aug import PAPER_TEMPLATES, PromptAugConfig, PromptAugTrainer, template_pool
 
 OPEN_R1_COMPLETION = "<think>\nx\n</think>\n<answer>\n\\boxed{2}\n</answer>"
 

@@ -10,10 +10,10 @@ from trainer_helpers import ONE_STEP, approx, killed_after, make_trainer, read_l
 
 from harness.budget import Budget
 from trainers import algos
-from trainers.base import field_docs
-from trainers.catalog import overridden_hooks
-from trainers.grpo import CHECKPOINT
-from trainers.r3 import (
+from trainers.builtin.base import field_docs
+from trainers.builtin.catalog import overridden_hooks
+from trainers.builtin.grpo import CHECKPOINT
+from trainers.builtin.r3 import (
     ATTEMPT,
     R3Config,
     R3Trainer,
@@ -23,7 +23,7 @@ from trainers.r3 import (
     mixed_group_advantages,
     ranking_rewards,
 )
-from trainers.rollout import token_logprobs
+from trainers.builtin.rollout import token_logprobs
 
 
 class ScriptedPool:
@@ -281,7 +281,7 @@ KilledAfter = killed_after(R3Trainer, step=2)
 
 @pytest.fixture
 def one_thread():
-    """The training forward's embedding lookup (`table[ids]` in trainers/rollout.py) accumulates its gradient
+    """The training forward's embedding lookup (`table[ids]` in trainers/builtin/rollout.py) accumulates its gradient
     from several threads in any order once a batch is large enough, which the reflection prompts make it; on
     one thread a rerun is bit-identical, so what is compared is the restored state alone."""
     threads = torch.get_num_threads()

@@ -8,10 +8,10 @@ from trainer_helpers import make_trainer, read_log
 
 from harness.budget import Budget
 from trainers import algos
-from trainers.base import Groups
-from trainers.grpo import CHECKPOINT
-from trainers.rollout import RolloutBatch
-from trainers.unlikeliness import (
+from trainers.builtin.base import Groups
+from trainers.builtin.grpo import CHECKPOINT
+from trainers.builtin.rollout import RolloutBatch
+from trainers.builtin.unlikeliness import (
     UnlikelinessConfig,
     UnlikelinessTrainer,
     likelihood_ranks,

@@ -12,9 +12,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget
 from harness.prompts import TEMPLATES
-from trainers.base import apply_overrides
-from trainers.grpo import TRAIN_LOG
-from trainers.rollout import RolloutBatch
+from trainers.builtin.base import apply_overrides
+from trainers.builtin.grpo import TRAIN_LOG
+from trainers.builtin.rollout import RolloutBatch
 
 # What makes a step take a second: 2 prompts x G=4 = 8 rollouts of at most 12 tokens, a checkpoint every step.
 TINY_OVERRIDES = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,

@@ -1,22 +1,11 @@
-"""The GRPO skeleton and one module per variant (../shared/docs/variants.md). Importing the package registers
-the built-in variants in `trainers.base.VARIANTS`."""
+"""Training, in three layers that the folders show:
 
-from trainers import (  # noqa: F401
-    a_grae,
-    dapo,
-    dgpo,
-    disco,
-    dr_grpo,
-    gdpo,
-    grpo,
-    grpo_lead,
-    mc_grpo,
-    n_grpo,
-    ngrpo,
-    prompt_aug,
-    prompt_gdro,
-    r3,
-    reflection,
-    rollout_gdro,
-    unlikeliness,
-)
+- `trainers.algos`: the variant math. Every variant's reward shaping, group filter, advantage and loss as pure,
+  registered tensor functions; the one source every engine calls. Imports torch only.
+- `trainers.builtin`: the built-in trainer, the reference engine on small models (the GRPO skeleton and one module
+  per variant; importing it registers the variants).
+- `trainers.engines`: adapters to other engines (vLLM rollouts, TRL, verl) that call the same variant math.
+
+This package imports nothing itself, so the variant math can be loaded in an engine's environment (verl's workers)
+without the built-in trainer.
+"""

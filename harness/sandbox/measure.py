@@ -48,7 +48,7 @@ def measure_pass_at_1(model, tokenizer, records: list[dict], max_new_tokens: int
     """Pass@1 on `records` ({"prompt", "answer", group_by}): sampled (`samples` each, temperature 1, no
     top-k/top-p) and greedy, overall and by `group_by`, and the share of sampled completions in which the
     reflection detector finds a self-check marker."""
-    from trainers.reflection import distinct_markers
+    from trainers.builtin.reflection import distinct_markers
 
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)

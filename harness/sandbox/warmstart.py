@@ -103,7 +103,7 @@ class WarmStartConfig:
     # greedy). A templated prompt is 10-20x a bare one; length-bucketed batches keep the build's time about
     # the same as without them (520 s against 512 s of training on the same shared machine).
     template_fraction: float = 0.15
-    # prompt-aug's template pool spec ('paper': the paper's 13, as `trainers.prompt_aug.template_pool` reads it).
+    # prompt-aug's template pool spec ('paper': the paper's 13, as `trainers.builtin.prompt_aug.template_pool` reads it).
     templates: str = "paper"
     # Examples held out from the end of each train split to decide when to stop. They come from the
     # TRAIN split: the `sandbox` test split is never trained or selected on.

@@ -6,7 +6,7 @@ What the tiny model sees before RL, and why each ingredient is there (the shares
 - a self-check line before the answer on `self_check_rate` of them ('let me check: 37+48=85', the
   expression restated with the value the work arrived at), so the reflection detector has something to
   count before RL, and the reflection and R3 variants a behaviour to reward;
-- prompt-aug's own templates (`trainers.prompt_aug.template_pool`, rendered by `AugTemplate.render` as that
+- prompt-aug's own templates (`trainers.builtin.prompt_aug.template_pool`, rendered by `AugTemplate.render` as that
   variant renders them) around `template_fraction` of the prompts, so accuracy under them is above zero and
   prompt-aug's groups carry signal;
 - relation problems at `relation_fraction`, so the relation task starts above chance too.
@@ -27,7 +27,7 @@ _SLIP_STREAM, _SELF_CHECK_STREAM, _TEMPLATE_STREAM = 1, 2, 3
 
 def warm_start_templates(spec: str):
     """prompt-aug's templates named by `spec` ('paper' = its 13), imported late: trainers import harness."""
-    from trainers.prompt_aug import template_pool
+    from trainers.builtin.prompt_aug import template_pool
 
     return template_pool(spec)
 

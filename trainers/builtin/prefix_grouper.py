@@ -1,6 +1,6 @@
 """Prefix Grouper (arXiv 2506.05433; variants.md §18): the training forward with each group's prompt encoded once.
 
-In GRPO the G rows of a group repeat one prompt, and the standard forward (`trainers.rollout.token_logprobs`)
+In GRPO the G rows of a group repeat one prompt, and the standard forward (`trainers.builtin.rollout.token_logprobs`)
 encodes it G times. Here each run of consecutive rows with the same (left-padded) prompt is a group: its prompt
 goes through the model once with a KV cache, the cache is repeated to the group's G rows, and the responses go
 through a second forward against it. Attention, positions and masks are those of the standard forward, so
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from trainers.rollout import (
+from trainers.builtin.rollout import (
     ROWS_PER_FORWARD,
     RolloutBatch,
     cache_kwarg_of,
@@ -53,7 +53,7 @@ def forward_tokens(batch: RolloutBatch, prefix_grouped: bool) -> int:
 
 def prefix_grouped_logprobs(model, batch: RolloutBatch, temperature: float,
                             with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Same contract and numbers as `trainers.rollout.token_logprobs`: log-probs [B, T] of the response tokens
+    """Same contract and numbers as `trainers.builtin.rollout.token_logprobs`: log-probs [B, T] of the response tokens
     (0 on padding) at the sampling temperature, and with `with_entropy` the detached per-token entropy."""
     rows, width = batch.response_ids.shape
     starts = group_starts(batch.prompt_ids, batch.prompt_mask).tolist() + [rows]

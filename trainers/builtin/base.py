@@ -24,9 +24,9 @@ import torch
 from harness.registry import Registry
 from harness.task import Problem
 from trainers import algos
-from trainers.rollout import RolloutBatch
+from trainers.builtin.rollout import RolloutBatch
 
-VARIANTS: Registry[type] = Registry("variant", "harness.trainers", builtins_module="trainers")
+VARIANTS: Registry[type] = Registry("variant", "harness.trainers", builtins_module="trainers.builtin")
 HOOKS = ("sampler", "prompt", "rollout", "reward", "group_filter", "advantage", "loss", "forward", "state")
 
 

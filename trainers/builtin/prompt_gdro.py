@@ -1,6 +1,6 @@
 """Prompt-GDRO (arXiv 2601.19280; variants.md §14): a data adversary that reweights advantages by difficulty.
 
-Each prompt is binned by the shared online pass@k classifier (`trainers.gdro`), after this step's rollouts
+Each prompt is binned by the shared online pass@k classifier (`trainers.builtin.gdro`), after this step's rollouts
 are recorded (ours: the spec defers classification to after generation only for Rollout-GDRO, which must
 allocate before it). Each bin keeps an EMA score S(b) of the mean loss of its prompts this step, divided by
 the bin's share of the batch; a prompt's GRPO advantages, clipped to [-5, 5], are multiplied by
@@ -8,7 +8,7 @@ min(omega(b), omega_max) with omega = exp(eta_q clip(S, -C, C)), so bins with th
 resampling: every prompt still gets G rollouts. The weights use the scores before this step's losses update
 them. A prompt's loss is the mean over its rollouts of each one's part of the token-mean loss, with the
 advantage before the weight; why that and not the mean of sequence means (which a group-normalised advantage
-pins at beta KL), and why the clip comes before the weight: `trainers.gdro`'s docstring, 2 and 3.
+pins at beta KL), and why the clip comes before the weight: `trainers.builtin.gdro`'s docstring, 2 and 3.
 
 Logged per step (lists over bins 0..B-1, None where the bin had no prompt): gdro_bin_prompts,
 gdro_bin_weight (the advantage weight applied), gdro_bin_score (S after the step; None before a bin's first
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainers.base import VARIANTS, Groups
-from trainers.gdro import (
+from trainers.builtin.base import VARIANTS, Groups
+from trainers.builtin.gdro import (
     GDROConfig,
     GDROTrainer,
     RaggedGroups,

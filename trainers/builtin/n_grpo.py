@@ -3,7 +3,7 @@
 At each decoding step, with probability rho_mix the next input is not the drawn token's embedding but a
 blend: the anchor (the greedy token) and its k-1 cosine neighbours in the input embedding table, weighted by
 the temperature softmax renormalised over that set. The text records the anchor. The training forward
-rebuilds the same blended inputs from the current table (`trainers.rollout.token_logprobs`), so the ratio is
+rebuilds the same blended inputs from the current table (`trainers.builtin.rollout.token_logprobs`), so the ratio is
 taken on exactly the history the sampler saw. Advantages and loss are GRPO's. Evaluation never mixes (it
 goes through the ordinary generation backend). The official code mixes only inside the <think> segment;
 this implementation mixes the whole response (ours: sandbox responses have no think block).
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainers.base import VARIANTS, GRPOConfig
-from trainers.grpo import GRPOTrainer
-from trainers.rollout import Mixing, RolloutBatch
+from trainers.builtin.base import VARIANTS, GRPOConfig
+from trainers.builtin.grpo import GRPOTrainer
+from trainers.builtin.rollout import Mixing, RolloutBatch
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic
 from harness.task import Problem
 from trainers import algos
-from trainers.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
-from trainers.prefix_grouper import forward_tokens, prefix_grouped_logprobs
-from trainers.rollout import Mixing, RolloutBatch, sample, token_logprobs
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
+from trainers.builtin.prefix_grouper import forward_tokens, prefix_grouped_logprobs
+from trainers.builtin.rollout import Mixing, RolloutBatch, sample, token_logprobs
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class GRPOTrainer:
                 self._engine_refused = True
             return None
         if self._engine is None:
-            from trainers.vllm_rollout import VLLMRollouts
+            from trainers.engines.vllm_rollout import VLLMRollouts
 
             self._engine = VLLMRollouts(self.model, self.tokenizer, dtype=self.config.rollout_dtype)
         return self._engine

@@ -10,7 +10,7 @@ does). Ties go to the arm nearest n_bar, so before any feedback every prompt get
 rolled out n_b times and GRPO's advantages are taken per group of its own size. After training, only the
 arm each bin played is scored, with the bin's utility J_b = -mean(loss) over its samples less the price
 mu (n_b - n_bar) (paper Eq. 20), and the dual step moves mu by alpha_mu (realised mean - n_bar). A sample's
-loss is its part of the token-mean loss (`trainers.gdro`'s docstring, 2): a mean of sequence means would add
+loss is its part of the token-mean loss (`trainers.builtin.gdro`'s docstring, 2): a mean of sequence means would add
 about -beta KL to every played arm alike. The allocation being exact, the realised mean is n_bar and mu stays
 at 0 (the spec's mechanism, kept and checkpointed; it would move only under an inexact allocator).
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainers.base import VARIANTS
-from trainers.gdro import (
+from trainers.builtin.base import VARIANTS
+from trainers.builtin.gdro import (
     GDROConfig,
     GDROTrainer,
     RaggedGroups,

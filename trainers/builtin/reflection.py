@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainers.base import VARIANTS, Groups, GRPOConfig
-from trainers.grpo import GRPOTrainer
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.grpo import GRPOTrainer
 
 # Self-check markers (ours; variants.md §15's list). "wait" is a whole word so "await" or "waiting" are no
 # reflection.

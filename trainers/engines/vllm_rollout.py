@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from harness.backends.base import SamplingParams
-from trainers.rollout import RolloutBatch, left_pad
+from trainers.builtin.rollout import RolloutBatch, left_pad
 
 # The share of GPU memory the rollout engine takes (ours); the rest is the trainer's.
 GPU_MEMORY_SHARE = 0.3

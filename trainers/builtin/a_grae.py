@@ -23,8 +23,8 @@ from typing import ClassVar
 import torch
 
 from trainers import algos
-from trainers.base import VARIANTS, Groups, GRPOConfig
-from trainers.grpo import GRPOTrainer
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.grpo import GRPOTrainer
 
 CURRICULA = ("batch-accuracy", "linear-schedule")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainers.base import HOOKS, VARIANTS, GRPOConfig, field_docs
+from trainers.builtin.base import HOOKS, VARIANTS, GRPOConfig, field_docs
 
 # Hook name -> the methods that implement it on the skeleton.
 HOOK_METHODS = {"sampler": ("sampler", "collect"), "prompt": ("prompt",), "rollout": ("rollout", "mixing"),
@@ -14,7 +14,7 @@ HOOK_METHODS = {"sampler": ("sampler", "collect"), "prompt": ("prompt",), "rollo
 
 
 def overridden_hooks(trainer_cls) -> list[str]:
-    from trainers.grpo import GRPOTrainer
+    from trainers.builtin.grpo import GRPOTrainer
 
     if trainer_cls is GRPOTrainer:
         return ["advantage", "loss"]  # the skeleton's own: GRPO defines them

@@ -37,9 +37,9 @@ import torch
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
 from harness.extraction import extract
 from harness.task import Problem
-from trainers.base import VARIANTS, Groups, GRPOConfig, derived_seed, group_rows
-from trainers.grpo import GRPOTrainer
-from trainers.rollout import RolloutBatch
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, derived_seed, group_rows
+from trainers.builtin.grpo import GRPOTrainer
+from trainers.builtin.rollout import RolloutBatch
 
 # Problem.meta key that makes a problem a reflection copy; its value is the past wrong response shown.
 ATTEMPT = "r3_attempt"

@@ -56,9 +56,9 @@ import torch
 
 from harness.task import Problem
 from trainers import algos
-from trainers.base import Groups, GRPOConfig, TrainingError, group_rows
-from trainers.grpo import GRPOTrainer
-from trainers.rollout import RolloutBatch
+from trainers.builtin.base import Groups, GRPOConfig, TrainingError, group_rows
+from trainers.builtin.grpo import GRPOTrainer
+from trainers.builtin.rollout import RolloutBatch
 
 # Estimates are means of 0/1 visits: 0.43 must count as passing 0.4 by 0.03 although 0.4 + 0.03 rounds above it.
 HYSTERESIS_TOLERANCE = 1e-9

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from trainers import algos
-from trainers.base import VARIANTS, Groups, GRPOConfig
-from trainers.grpo import GRPOTrainer
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.grpo import GRPOTrainer
 
 # The code's degenerate-output test: an n-gram (n <= 30 words) repeated >= 10 times back to back, or one
 # whitespace-free run of >= 120 characters.

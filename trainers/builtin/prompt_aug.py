@@ -24,8 +24,8 @@ import torch
 
 from harness.prompts import TEMPLATES
 from harness.task import Problem
-from trainers.base import VARIANTS, Groups, GRPOConfig, derived_seed
-from trainers.grpo import GRPOTrainer
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, derived_seed
+from trainers.builtin.grpo import GRPOTrainer
 
 FINAL_ANSWER_PHRASE = "The final answer is:"
 

@@ -1,4 +1,4 @@
-"""NGRPO, Negative-enhanced GRPO (arXiv 2509.18851; variants.md §8). Not N-GRPO (`trainers/n_grpo.py`,
+"""NGRPO, Negative-enhanced GRPO (arXiv 2509.18851; variants.md §8). Not N-GRPO (`trainers/builtin/n_grpo.py`,
 semantic neighbour mixing in the rollout): this one changes only the advantage, the clip and the filter.
 
 1. Advantage calibration: each group's mean and (unbiased) std are taken over its G real rewards plus one
@@ -17,8 +17,8 @@ from typing import ClassVar
 import torch
 
 from trainers import algos
-from trainers.base import VARIANTS, Groups, GRPOConfig
-from trainers.grpo import GRPOTrainer
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.grpo import GRPOTrainer
 
 
 def virtual_max_advantages(rewards: torch.Tensor, max_reward: float = 1.0, virtual_samples: int = 1,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from trainers import algos
-from trainers.base import VARIANTS, Groups, GRPOConfig
-from trainers.grpo import GRPOTrainer
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.grpo import GRPOTrainer
 
 
 @dataclass(frozen=True)
