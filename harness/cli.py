@@ -128,13 +128,17 @@ def add_compare_parser(commands) -> None:
                         "and truncated importance sampling (same as --set all.rollout_engine=vllm)")
     p.add_argument("--eval-backend", choices=("hf", "vllm"), default="hf",
                    help="generation backend of the evaluations (default hf)")
+    p.add_argument("--engine", choices=("builtin", "trl", "verl"), default="builtin",
+                   help="training engine of every row: builtin (default, the reference), trl (TRL's GRPOTrainer) or "
+                        "verl (writes each row's verl launch files; run them on GPUs, then this command again reads "
+                        "the checkpoints back); every engine calls the same registered variant math")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_compare_command)
 
 
 def run_compare_command(args) -> int:
     from harness.budget import Budget
-    from harness.compare import CompareConfig, parse_overrides, run_compare
+    from harness.compare import CompareConfig, PendingEngineRuns, parse_overrides, run_compare
     from harness.registry import parse_name_list
     from trainers.builtin.base import VARIANTS
 
@@ -147,8 +151,17 @@ def run_compare_command(args) -> int:
         eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,
         limit=args.limit, max_new_tokens=args.max_new_tokens, out=args.out, name=args.name,
         leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set + rollout_engine),
-        data_dir=args.data_dir, device=args.device, protocol=args.protocol, eval_backend=args.eval_backend)
-    path = run_compare(config, progress=not args.quiet, command=args.command_line)
+        data_dir=args.data_dir, device=args.device, protocol=args.protocol, eval_backend=args.eval_backend,
+        engine=args.engine)
+    try:
+        path = run_compare(config, progress=not args.quiet, command=args.command_line)
+    except PendingEngineRuns as pending:
+        print(f"{len(pending.launches)} row(s) wait for verl, which trains on GPUs. On a machine with CUDA GPUs and "
+              "the verl environment (bash envs/verl.sh; . .venv-verl/bin/activate), run:")
+        print("\n".join(f"  {launch}" for launch in pending.launches))
+        print("then run this command again: it reads their checkpoints back, evaluates them and writes the "
+              "leaderboard.")
+        return 0
     print(f"leaderboard: {path}")
     return 0
 

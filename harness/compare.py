@@ -26,7 +26,6 @@ from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.runstore import RunDir, write_json_atomic
 from harness.task import TASKS
-from trainers.builtin.base import VARIANTS, apply_overrides, paper_schedule
 
 # The sandbox comparison's default budget: 40 GRPO steps of 16 prompts x 8 samples (ours). A variant trains
 # and is evaluated in about 90 s on an idle 2-core machine; the default three-variant compare took 292 s with
@@ -45,6 +44,9 @@ DEFAULT_BUDGET = Budget(rollouts=40 * 16 * 8, update_tokens=1_220_000)
 # the paired test on this task (ours).
 DEFAULT_N, DEFAULT_K = 8, (1, 2, 4, 8)
 PROTOCOLS = ("shared", "paper")
+# Who trains each row: the built-in trainer (the reference), TRL's GRPOTrainer, or verl (prepared here, launched on
+# GPUs, read back; see trainers/engines/verl). Every engine calls the same registered variant math.
+ENGINES = ("builtin", "trl", "verl")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class CompareConfig:
     protocol: str = "shared"
     # Generation backend of every evaluation (warm start and trained rows): "hf" or "vllm".
     eval_backend: str = "hf"
+    # Training engine of every row (ENGINES).
+    engine: str = "builtin"
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -99,6 +103,10 @@ def variant_configs(config: CompareConfig) -> dict[str, object]:
         raise ValueError(f"--set names {unknown}, which are not among --variants {list(config.variants)}")
     if config.protocol not in PROTOCOLS:
         raise ValueError(f"--protocol {config.protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    from trainers.builtin.base import VARIANTS, apply_overrides, paper_schedule
+
+    if config.engine not in ENGINES:
+        raise ValueError(f"--engine {config.engine!r} is not one of {', '.join(ENGINES)}")
     configs = {}
     for name in config.variants:
         trainer = VARIANTS.get(name)
@@ -137,8 +145,11 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     bad_k = [k for k in config.k if not 1 <= k <= config.n]
     if bad_k:
         raise ValueError(f"k={bad_k} impossible with n={config.n} eval samples per problem (every k must be 1..n)")
+    from trainers.builtin.base import VARIANTS
+
     for variant, variant_config in configs.items():
         VARIANTS.get(variant).check_budget(variant_config, train_task.max_new_tokens, config.budget)
+        check_engine(config.engine, variant, variant_config)
     train_data = train_task.load(config.data_dir)
     model = resolve_model(config.model)  # builds the sandbox warm start once (cached)
 
@@ -153,6 +164,7 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         "variants": {v: card_config(c, VARIANTS.get(v)) for v, c in configs.items()}, "versions": library_versions(),
         # recorded only when not the default, so compare directories from before the option keep their hashes
         **({"eval_backend": config.eval_backend} if config.eval_backend != "hf" else {}),
+        **({"engine": config.engine} if config.engine != "builtin" else {}),
     }
     protocol_hash = card_hash(protocol)
     write_json_atomic(out / "protocol.json", {**protocol, "hash": protocol_hash, "command": command,
@@ -160,6 +172,7 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     rows = [(v, s) for v in config.variants for s in config.seeds]
     total = len(rows) + (1 if config.warm_start_row else 0)
     row_dirs = []
+    waiting: list[Path] = []  # rows an external engine (verl) has still to train
     stage = 0
 
     def announce(what: str) -> None:
@@ -178,12 +191,18 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         stage += 1
         row = out / f"{variant}-seed{seed}"
         announce(f"training {variant} (seed {seed}), then evaluating it")
-        final = train_row(variant, configs[variant], config, model, train_task, train_data, seed, row / "train",
-                          progress)
+        try:
+            final = train_row(variant, configs[variant], config, model, train_task, train_data, seed, row / "train",
+                              progress)
+        except PendingEngineRuns as pending:
+            waiting += pending.launches
+            continue
         _evaluate(config, final, row, progress)
         write_json_atomic(row / "row.json", {"label": variant, "variant": variant, "seed": seed,
                                              "command": command, "protocol_hash": protocol_hash})
         row_dirs.append(row)
+    if waiting:
+        raise PendingEngineRuns(waiting)
     leaderboard = Path(config.leaderboard_dir) / f"{name}.md"
     render_leaderboard(row_dirs, leaderboard, title=f"Leaderboard: {name}", baseline=baseline)
     if progress:
@@ -196,6 +215,17 @@ def _evaluate(config: CompareConfig, model_path: Path, row: Path, progress: bool
                              limit=config.limit, max_new_tokens=config.max_new_tokens, data_dir=config.data_dir,
                              out=str(row / "eval"), device=config.device, backend=config.eval_backend)
     run_eval(eval_config, progress=progress, command=None)
+
+
+def check_engine(engine: str, variant: str, variant_config) -> None:
+    """Refuse, before any work, a variant the engine cannot run faithfully (it needs hooks the engine lacks)."""
+    if engine == "trl":
+        from trainers.engines.trl import check_supported
+    elif engine == "verl":
+        from trainers.engines.verl.config import check_supported
+    else:
+        return
+    check_supported(variant, variant_config)
 
 
 def card_config(variant_config, trainer_cls=None) -> dict:
@@ -217,10 +247,12 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.cache import atomic_directory
+    from trainers.builtin.base import VARIANTS
 
     final = train_dir / "final"
     template = TEMPLATES.get(variant_config.template or train_task.template)
     card = {"kind": "train", "variant": variant, "seed": seed, "protocol": config.protocol,
+            **({"engine": config.engine} if config.engine != "builtin" else {}),
             "config": card_config(variant_config, VARIANTS.get(variant)), "mechanism": list(VARIANTS.get(variant).mechanism),
             "budget": config.budget.to_dict(),
             "model": {"name": model.name, "weights_sha256": model.weights_sha256},
@@ -230,18 +262,65 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
     RunDir.open(train_dir, card)  # refuses a directory trained under other settings
     if (final / "config.json").is_file():
         return final
-    policy = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32).to(config.device)
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if config.engine == "verl":
+        return verl_row(variant, variant_config, config, model, train_task, train_data, seed, train_dir, template,
+                        tokenizer)
+    policy = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32).to(config.device)
     trainer_cls = VARIANTS.get(variant)
     with GradingPool() as pool:
-        trainer = trainer_cls(variant_config, model=policy, tokenizer=tokenizer, problems=train_data.problems,
-                              template=template, answer_format=train_task.answer_format, grader=train_task.grader,
-                              max_new_tokens=train_task.max_new_tokens, budget=config.budget, seed=seed,
-                              run_dir=train_dir, pool=pool, progress=progress, aux_rewards=train_task.aux_rewards)
-        trainer.train()
+        if config.engine == "trl":
+            from trainers.engines.trl import train_with_trl
+
+            train_with_trl(variant, variant_config, model=policy, tokenizer=tokenizer, problems=train_data.problems,
+                           template=template, answer_format=train_task.answer_format, grader=train_task.grader,
+                           max_new_tokens=train_task.max_new_tokens, budget=config.budget, seed=seed,
+                           run_dir=train_dir, pool=pool, progress=progress, aux_rewards=train_task.aux_rewards,
+                           device=config.device)
+        else:
+            trainer_cls(variant_config, model=policy, tokenizer=tokenizer, problems=train_data.problems,
+                        template=template, answer_format=train_task.answer_format, grader=train_task.grader,
+                        max_new_tokens=train_task.max_new_tokens, budget=config.budget, seed=seed,
+                        run_dir=train_dir, pool=pool, progress=progress, aux_rewards=train_task.aux_rewards).train()
     with atomic_directory(final) as scratch:
         policy.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
     return final
+
+
+class PendingEngineRuns(Exception):
+    """Rows an external engine (verl) has still to train: their launch scripts are ready, their checkpoints not."""
+
+    def __init__(self, launches: list[Path]):
+        super().__init__(", ".join(map(str, launches)))
+        self.launches = launches
+
+
+def verl_row(variant: str, variant_config, config: CompareConfig, model, train_task, train_data, seed: int,
+             train_dir: Path, template, tokenizer) -> Path:
+    """The row's final model read back from its finished verl run; otherwise its verl launch files are written
+    (once) and PendingEngineRuns names the script to run on a GPU machine."""
+    from harness.prompts import render_prompt
+    from trainers.engines.trl import passes_needed, prompt_order
+    from trainers.engines.verl.checkpoints import read_back
+    from trainers.engines.verl.config import LAUNCH, write_row
+
+    row_dir = train_dir.parent
+    final = read_back(row_dir / "verl", train_dir, variant_config, config.budget)
+    if final is not None:
+        return final
+    launch = row_dir / "verl" / LAUNCH
+    if not launch.is_file():
+        problems = train_data.problems
+        order = prompt_order(problems, seed, passes_needed(config.budget, variant_config, len(problems)))
+        chat = bool(getattr(tokenizer, "chat_template", None))
+        prompts = [render_prompt(template, problems[i].problem, tokenizer if chat else None) for i in order]
+        longest = max(len(tokenizer(p).input_ids) for p in prompts[: 4 * len(problems)])
+        write_row(row_dir, variant, variant_config, model_path=str(model.path), prompts=prompts,
+                  golds=[problems[i].golds for i in order], answer_format=train_task.answer_format,
+                  grader=train_task.grader, budget=config.budget, seed=seed,
+                  max_new_tokens=variant_config.max_new_tokens or train_task.max_new_tokens,
+                  max_prompt_tokens=longest + 16)
+    raise PendingEngineRuns([launch])

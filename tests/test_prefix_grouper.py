@@ -13,7 +13,8 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from harness.budget import Budget
 from harness.prompts import TEMPLATES
 from harness.task import TASKS
-from trainers import algos, prefix_grouper
+from trainers import algos
+from trainers.builtin import prefix_grouper
 from trainers.builtin.base import apply_overrides
 from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer
 from trainers.builtin.prefix_grouper import group_starts, prefix_grouped_logprobs

@@ -26,8 +26,8 @@ from harness.sandbox.warmstart import (
 from harness.task import TASKS, sha256_of_file, sha256_of_records
 from tasks import synthetic
 from tasks.column_check import check_column_work, process_reward
+from trainers.algos.terms import distinct_markers
 from trainers.builtin.prompt_aug import template_pool
-from trainers.builtin.reflection import distinct_markers
 
 TINY_MODEL = SandboxModelConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2)
 TINY_WARM_START = WarmStartConfig(model=TINY_MODEL, max_steps=4, warmup_steps=2, eval_interval=2,

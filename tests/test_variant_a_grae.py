@@ -10,7 +10,8 @@ from trainer_helpers import ONE_STEP, make_trainer, train_and_check
 
 from harness.budget import Budget
 from trainers import algos
-from trainers.builtin.a_grae import AGRAEConfig, AGRAETrainer, difficulty_focus, suppress_correct
+from trainers.algos.terms import difficulty_focus, suppress_correct
+from trainers.builtin.a_grae import AGRAEConfig, AGRAETrainer
 from trainers.builtin.base import VARIANTS, Groups, field_docs
 from trainers.builtin.catalog import overridden_hooks
 

@@ -7,13 +7,8 @@ import torch
 from trainer_helpers import ONE_STEP, make_trainer, read_log
 
 from harness.budget import Budget
-from trainers.builtin.disco import (
-    DisCOConfig,
-    DisCOTrainer,
-    discriminative_objective,
-    sequence_scores,
-    squared_hinge_penalty,
-)
+from trainers.algos.terms import discriminative_objective, sequence_scores, squared_hinge_penalty
+from trainers.builtin.disco import DisCOConfig, DisCOTrainer
 from trainers.builtin.grpo import CHECKPOINT
 
 SPEC_SCORES = [-0.3, -0.5, -0.4, -0.9]

@@ -9,14 +9,9 @@ from trainer_helpers import ONE_STEP, approx, blank_batch, make_trainer, train_a
 from harness.budget import Budget
 from harness.task import TASKS
 from trainers import algos
+from trainers.algos.terms import batch_whiten, decoupled_group_advantages, gdpo_advantages
 from trainers.builtin.base import Groups, apply_overrides
-from trainers.builtin.gdpo import (
-    GDPOConfig,
-    GDPOTrainer,
-    batch_whiten,
-    decoupled_group_advantages,
-    gdpo_advantages,
-)
+from trainers.builtin.gdpo import GDPOConfig, GDPOTrainer
 
 # The spec's two groups (G = 4): correctness and format per sample.
 CORRECT = [[1.0, 1, 0, 0], [1, 0, 0, 0]]

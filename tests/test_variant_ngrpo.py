@@ -10,15 +10,11 @@ from trainer_helpers import ONE_STEP, ConstantPool, approx, make_trainer, read_l
 
 from harness.budget import Budget
 from trainers import algos
+from trainers.algos.terms import not_all_correct, virtual_max_advantages
 from trainers.builtin.base import VARIANTS, field_docs
 from trainers.builtin.catalog import overridden_hooks
 from trainers.builtin.n_grpo import NGRPOTrainer
-from trainers.builtin.ngrpo import (
-    NegativeEnhancedGRPOConfig,
-    NegativeEnhancedGRPOTrainer,
-    not_all_correct,
-    virtual_max_advantages,
-)
+from trainers.builtin.ngrpo import NegativeEnhancedGRPOConfig, NegativeEnhancedGRPOTrainer
 
 # ------------------------------------------------------------------------------------------- spec numbers
 

@@ -8,16 +8,11 @@ from trainer_helpers import make_trainer, read_log
 
 from harness.budget import Budget
 from trainers import algos
+from trainers.algos.terms import likelihood_ranks, mean_token_logp, unlikeliness_rewards
 from trainers.builtin.base import Groups
 from trainers.builtin.grpo import CHECKPOINT
 from trainers.builtin.rollout import RolloutBatch
-from trainers.builtin.unlikeliness import (
-    UnlikelinessConfig,
-    UnlikelinessTrainer,
-    likelihood_ranks,
-    mean_token_logp,
-    unlikeliness_rewards,
-)
+from trainers.builtin.unlikeliness import UnlikelinessConfig, UnlikelinessTrainer
 
 SPEC_REWARDS = torch.tensor([[1.0, 1, 0, 1]])
 SPEC_LOGP = torch.tensor([[-0.2, -0.9, -0.5, -0.4]])

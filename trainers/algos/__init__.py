@@ -1,8 +1,11 @@
-"""Advantage estimators and policy-loss pieces as pure, vectorised tensor functions (../shared/docs/variants.md).
+"""The variant math: advantage estimators and policy-loss pieces as pure, vectorised tensor functions
+(../shared/docs/variants.md), shared by every engine.
 
 Groups are `[num_groups, G]` tensors, per-token quantities `[num_sequences, T]` with a 0/1 mask; nothing loops
-over samples in Python. Each function is registered by name, like verl's `core_algos`, so a variant names its
-estimator and the same function can be handed to an external engine.
+over samples in Python. This module holds the pieces every variant shares; `terms` the ones a variant adds;
+`variants` each variant's reward, filter, advantage and loss, registered under its name (`MATH`), like verl's
+`core_algos` registries. The package imports torch and `harness.registry` only, so an engine's workers (verl's)
+load it without the built-in trainer.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import torch
 
 from harness.registry import Registry
 
-ADVANTAGES: Registry = Registry("advantage estimator")
 AGGREGATIONS: Registry = Registry("loss aggregation")
 
 # verl clamps the log-ratio to +-20 before exponentiating, so one wild token cannot overflow the ratio.
@@ -25,20 +27,17 @@ def group_std(rewards: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
     return rewards.std(dim=-1, keepdim=True, unbiased=unbiased)
 
 
-@ADVANTAGES.register("grpo")
 def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-6, unbiased_std: bool = True) -> torch.Tensor:
     """(r - mean) / (std + eps) within each group (variants.md §1; unbiased std and eps 1e-6 as verl)."""
     mean = rewards.mean(dim=-1, keepdim=True)
     return (rewards - mean) / (group_std(rewards, unbiased_std) + eps)
 
 
-@ADVANTAGES.register("dr-grpo")
 def mean_centred_advantages(rewards: torch.Tensor) -> torch.Tensor:
     """Dr. GRPO (§3): no division by the std, which would weight questions by their difficulty."""
     return rewards - rewards.mean(dim=-1, keepdim=True)
 
 
-@ADVANTAGES.register("dgpo")
 def mad_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     """DGPO's DGAE (§7): scale by the mean absolute deviation, so every non-degenerate binary group carries the
     same total |A| = G whatever its accuracy. Written as G*(r-mean)/(sum|r-mean| + eps), as the official code."""
@@ -110,6 +109,13 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     return torch.clamp(torch.exp(delta) - delta - 1, -10.0, 10.0)
 
 
+def sequences(mask: torch.Tensor) -> torch.Tensor:
+    """How many rows have a trained token: the sequence means count only those (as verl's `agg_loss`), so a row
+    an engine keeps in its batch with its mask zeroed (a group a filter dropped) weighs nothing; every row of the
+    built-in trainer has one."""
+    return (mask.sum(dim=-1) > 0).sum().clamp(min=1)
+
+
 @AGGREGATIONS.register("token-mean")
 def token_mean(loss: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
     """DAPO: every token of the mini-batch counts once, long answers weigh more."""
@@ -120,12 +126,12 @@ def token_mean(loss: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
 def seq_mean_token_mean(loss: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
     """Original GRPO: mean over each sequence's tokens, then over sequences (the length bias Dr. GRPO names)."""
     per_sequence = (loss * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
-    return per_sequence.mean()
+    return per_sequence.sum() / sequences(mask)
 
 
 @AGGREGATIONS.register("seq-mean-token-sum")
 def seq_mean_token_sum(loss: torch.Tensor, mask: torch.Tensor, **_) -> torch.Tensor:
-    return (loss * mask).sum(dim=-1).mean()
+    return (loss * mask).sum() / sequences(mask)
 
 
 @AGGREGATIONS.register("seq-mean-token-sum-norm")
@@ -135,7 +141,7 @@ def seq_mean_token_sum_norm(loss: torch.Tensor, mask: torch.Tensor, max_length: 
     length of the current batch."""
     if max_length is None:
         raise ValueError("seq-mean-token-sum-norm needs max_length (the generation budget L_max)")
-    return (loss * mask).sum() / (loss.shape[0] * max_length)
+    return (loss * mask).sum() / (sequences(mask) * max_length)
 
 
 def overlong_penalty(lengths: torch.Tensor, max_length: int, cache_length: int,

@@ -20,32 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from trainers import algos
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
 CURRICULA = ("batch-accuracy", "linear-schedule")
-
-
-def difficulty_focus(advantages: torch.Tensor, accuracy: torch.Tensor, progress: float | torch.Tensor,
-                     scale: float = 0.5, eps: float = 1e-6) -> torch.Tensor:
-    """(1 - progress) * scale A / (1 - sqrt(p) + eps) + progress * scale A / (sqrt(p) + eps).
-
-    advantages [N, G], accuracy p [N] (each group's success rate), progress in [0, 1] (mu_B in the paper).
-    """
-    root = accuracy.sqrt()[:, None]
-    easy_focused = scale * advantages / (1 - root + eps)
-    hard_focused = scale * advantages / (root + eps)
-    return (1 - progress) * easy_focused + progress * hard_focused
-
-
-def suppress_correct(advantages: torch.Tensor, batch_accuracy: float | torch.Tensor,
-                     alpha: float = 1.0) -> torch.Tensor:
-    """Positive advantages times min(1, mu_B / alpha); negative ones untouched."""
-    factor = torch.clamp(torch.as_tensor(batch_accuracy, dtype=advantages.dtype) / alpha, max=1.0)
-    return torch.where(advantages > 0, advantages * factor, advantages)
 
 
 @dataclass(frozen=True)
@@ -91,17 +69,3 @@ class AGRAETrainer(GRPOTrainer):
     status = "[code]"
     Config = AGRAEConfig
     mechanism = {"advantage_change": "mean |A - A_GRPO| over the step's samples (GRPO's advantage of the same rewards)"}
-
-    def advantage(self, groups: Groups) -> torch.Tensor:
-        cfg = self.config
-        if cfg.std_normalised:
-            advantages = algos.grpo_advantages(groups.rewards, cfg.advantage_eps, cfg.unbiased_std)
-        else:
-            advantages = algos.mean_centred_advantages(groups.rewards)
-        accuracy = groups.accuracy.mean(dim=-1)
-        batch_accuracy = accuracy.mean()
-        progress = batch_accuracy if cfg.curriculum == "batch-accuracy" else min(1.0, self.step / cfg.curriculum_steps)
-        focused = difficulty_focus(advantages, accuracy, progress, cfg.focus_scale, cfg.advantage_eps)
-        advantages = suppress_correct(focused, batch_accuracy, cfg.suppression_alpha)
-        self.note_advantage_change(groups.rewards, advantages)
-        return advantages

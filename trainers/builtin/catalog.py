@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from trainers.algos.variants import MATH
 from trainers.builtin.base import HOOKS, VARIANTS, GRPOConfig, field_docs
 
 # Hook name -> the methods that implement it on the skeleton.
@@ -14,12 +15,15 @@ HOOK_METHODS = {"sampler": ("sampler", "collect"), "prompt": ("prompt",), "rollo
 
 
 def overridden_hooks(trainer_cls) -> list[str]:
+    """The hooks a variant changes: in its registered math (trainers.algos.variants) or in its module's methods."""
     from trainers.builtin.grpo import GRPOTrainer
 
     if trainer_cls is GRPOTrainer:
         return ["advantage", "loss"]  # the skeleton's own: GRPO defines them
+    grpo_math, own_math = MATH.get("grpo"), MATH.get(trainer_cls.name)
     return [hook for hook in HOOKS
-            if any(getattr(trainer_cls, m) is not getattr(GRPOTrainer, m) for m in HOOK_METHODS[hook])]
+            if any(getattr(trainer_cls, m) is not getattr(GRPOTrainer, m) for m in HOOK_METHODS[hook])
+            or getattr(own_math, hook, None) is not getattr(grpo_math, hook, None)]
 
 
 def config_changes(trainer_cls) -> dict[str, object]:

@@ -17,7 +17,6 @@ from typing import ClassVar
 
 import torch
 
-from trainers import algos
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
@@ -59,19 +58,7 @@ class DAPOTrainer(GRPOTrainer):
     status = "[code+paper]"
     Config = DAPOConfig
 
-    def reward(self, groups: Groups):
-        cfg = self.config
-        correctness = torch.where(groups.accuracy > 0, cfg.reward_correct, cfg.reward_wrong)
-        cache = max(1, round(cfg.overlong_buffer_fraction * self.max_new_tokens))
-        overlong = algos.overlong_penalty(groups.batch.lengths.cpu(), self.max_new_tokens, cache,
-                                          cfg.overlong_penalty_factor).view_as(correctness)
-        self.note("overlong_penalised", float((overlong < 0).float().mean()))
-        return correctness + overlong, {"accuracy": groups.accuracy, "overlong": overlong}
 
-    def group_filter(self, groups: Groups) -> torch.Tensor:
-        if not self.config.dynamic_sampling:
-            return super().group_filter(groups)
-        return algos.non_degenerate_groups(groups.accuracy)  # on accuracy, not on the shaped reward
 
     @classmethod
     def first_round_cost(cls, config: DAPOConfig, max_new_tokens: int):

@@ -20,47 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from trainers import algos
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
 SCORES = ("log-l", "l-ratio")
 OBJECTIVES = ("disco", "disco-b")
-
-
-def sequence_scores(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
-                    score: str) -> torch.Tensor:
-    """s(o) [B]: the token mean of log pi_theta (log-L) or of the ratio pi_theta / pi_old (L-ratio)."""
-    per_token = logp if score == "log-l" else torch.exp(algos.log_ratio(logp, old_logp))
-    return (per_token * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
-
-
-def discriminative_objective(scores: torch.Tensor, labels: torch.Tensor,
-                             tau: float | None = None) -> torch.Tensor:
-    """J_q [N] from scores and labels [N, G] (> 0 positive, < 0 negative): DisCO-b when `tau` is None, else
-    DisCO's log-mean-exp over the negatives at temperature tau. 0 for a group lacking either side."""
-    positive, negative = labels > 0, labels < 0
-    num_positive = positive.sum(dim=-1).clamp(min=1).to(scores.dtype)
-    num_negative = negative.sum(dim=-1).clamp(min=1).to(scores.dtype)
-    valid = positive.any(dim=-1) & negative.any(dim=-1)
-    positive_term = (scores * positive).sum(dim=-1) / num_positive
-    if tau is None:
-        negative_term = (scores * negative).sum(dim=-1) / num_negative
-    else:
-        logits = torch.where(negative, scores / tau, torch.full_like(scores, float("-inf")))
-        # A group without negatives would take the log-sum-exp of nothing (-inf, and a NaN gradient through
-        # the masked branch); it is zeroed below, so any finite logits do.
-        logits = torch.where(valid[:, None], logits, torch.zeros_like(scores))
-        negative_term = tau * (torch.logsumexp(logits, dim=-1) - torch.log(num_negative))
-    return torch.where(valid, positive_term - negative_term, torch.zeros_like(positive_term))
-
-
-def squared_hinge_penalty(kl: torch.Tensor, beta: float, delta: float) -> torch.Tensor:
-    """beta/2 * [KL - delta]_+^2. The code writes it as max(beta (KL - delta), 0).detach() * KL: the same
-    gradient, beta [KL - delta]_+ on KL; this form also has the penalty's value."""
-    return beta / 2 * torch.relu(kl - delta) ** 2
 
 
 @dataclass(frozen=True)
@@ -113,22 +77,3 @@ class DisCOTrainer(GRPOTrainer):
                          "discriminative objective scores against each other)",
         "hinge_active": "minibatch updates a step whose KL to pi_old passed delta (the trust-region penalty on)",
     }
-
-    def advantage(self, groups: Groups) -> torch.Tensor:
-        # Labels from correctness, the binary signal DisCO needs: a format bonus never makes a wrong answer a
-        # positive (ours).
-        self.note("discriminated", float(algos.non_degenerate_groups(groups.accuracy).float().mean()))
-        self.note("hinge_active", 0.0)
-        return 2 * groups.accuracy - 1
-
-    def loss(self, logp, old_logp, advantages, mask, kl):
-        cfg = self.config
-        scores = sequence_scores(logp, old_logp, mask, cfg.score).view(-1, cfg.group_size)
-        labels = advantages.view(-1, cfg.group_size)
-        objective = discriminative_objective(scores, labels, cfg.dro_temperature())
-        drift = algos.token_mean(old_logp - logp, mask)
-        self.note("hinge_active", float(drift.detach() > cfg.constraint_delta), add=True)
-        loss = -objective.mean() + squared_hinge_penalty(drift, cfg.constraint_beta, cfg.constraint_delta)
-        if cfg.kl_beta and kl is not None:  # 0 in DisCO (no reference model); honoured when a run sets it
-            loss = loss + cfg.kl_beta * algos.token_mean(kl, mask)
-        return loss

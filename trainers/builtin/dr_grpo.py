@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from trainers import algos
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
 
@@ -33,14 +30,3 @@ class DrGRPOTrainer(GRPOTrainer):
     status = "[code+paper]"
     Config = DrGRPOConfig
     mechanism = {"advantage_change": "mean |A - A_GRPO| over the step's samples (GRPO's advantage of the same rewards)"}
-
-    def reward(self, groups: Groups):
-        total, components = super().reward(groups)
-        if self.config.zero_reward_if_truncated:
-            total = total * (~groups.batch.truncated.cpu()).float().view_as(total)
-        return total, components
-
-    def advantage(self, groups: Groups) -> torch.Tensor:
-        advantages = algos.mean_centred_advantages(groups.rewards)
-        self.note_advantage_change(groups.rewards, advantages)
-        return advantages

@@ -25,45 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from trainers import algos
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
 BATCH_NORM_UNITS = ("samples", "tokens")
-
-
-def decoupled_group_advantages(components: torch.Tensor, weights: torch.Tensor, eps: float = 1e-4,
-                               unbiased_std: bool = True) -> torch.Tensor:
-    """Steps 1-2: components `[K, num_groups, G]` normalised within each group one by one, then summed with
-    `weights` `[K]` -> `[num_groups, G]`. NaN rewards count as 0 (the official code's guard)."""
-    normalised = algos.grpo_advantages(torch.nan_to_num(components, nan=0.0), eps, unbiased_std)
-    return (weights[:, None, None] * normalised).sum(dim=0)
-
-
-def batch_whiten(values: torch.Tensor, eps: float = 1e-4, unbiased_std: bool = True,
-                 token_counts: torch.Tensor | None = None) -> torch.Tensor:
-    """Step 3: (x - mean) / (std + eps) over every sample of the batch (any shape).
-
-    With `token_counts` (same shape), each sample counts once per response token, as verl's whitening over
-    all response tokens does; the unbiased correction is then over the token count.
-    """
-    weights = torch.ones_like(values) if token_counts is None else token_counts.to(values.dtype)
-    total = weights.sum()
-    if total <= 1:
-        return torch.zeros_like(values)
-    mean = (weights * values).sum() / total
-    variance = (weights * (values - mean) ** 2).sum() / (total - 1 if unbiased_std else total)
-    return (values - mean) / (variance.sqrt() + eps)
-
-
-@algos.ADVANTAGES.register("gdpo")
-def gdpo_advantages(components: torch.Tensor, weights: torch.Tensor, eps: float = 1e-4, unbiased_std: bool = True,
-                    token_counts: torch.Tensor | None = None) -> torch.Tensor:
-    """GDPO advantages `[num_groups, G]` from reward components `[K, num_groups, G]` (variants.md §11)."""
-    summed = decoupled_group_advantages(components, weights, eps, unbiased_std)
-    return batch_whiten(summed, eps, unbiased_std, token_counts)
 
 
 @dataclass(frozen=True)
@@ -102,30 +67,3 @@ class GDPOTrainer(GRPOTrainer):
                              "normalisation gives its own scale)",
         "advantage_change": "mean |A - A_GRPO|, A_GRPO being GRPO's advantage of the summed reward",
     }
-
-    def reward(self, groups: Groups):
-        total, components = super().reward(groups)
-        if self.config.aux_reward_weight:
-            rows = [problem for problem in groups.problems for _ in range(groups.group_size)]
-            for name, score in self.aux_rewards.items():
-                values = [float(score(problem, text)) for problem, text in zip(rows, groups.texts, strict=True)]
-                components[name] = torch.tensor(values, dtype=torch.float32).view_as(total)
-                total = total + self.config.aux_reward_weight * components[name]
-        return total, components
-
-    def component_weights(self) -> dict[str, float]:
-        return {"accuracy": 1.0, "format": self.config.format_reward,
-                **dict.fromkeys(self.aux_rewards, self.config.aux_reward_weight)}
-
-    def advantage(self, groups: Groups) -> torch.Tensor:
-        weights = {name: w for name, w in self.component_weights().items() if w and name in groups.components}
-        stacked = torch.stack([groups.components[name] for name in weights])
-        token_counts = None
-        if self.config.batch_norm_over == "tokens":
-            token_counts = groups.batch.lengths.cpu().view_as(groups.rewards)
-        advantages = gdpo_advantages(stacked, torch.tensor(list(weights.values())), self.config.advantage_eps,
-                                     self.config.unbiased_std, token_counts)
-        others = stacked[1:] if len(stacked) > 1 else stacked.new_zeros((1, *stacked.shape[1:]))
-        self.note("components_varied", float((others != others[..., :1]).any(dim=-1).any(dim=0).float().mean()))
-        self.note_advantage_change(groups.rewards, advantages)
-        return advantages

@@ -28,6 +28,8 @@ from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic
 from harness.task import Problem
 from trainers import algos
+from trainers.algos import terms
+from trainers.algos.variants import MATH, GroupBatch, VariantMath, advantage_change
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
 from trainers.builtin.prefix_grouper import forward_tokens, prefix_grouped_logprobs
 from trainers.builtin.rollout import Mixing, RolloutBatch, sample, token_logprobs
@@ -152,33 +154,57 @@ class GRPOTrainer:
         self.ledger.add(Ledger(rollouts=batch.response_ids.shape[0], tokens=int(batch.lengths.sum()),
                                prompt_tokens=int(batch.prompt_mask.sum())))
 
+    # The reward, filter, advantage and loss hooks call the variant's registered math (trainers.algos.variants),
+    # the functions every engine calls; a variant's module overrides a hook only for what the registry cannot hold.
+
+    @property
+    def math(self) -> VariantMath:
+        return MATH.get(self.name)
+
+    def group_batch(self, groups: Groups, with_aux: bool = False) -> GroupBatch:
+        """What the variant math reads about `groups` (`with_aux`: the train task's auxiliary rewards too)."""
+        shape = groups.accuracy.shape
+        batch = groups.batch
+        aux = None
+        if with_aux and self.aux_rewards:
+            rows = [problem for problem in groups.problems for _ in range(groups.group_size)]
+            aux = {name: torch.tensor([float(score(problem, text)) for problem, text in
+                                       zip(rows, groups.texts, strict=True)]).view(shape)
+                   for name, score in self.aux_rewards.items()}
+        lengths = truncated = likelihood = answered = None
+        if batch is not None:  # (tests build groups from rewards alone)
+            lengths, truncated = batch.lengths.cpu().view(shape), batch.truncated.cpu().view(shape)
+            likelihood = terms.mean_token_logp(batch.old_logp, batch.response_mask.float()).cpu().view(shape)
+        rows = shape[0] * shape[1]
+        if groups.answers is not None and len(groups.answers) == rows:
+            answered = torch.tensor([a is not None for a in groups.answers]).view(shape)
+        texts = groups.texts if groups.texts is not None and len(groups.texts) == rows else None
+        return GroupBatch(accuracy=groups.accuracy, lengths=lengths, truncated=truncated, answered=answered,
+                          texts=texts, likelihood=likelihood, aux=aux, step=self.step,
+                          max_length=self.max_new_tokens, thinks=bool(getattr(self.template, "thinks", False)),
+                          rewards=groups.rewards, components=groups.components)
+
     def reward(self, groups: Groups) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(scalar reward [N, G], named components): accuracy in {0, 1}, plus an optional format bonus."""
-        components = {"accuracy": groups.accuracy}
-        total = groups.accuracy.clone()
-        if self.config.format_reward:
-            has_answer = torch.tensor([a is not None for a in groups.answers], dtype=torch.float32)
-            components["format"] = has_answer.view_as(total)
-            total = total + self.config.format_reward * components["format"]
-        return total, components
+        """(scalar reward [N, G], named components)."""
+        rewards, components, probes = self.math.reward(self.group_batch(groups, with_aux=True), self.config)
+        self.note_all(probes)
+        return rewards, components
 
     def group_filter(self, groups: Groups) -> torch.Tensor:
-        """Which groups [N] are trained on; all of them in GRPO (degenerate groups just get A = 0)."""
-        return torch.ones(len(groups.problems), dtype=torch.bool)
+        """Which groups [N] are trained on."""
+        return self.math.group_filter(self.group_batch(groups), self.config)
 
     def advantage(self, groups: Groups) -> torch.Tensor:
-        return algos.grpo_advantages(groups.rewards, self.config.advantage_eps, self.config.unbiased_std)
+        advantages, probes = self.math.advantage(self.group_batch(groups), self.config)
+        self.note_all(probes)
+        return advantages
 
     def loss(self, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
              kl: torch.Tensor | None) -> torch.Tensor:
-        """Aggregated PPO-clip loss (+ beta * k3 KL) over a minibatch; advantages are per sequence [B]."""
-        ratio = torch.exp(algos.log_ratio(logp, old_logp))
-        per_token = -algos.clipped_objective(ratio, advantages[:, None], self.config.eps_low, self.config.eps_high,
-                                             self.config.dual_clip)
-        if self.config.kl_beta and kl is not None:
-            per_token = per_token + self.config.kl_beta * kl
-        aggregate = algos.AGGREGATIONS.get(self.config.loss_aggregation)
-        return aggregate(per_token, mask, max_length=self.max_new_tokens)
+        """The aggregated loss over a minibatch; advantages are per sequence [B]. Its probes add up over the step."""
+        loss, probes = self.math.loss(logp, old_logp, advantages, mask, kl, self.config, self.max_new_tokens)
+        self.note_all(probes, add=True)
+        return loss
 
     def forward(self, batch: RolloutBatch, with_entropy: bool = False):
         return self.score(self.model, batch, with_entropy)
@@ -392,8 +418,11 @@ class GRPOTrainer:
     def note_advantage_change(self, rewards: torch.Tensor, advantages: torch.Tensor) -> None:
         """Probe `advantage_change`: mean |A - A_GRPO| over the step's samples, A_GRPO being plain GRPO's
         advantage of `rewards`; 0 exactly when a variant's advantage hook gave GRPO's numbers."""
-        grpo = algos.grpo_advantages(rewards, self.config.advantage_eps, self.config.unbiased_std)
-        self.note("advantage_change", float((advantages - grpo).abs().mean()) if advantages.numel() else 0.0)
+        self.note_all(advantage_change(rewards, advantages, self.config))
+
+    def note_all(self, probes: dict[str, float], add: bool = False) -> None:
+        for name, value in probes.items():
+            self.note(name, value, add)
 
     def note(self, name: str, value: float, add: bool = False) -> None:
         """Record probe `name`'s value for the current step (`add`: accumulate onto what the step noted)."""
@@ -476,8 +505,7 @@ class GRPOTrainer:
         tmp = self.run_dir / f".{CHECKPOINT}.tmp"
         torch.save(state, tmp)
         os.replace(tmp, self.run_dir / CHECKPOINT)
-        write_json_atomic(self.run_dir / LEDGER, {"limits": self.budget.to_dict(), "consumed": self.ledger.to_dict(),
-                                            "stopped_by": self.stopped_by, "steps_trained": self.step})
+        write_ledger(self.run_dir, self.budget, self.ledger, self.stopped_by, self.step)
 
     def _resume(self) -> bool:
         path = self.run_dir / CHECKPOINT
@@ -502,8 +530,19 @@ class GRPOTrainer:
         return True
 
     def _append_log(self, record: dict) -> None:
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
-        with open(self.run_dir / TRAIN_LOG, "a", encoding="utf-8") as f:
-            f.write(json.dumps(clean) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_train_log(self.run_dir, record)
+
+
+def write_ledger(run_dir: Path, budget: Budget, ledger: Ledger, stopped_by: str | None, steps: int) -> None:
+    """The run's `ledger.json`: its limits, what it consumed and why it stopped (every engine writes the same)."""
+    write_json_atomic(run_dir / LEDGER, {"limits": budget.to_dict(), "consumed": ledger.to_dict(),
+                                         "stopped_by": stopped_by, "steps_trained": steps})
+
+
+def append_train_log(run_dir: Path, record: dict) -> None:
+    """One step's record appended to `train_log.jsonl` and synced (NaN written as null)."""
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
+    with open(run_dir / TRAIN_LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps(clean) + "\n")
+        f.flush()
+        os.fsync(f.fileno())

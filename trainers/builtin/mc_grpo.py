@@ -17,40 +17,9 @@ from typing import ClassVar
 
 import torch
 
-from trainers import algos
+from trainers.algos.terms import median_pivot, non_pivot_mask, without_pivot
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
-
-
-def median_pivot(rewards: torch.Tensor) -> torch.Tensor:
-    """Index [N] of each group's median rollout. torch.median may return any of several tied indices; the
-    first one is taken (ours) so the choice is reproducible. torch's median of an even count is the lower
-    middle value, as in the official code."""
-    median = rewards.median(dim=-1, keepdim=True).values
-    return (rewards == median).int().argmax(dim=-1)
-
-
-def median_advantages(rewards: torch.Tensor, mad_eps: float = 1e-3, mad_floor: bool = False,
-                      unbiased_std: bool = True) -> torch.Tensor:
-    """(r - median) / (MAD + eps) within each group of G+1; with `mad_floor`, a group whose MAD is 0 is
-    scaled by its std instead (the spec's unconfirmed option)."""
-    centred = rewards - rewards.median(dim=-1, keepdim=True).values
-    scale = centred.abs().median(dim=-1, keepdim=True).values
-    if mad_floor:
-        scale = torch.where(scale == 0, algos.group_std(rewards, unbiased_std), scale)
-    return centred / (scale + mad_eps)
-
-
-def non_pivot_mask(pivot: torch.Tensor, generated: int) -> torch.Tensor:
-    """[N, G+1] bool: True everywhere except at each group's pivot."""
-    keep = torch.ones(len(pivot), generated, dtype=torch.bool, device=pivot.device)
-    return keep.scatter_(1, pivot[:, None], False)
-
-
-def without_pivot(values: torch.Tensor, pivot: torch.Tensor) -> torch.Tensor:
-    """[N, G+1] -> [N, G]: each group's value at `pivot` removed, the others kept in order."""
-    keep = non_pivot_mask(pivot.to(values.device), values.shape[1])
-    return values[keep].view(values.shape[0], values.shape[1] - 1)
 
 
 @dataclass
@@ -106,15 +75,9 @@ class MCGRPOTrainer(GRPOTrainer):
     mechanism = {"advantage_change": "mean |A - A_GRPO| over the trained samples, A_GRPO being GRPO's advantage "
                                      "of their rewards without the pivot (the median/MAD centring's effect)"}
 
-    def reward(self, groups: Groups):
-        total, components = super().reward(groups)
-        # The skeleton's accuracy term is 1 per correct answer; rescale it to the code's reward.
-        return total + (self.config.reward_correct - 1) * groups.accuracy, components
-
     def advantage(self, groups: PivotDropped) -> torch.Tensor:
-        cfg = self.config
-        advantages = median_advantages(groups.generated.rewards, cfg.mad_eps, cfg.mad_floor, cfg.unbiased_std)
-        advantages = without_pivot(advantages, groups.pivot)
+        # The registered median/MAD advantage over all G + 1 rollouts, then the pivot's dropped.
+        advantages = without_pivot(super().advantage(groups.generated), groups.pivot)
         self.note_advantage_change(groups.rewards, advantages)
         return advantages
 

@@ -14,26 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from trainers import algos
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
-
-
-def virtual_max_advantages(rewards: torch.Tensor, max_reward: float = 1.0, virtual_samples: int = 1,
-                           eps: float = 1e-6, unbiased_std: bool = True) -> torch.Tensor:
-    """(r - mean) / (std + eps) with mean and std over the G rewards plus `virtual_samples` copies of
-    `max_reward`; advantages for the G real samples only. [N, G] -> [N, G]."""
-    virtual = rewards.new_full((rewards.shape[0], virtual_samples), max_reward)
-    augmented = torch.cat([rewards, virtual], dim=-1)
-    mean = augmented.mean(dim=-1, keepdim=True)
-    return (rewards - mean) / (algos.group_std(augmented, unbiased_std) + eps)
-
-
-def not_all_correct(accuracy: torch.Tensor) -> torch.Tensor:
-    """Groups [N] with at least one wrong sample (verl's filter_groups strategy `all_correct`)."""
-    return (accuracy < 1).any(dim=-1)
 
 
 @dataclass(frozen=True)
@@ -77,17 +59,3 @@ class NegativeEnhancedGRPOTrainer(GRPOTrainer):
         "virtual_signal": "share of trained groups with no reward spread that the virtual sample gave advantages",
         "clipped": "share of trained response tokens the asymmetric clip cut (tighter lower, looser upper bound)",
     }
-
-    def group_filter(self, groups: Groups) -> torch.Tensor:
-        if not self.config.drop_all_correct:
-            return super().group_filter(groups)
-        return not_all_correct(groups.accuracy)
-
-    def advantage(self, groups: Groups) -> torch.Tensor:
-        cfg = self.config
-        advantages = virtual_max_advantages(groups.rewards, cfg.virtual_reward, cfg.virtual_samples,
-                                            cfg.advantage_eps, cfg.unbiased_std)
-        flat = (groups.rewards == groups.rewards[:, :1]).all(dim=-1)
-        lifted = flat & (advantages != 0).any(dim=-1)
-        self.note("virtual_signal", float(lifted.float().mean()) if len(flat) else 0.0)
-        return advantages

@@ -20,47 +20,11 @@ reward (the `marker_rate` and `reflection_paid` probes).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-import torch
-
+from trainers.algos.terms import distinct_markers
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
-
-# Self-check markers (ours; variants.md §15's list). "wait" is a whole word so "await" or "waiting" are no
-# reflection.
-REFLECTION_MARKERS = tuple(re.compile(p, re.IGNORECASE) for p in (
-    r"\bwait\b", r"let me (re)?check", r"let me verify", r"double-check", r"re-examine", r"hold on",
-    r"actually,", r"that's (wrong|incorrect)",
-))
-
-
-def reasoning_segment(text: str) -> str:
-    """The part of a response that reasons: before the last </think> in R1 style, else all of it."""
-    end = text.rfind("</think>")
-    return text if end == -1 else text[:end]
-
-
-def distinct_markers(texts: list[str]) -> torch.Tensor:
-    """How many different self-check markers occur in each text's reasoning segment `[len(texts)]`."""
-    return torch.tensor([sum(bool(m.search(reasoning_segment(t))) for m in REFLECTION_MARKERS) for t in texts],
-                        dtype=torch.float32)
-
-
-def rewarded_markers(accuracy: torch.Tensor, markers: torch.Tensor, cap: int = 3,
-                     only_if_correct: bool = True) -> torch.Tensor:
-    """min(markers, cap), and 0 on wrong answers when gated; any shape."""
-    counted = torch.clamp(markers, max=cap)
-    return counted * accuracy if only_if_correct else counted
-
-
-def reflection_reward(accuracy: torch.Tensor, answer_format: torch.Tensor, markers: torch.Tensor,
-                      format_weight: float = 0.5, per_marker: float = 0.1, cap: int = 3,
-                      only_if_correct: bool = True) -> torch.Tensor:
-    """r_acc + format_weight * r_fmt + per_marker * rewarded_markers; any shape."""
-    return accuracy + format_weight * answer_format + per_marker * rewarded_markers(accuracy, markers, cap,
-                                                                                    only_if_correct)
 
 
 @dataclass(frozen=True)
@@ -99,19 +63,6 @@ class ReflectionTrainer(GRPOTrainer):
         "marker_rate": "share of responses with at least one self-check marker, right or wrong",
         "reflection_paid": "share of responses the reflection term rewarded (a marker in a correct answer)",
     }
-
-    def reward(self, groups: Groups):
-        cfg = self.config
-        accuracy = groups.accuracy
-        answer_format = torch.tensor([a is not None for a in groups.answers], dtype=torch.float32).view_as(accuracy)
-        markers = distinct_markers(groups.texts).view_as(accuracy)
-        per_marker = cfg.reflection_reward if self.step >= cfg.reflection_start_step else 0.0
-        total = reflection_reward(accuracy, answer_format, markers, cfg.format_reward, per_marker,
-                                  cfg.reflection_cap, cfg.reflection_only_if_correct)
-        reflection = rewarded_markers(accuracy, markers, cfg.reflection_cap, cfg.reflection_only_if_correct)
-        self.note("marker_rate", float((markers > 0).float().mean()))
-        self.note("reflection_paid", float((reflection * per_marker > 0).float().mean()))
-        return total, {"accuracy": accuracy, "format": answer_format, "reflection": reflection}
 
     def step_stats(self, groups: Groups) -> dict:
         stats = super().step_stats(groups)

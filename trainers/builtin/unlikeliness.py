@@ -13,27 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from trainers import algos
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
+from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
-
-
-def mean_token_logp(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Each sequence's mean log-prob per response token [B] (the code's likelihood statistic, not the sum)."""
-    return (logp * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
-
-
-def likelihood_ranks(likelihood: torch.Tensor) -> torch.Tensor:
-    """Rank within each group [N, G], 0 = least likely; ties go to the lower index first (stable sorts)."""
-    order = torch.argsort(likelihood, dim=-1, stable=True)
-    return torch.argsort(order, dim=-1, stable=True)
-
-
-def unlikeliness_rewards(rewards: torch.Tensor, likelihood: torch.Tensor, beta: float = 0.25) -> torch.Tensor:
-    """r * (1 - beta * rank / G), the rank normalised by G (not G-1), as in the code."""
-    return rewards * (1 - beta * likelihood_ranks(likelihood) / rewards.shape[-1])
 
 
 @dataclass(frozen=True)
@@ -64,19 +45,3 @@ class UnlikelinessTrainer(GRPOTrainer):
     status = "[code]"
     Config = UnlikelinessConfig
     mechanism = {"rank_penalised": "share of correct samples whose reward the likelihood-rank penalty lowered"}
-
-    def group_filter(self, groups: Groups) -> torch.Tensor:
-        if not self.config.skip_uniform_groups:
-            return super().group_filter(groups)
-        # On the unshaped reward: the rank penalty would give an all-correct group spurious variance.
-        return (groups.rewards != groups.rewards[:, :1]).any(dim=-1)
-
-    def advantage(self, groups: Groups) -> torch.Tensor:
-        batch = groups.batch
-        # The rollout's own log-probs are pi_old's, so no extra forward is needed to rank the samples.
-        likelihood = mean_token_logp(batch.old_logp, batch.response_mask.float())
-        shaped = unlikeliness_rewards(groups.rewards, likelihood.cpu().view_as(groups.rewards),
-                                      self.config.unlikeliness_beta)
-        rewarded = groups.rewards > 0
-        self.note("rank_penalised", float((shaped < groups.rewards)[rewarded].float().mean()) if rewarded.any() else 0.0)
-        return algos.grpo_advantages(shaped, self.config.advantage_eps, self.config.unbiased_std)

@@ -1,0 +1,133 @@
+"""The TRL engine: the same variant math as the built-in trainer (parity on identical responses), the same budget,
+ledger and run store, and `harness compare --engine trl` end to end on a random-weight model."""
+
+import copy
+import json
+
+import pytest
+import torch
+from trainer_helpers import AlternatingPool, make_trainer
+
+from harness.budget import Budget
+from harness.cli import main
+from harness.prompts import TEMPLATES
+from trainers import algos
+from trainers.algos.variants import registry_shaped
+from trainers.builtin.base import VARIANTS, apply_overrides
+
+pytest.importorskip("trl")
+
+# Every variant the registry holds whole (DAPO with its resampling off); their defaults otherwise.
+REGISTRY_SHAPED = ["grpo", "dr-grpo", "dapo", "dgpo", "ngrpo", "gdpo", "a-grae", "grpo-lead", "reflection",
+                   "unlikeliness"]
+PARITY = {"prompts_per_step": 4, "group_size": 4, "max_new_tokens": 12, "minibatches": 1}
+
+
+def test_the_registry_shaped_list_is_the_registrys():
+    assert sorted(REGISTRY_SHAPED) == sorted(v for v in VARIANTS.names() if registry_shaped(v))
+
+
+def builtin_step(variant, model_dir, run_dir, problems, **extra):
+    """One built-in step's kept-group mask, advantages and loss (on its own forward), and its responses."""
+    trainer = make_trainer(VARIANTS.get(variant), model_dir, run_dir, problems, Budget(steps=1),
+                           **PARITY, **extra)
+    drawn = trainer.draw_prompts()
+    generated = trainer.generate_groups(drawn)
+    keep = trainer.group_filter(generated)
+    groups = generated.select(keep)
+    advantages = trainer.step_advantages(groups)
+    logp, _ = trainer.forward(groups.batch)
+    kl = None
+    if trainer.reference is not None:
+        with torch.no_grad():
+            ref_logp, _ = trainer.score(trainer.reference, groups.batch)
+        kl = algos.k3_kl(logp, ref_logp)
+    loss = trainer.loss(logp, logp.detach(), advantages, groups.batch.response_mask.float(), kl)
+    return trainer, drawn, generated, keep, advantages, loss
+
+
+def replay(batch):
+    """TRL's rollout hook giving back the built-in sampler's responses (prompt ids, response ids, log-probs)."""
+    def rollout(prompts, trainer):
+        rows = range(batch.response_ids.shape[0])
+        assert len(prompts) == len(rows)
+        prompt_ids = [batch.prompt_ids[r][batch.prompt_mask[r].bool()].tolist() for r in rows]
+        lengths = batch.lengths.tolist()
+        return {"prompt_ids": prompt_ids,
+                "completion_ids": [batch.response_ids[r, : lengths[r]].tolist() for r in rows],
+                "logprobs": [batch.old_logp[r, : lengths[r]].tolist() for r in rows]}
+    return rollout
+
+
+@pytest.mark.parametrize("variant", REGISTRY_SHAPED)
+def test_one_trl_step_gives_the_builtin_advantages_and_loss(variant, untrained_model_dir, tmp_path, train_problems):
+    from trainers.engines.trl import make_trl_trainer
+
+    extra = {"dynamic_sampling": False} if variant == "dapo" else {}
+    builtin, drawn, generated, keep, advantages, loss = builtin_step(variant, untrained_model_dir, tmp_path / "b",
+                                                                     train_problems, **extra)
+    config = apply_overrides(VARIANTS.get(variant).Config(), {**PARITY, **extra})
+    trl = make_trl_trainer(variant, config, model=copy.deepcopy(builtin.model), tokenizer=builtin.tokenizer,
+                           problems=train_problems, template=TEMPLATES.get("plain"), answer_format="boxed",
+                           grader="math", max_new_tokens=100, budget=Budget(steps=1), seed=3,
+                           run_dir=tmp_path / "t", pool=AlternatingPool(), rollout_func=replay(generated.batch))
+    group = config.group_size
+    inputs = [trl.train_dataset[i] for i in range(config.prompts_per_step) for _ in range(group)]
+    assert [train_problems[x["problem_index"]].id for x in inputs[::group]] == [p.id for p in drawn]
+    trl.model.train()
+    out = trl._generate_and_score_completions(inputs)
+    trl_advantages = out["advantages"].view(-1, group)
+    assert torch.allclose(trl_advantages[keep].reshape(-1), advantages.float(), atol=1e-6), variant
+    assert (trl_advantages[~keep] == 0).all() and (out["completion_mask"].view(-1, group, out[
+        "completion_mask"].shape[-1])[~keep] == 0).all()
+    if not keep.any():
+        return  # nothing to train on: both engines skip the update
+    trl_loss = trl._compute_loss(trl.model, out)
+    assert trl_loss.item() == pytest.approx(loss.item(), rel=1e-5, abs=1e-7), variant
+    # The same responses were charged: rollouts, tokens and questions.
+    assert (trl.ledger.rollouts, trl.ledger.tokens, trl.ledger.prompts) == (
+        builtin.ledger.rollouts, builtin.ledger.tokens, builtin.ledger.prompts)
+
+
+@pytest.mark.parametrize("variant, needs", [("n-grpo", "rollout"), ("r3", "replay buffer"),
+                                             ("disco", "whole-group minibatches"), ("mc-grpo", "pivot rollout"),
+                                             ("rollout-gdro", "per-prompt rollout counts"), ("dapo", "resample")])
+def test_variants_needing_hooks_trl_lacks_are_refused_with_the_hook_named(variant, needs):
+    from trainers.engines.trl import check_supported
+
+    with pytest.raises(ValueError, match=f"cannot run {variant}, which needs {needs}.*--engine builtin"):
+        check_supported(variant, VARIANTS.get(variant).Config())
+
+
+def test_compare_refuses_a_variant_trl_cannot_run_before_any_work(untrained_model_dir, tmp_path, capsys):
+    code = main(["compare", "--engine", "trl", "--model", str(untrained_model_dir), "--variants", "grpo,n-grpo",
+                 "--out", str(tmp_path / "runs"), "--quiet"])
+    assert code == 2
+    assert "cannot run n-grpo" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_compare_with_trl_ranks_rows_with_the_budget_consumed(untrained_model_dir, tmp_path):
+    assert main(["compare", "--engine", "trl", "--model", str(untrained_model_dir), "--variants",
+                 "grpo,dr-grpo,dgpo", "--out", str(tmp_path / "runs"), "--leaderboard-dir", str(tmp_path / "boards"),
+                 "--name", "trl", "--budget", "rollouts=32", "--set", "all.prompts_per_step=4", "--set",
+                 "all.group_size=4", "--set", "all.max_new_tokens=12", "--n", "2", "--k", "1,2", "--limit", "4",
+                 "--quiet"]) == 0
+    for variant in ("grpo", "dr-grpo", "dgpo"):
+        train = tmp_path / "runs" / f"{variant}-seed0" / "train"
+        ledger = json.loads((train / "ledger.json").read_text())
+        # Two rollout steps of 4 x 4: the budget's first limit stops it, as the built-in trainer.
+        assert ledger["consumed"]["rollouts"] == 32 and ledger["stopped_by"] == "rollouts", ledger
+        assert ledger["consumed"]["steps"] == 8 and ledger["steps_trained"] == 2  # 4 minibatch updates a step
+        assert ledger["consumed"]["update_tokens"] > 0 and ledger["consumed"]["tokens"] > 0
+        log = [json.loads(line) for line in (train / "train_log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2] and all(r["engine"] == "trl" for r in log)
+        assert "clipped" in log[-1]["probes"]
+        assert json.loads((train / "card.json").read_text())["engine"] == "trl"
+        assert (train / "final" / "model.safetensors").is_file()
+    probes = json.loads((tmp_path / "runs" / "dgpo-seed0" / "train" / "train_log.jsonl").read_text().splitlines()[0])
+    assert "advantage_change" in probes["probes"]
+    board = (tmp_path / "boards" / "trl.md").read_text()
+    assert all(f"| {v} |" in board for v in ("grpo", "dr-grpo", "dgpo", "warm start"))
+    assert "| 32 / " in board  # the rollouts consumed, as built-in rows show them

@@ -1,0 +1,320 @@
+"""The TRL engine (`harness compare --engine trl`): TRL's GRPOTrainer generates and optimises, the harness supplies
+everything that defines a variant and a fair comparison.
+
+What comes from the harness, so a TRL row means what a built-in row means:
+- rewards from the task's grader (the same extraction, math-verify and grading pool);
+- the variant's registered reward, group filter, advantage and loss (trainers.algos.variants), replacing TRL's;
+- the prompt order (the run seed's per-pass permutations), the prompts rendered by the task's template;
+- the shared update schedule: a rollout step of prompts_per_step x group_size samples split into `minibatches`
+  optimizer updates for `ppo_epochs` epochs (TRL's steps_per_generation and num_iterations), the same AdamW,
+  gradient clip and warm-up;
+- the budget and its ledger: every generated sequence and token is charged where TRL generates it, every
+  training-side forward (old policy, reference) and forward + backward where TRL runs it; the run stops at the
+  first limit, checked before each rollout step at its worst-case cost, exactly as the built-in trainer does;
+- the run store: train_log.jsonl (the same records and mechanism probes), ledger.json, and the final model that
+  compare evaluates.
+
+What stays TRL's: generation (transformers' generate on one machine; TRL's vLLM server mode on GPUs) and the
+training loop (accelerate, so `accelerate launch` and DeepSpeed scale it; see the README). Differences from the
+built-in engine, by design of TRL: samples are shuffled into minibatches one by one rather than group by group, a
+group a filter drops stays in the batch with its loss mask zeroed (same loss, fixed batch shapes), and the KL to
+the reference is computed only when kl_beta > 0 (the built-in trainer also tracks it for its curve).
+
+A variant that needs hooks TRL lacks (`VariantMath.engine_hooks`) is refused before any work. Experimental:
+resuming a killed TRL row restarts its training from the starting model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from harness.backends.base import DEFAULT_STOP, cut_at_stop
+from harness.budget import Budget, Ledger
+from harness.extraction import extract
+from harness.prompts import render_prompt
+from trainers import algos
+from trainers.algos.terms import mean_token_logp
+from trainers.algos.variants import MATH, GroupBatch, missing_input, refuse_unless_registry_shaped
+from trainers.builtin.base import TrainingError, derived_seed
+from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
+
+logger = logging.getLogger(__name__)
+
+
+def check_supported(variant: str, config) -> None:
+    """Refuse, with what to do instead, a variant or setting the TRL engine cannot run faithfully."""
+    refuse_unless_registry_shaped("trl", variant, config)
+    if config.rollout_engine != "builtin":
+        raise ValueError(f"{variant}.rollout_engine={config.rollout_engine}: with --engine trl TRL generates; "
+                         "use TRL's own vLLM settings instead")
+    if config.prefix_grouper:
+        raise ValueError(f"{variant}.prefix_grouper: the trl engine scores with TRL's forward; set it to false")
+    rows = config.prompts_per_step * config.group_size
+    if rows % config.minibatches:
+        raise ValueError(f"{variant}: TRL splits a rollout step's {rows} samples into equal minibatches, and "
+                         f"{rows} is not divisible by minibatches={config.minibatches}; change prompts_per_step "
+                         "or minibatches")
+
+
+def prompt_order(problems, seed: int, passes: int) -> list[int]:
+    """The built-in trainer's prompt order: a permutation of the data per pass, derived from the run seed."""
+    import random
+
+    order = []
+    for epoch in range(passes):
+        indices = list(range(len(problems)))
+        random.Random(derived_seed(seed, "order", epoch)).shuffle(indices)
+        order += indices
+    return order
+
+
+def passes_needed(budget: Budget, config, num_problems: int) -> int:
+    """Passes over the data the budget can pay for at most (TRL reads the prepared order once)."""
+    bounds = []
+    if budget.prompts:
+        bounds.append(budget.prompts)
+    if budget.rollouts:
+        bounds.append(budget.rollouts // config.group_size)
+    if budget.steps:
+        bounds.append(budget.steps // GRPOTrainer.updates_per_step(config, config.prompts_per_step)
+                      * config.prompts_per_step)
+    prompts = min(bounds) if bounds else 100 * num_problems
+    return max(1, math.ceil((prompts + config.prompts_per_step) / num_problems))
+
+
+def train_with_trl(variant: str, config, *, run_dir: str | Path, **kwargs) -> Ledger:
+    """Train `model` in place with TRL under the harness's variant math and budget; returns the ledger. Keyword
+    arguments as `GRPOTrainer` (the built-in one) takes them, plus `device`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / TRAIN_LOG).unlink(missing_ok=True)  # a killed TRL row trains again from the start
+    trainer = make_trl_trainer(variant, config, run_dir=run_dir, **kwargs)
+    trainer.train()
+    return trainer.finish()
+
+
+def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, template, answer_format: str, grader: str,
+                     max_new_tokens: int, budget: Budget, seed: int, run_dir: Path, pool, progress: bool = False,
+                     aux_rewards=None, device: str = "cpu", rollout_func=None):
+    """The TRL GRPOTrainer subclass that runs `variant`, ready to `.train()` (`rollout_func`: TRL's hook to
+    generate elsewhere; the parity test feeds it the built-in sampler's responses)."""
+    import datasets
+    from transformers import TrainerCallback
+    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOTrainer as TRLGRPOTrainer
+
+    check_supported(variant, config)
+    max_new_tokens = config.max_new_tokens or max_new_tokens
+    GRPOTrainer.check_budget(config, max_new_tokens, budget)
+    math_ = MATH.get(variant)
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    group, per_step = config.group_size, config.prompts_per_step
+    updates_per_step = GRPOTrainer.updates_per_step(config, per_step)
+    # The sampling policy's log-probs cost TRL a forward when the policy does not move within a step: only when read.
+    reads_likelihood = missing_input(variant, config, ("lengths", "truncated", "answered", "texts", "aux", "step",
+                                                       "max_length")) == "likelihood"
+    order = prompt_order(problems, seed, passes_needed(budget, config, len(problems)))
+    data = datasets.Dataset.from_dict({
+        "prompt": [render_prompt(template, problems[i].problem, tokenizer if chat else None) for i in order],
+        "problem_index": order})
+    args = TRLConfig(
+        output_dir=str(run_dir / "trl"), report_to="none", save_strategy="no", logging_steps=1,
+        disable_tqdm=not progress, use_cpu=device == "cpu", seed=seed, shuffle_dataset=False,
+        remove_unused_columns=False, dataloader_num_workers=0, bf16=False, fp16=False,
+        # The shared schedule: a rollout step of per_step x group samples, `minibatches` updates an epoch.
+        num_generations=group, per_device_train_batch_size=per_step * group // config.minibatches,
+        gradient_accumulation_steps=1, steps_per_generation=config.minibatches, num_iterations=config.ppo_epochs,
+        max_steps=budget.steps or 10**9, max_completion_length=max_new_tokens, temperature=config.temperature,
+        top_p=1.0, top_k=0, beta=config.kl_beta, max_grad_norm=config.grad_clip, learning_rate=config.lr,
+        adam_beta1=config.adam_betas[0], adam_beta2=config.adam_betas[1], adam_epsilon=config.adam_eps,
+        weight_decay=config.weight_decay,
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps,
+                                  weight_decay=config.weight_decay)
+    # The built-in warm-up: linear over rollout steps (not optimizer updates), then constant.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda update: min(1.0, (update // updates_per_step + 1) / max(1, config.warmup_steps)))
+
+    def accuracy_reward(prompts, completions, **_):  # TRL requires a reward function; the grading is below
+        raise AssertionError("HarnessTRLTrainer grades in _calculate_rewards")
+
+    class HarnessTRLTrainer(TRLGRPOTrainer):
+        """TRL's GRPOTrainer with the harness's grading, variant math, budget and train log."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.ledger, self.stopped_by, self.rollout_steps = Ledger(), None, 0
+            self.last_step, self.record, self.probes = Ledger(), {}, {}
+            self.losses, self.clipped, self.trained_tokens = [], torch.zeros(3), 0.0
+            self.started = time.monotonic()
+
+        def _tokenize_prompts(self, prompts):
+            # As the built-in trainer: a chat template was applied when the prompt was rendered.
+            return [tokenizer(p, add_special_tokens=not chat).input_ids for p in prompts], None, {}
+
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            texts = [cut_at_stop(c if isinstance(c, str) else c[-1]["content"], DEFAULT_STOP)[0]
+                     for c in completions]
+            answers = [extract(t, answer_format) for t in texts]
+            golds = [problems[x["problem_index"]].golds for x in inputs]
+            verdicts = pool.grade([(grader, g, a) for g, a in zip(golds, answers, strict=True)])
+            self._graded = (inputs, texts, answers, verdicts)
+            accuracy = torch.tensor(verdicts, dtype=torch.float32, device=self.accelerator.device)[:, None]
+            return self.accelerator.gather(accuracy)
+
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            completion_mask, prompt_mask = out["completion_mask"], out["prompt_mask"]
+            rows = completion_mask.shape[0]
+            self.ledger.add(Ledger(rollouts=rows, tokens=int(completion_mask.sum()),
+                                   prompt_tokens=int(prompt_mask.sum()), prompts=rows // group))
+            # TRL's no-grad forwards over the generation batch: the old policy's (when the policy moves within a
+            # step) and the reference's (kl_beta > 0).
+            forward = int(prompt_mask.sum() + completion_mask.sum())
+            self.ledger.update_tokens += forward * (("old_per_token_logps" in out) + ("ref_per_token_logps" in out))
+            batch, keep = self._variant_batch(out)
+            advantages = torch.zeros_like(batch.rewards)
+            kept, probes = math_.advantage(_select(batch, keep), config)
+            advantages[keep] = kept.to(advantages.dtype)
+            # The groups are whole across processes (gathered); each process trains its own rows.
+            mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
+            out["advantages"] = advantages.reshape(-1)[mine].to(out["advantages"].device)
+            # A dropped group stays in TRL's fixed-shape batch with its loss mask zeroed: it weighs nothing.
+            dropped = (~keep).repeat_interleave(group)[mine].to(completion_mask.device)
+            out["completion_mask"] = completion_mask * (~dropped)[:, None].to(completion_mask.dtype)
+            self.probes.update(probes)
+            self.record = {"reward_mean": float(batch.rewards.mean()), "accuracy": float(batch.accuracy.mean()),
+                           "response_length": float(batch.lengths.float().mean()),
+                           "truncated": float(batch.truncated.float().mean()), "groups_trained": int(keep.sum())}
+            return out
+
+        def _variant_batch(self, out) -> tuple[GroupBatch, torch.Tensor]:
+            """The step's GroupBatch (what the built-in trainer supplies, gathered over processes), rewarded, and
+            the groups the variant's filter keeps."""
+            from accelerate.utils import gather_object
+
+            inputs, texts, answers, verdicts = self._graded
+            mask = out["completion_mask"]
+            eos = {*(self.eos_token_ids or []), tokenizer.pad_token_id}
+            last = out["completion_ids"].gather(1, (mask.sum(dim=1) - 1).clamp(min=0)[:, None]).squeeze(1)
+            columns = {"accuracy": torch.tensor(verdicts, dtype=torch.float32), "lengths": mask.sum(dim=1),
+                       "truncated": torch.tensor([int(t) not in eos for t in last.tolist()]),
+                       "answered": torch.tensor([a is not None for a in answers])}
+            if reads_likelihood:
+                columns["likelihood"] = mean_token_logp(self._sampling_logps(out), mask.float())
+            if aux_rewards and getattr(config, "aux_reward_weight", 0):
+                rows = [problems[x["problem_index"]] for x in inputs]
+                columns.update({f"aux:{name}": torch.tensor([float(score(p, t)) for p, t in zip(rows, texts,
+                                                                                             strict=True)])
+                                for name, score in aux_rewards.items()})
+            device = self.accelerator.device
+            columns = {k: self.accelerator.gather(v.to(device)).cpu().view(-1, group) for k, v in columns.items()}
+            aux = {k[4:]: v.float() for k, v in columns.items() if k.startswith("aux:")} or None
+            batch = GroupBatch(
+                accuracy=columns["accuracy"], lengths=columns["lengths"], truncated=columns["truncated"].bool(),
+                answered=columns["answered"].bool(), texts=gather_object(texts), likelihood=columns.get("likelihood"),
+                aux=aux, step=self.rollout_steps, max_length=max_new_tokens,
+                thinks=bool(getattr(template, "thinks", False)))
+            rewards, components, probes = math_.reward(batch, config)
+            if not torch.isfinite(rewards).all():
+                raise TrainingError(f"non-finite reward at step {self.rollout_steps}")
+            batch = dataclasses.replace(batch, rewards=rewards, components=components)
+            self.probes = dict(probes)
+            return batch, math_.group_filter(batch, config)
+
+        def _sampling_logps(self, out) -> torch.Tensor:
+            """Per-token log-probs of the responses under the policy that sampled them: TRL's old-policy scores
+            when it computed them, else one no-grad forward (charged), as the built-in sampler records them."""
+            if "old_per_token_logps" in out:
+                return out["old_per_token_logps"]
+            ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+            attention = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+            with torch.no_grad():
+                logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attention,
+                                                                      out["completion_ids"].size(1))
+            self.ledger.update_tokens += int(attention.sum())
+            return logps
+
+        def _compute_loss(self, model, inputs):
+            prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+            completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+            input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+            attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+            logp, _, _ = self._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
+                                                                  completion_ids.size(1))
+            old = inputs.get("old_per_token_logps")
+            old = logp.detach() if old is None else old
+            ref = inputs.get("ref_per_token_logps")
+            kl = algos.k3_kl(logp, ref) if ref is not None else None
+            mask, advantages = completion_mask.float(), inputs["advantages"]
+            loss, probes = math_.loss(logp, old, advantages, mask, kl, config, max_new_tokens)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss at step {self.rollout_steps}")
+            # A forward and a backward over every token of the minibatch, prompts included, as the built-in counts.
+            self.ledger.update_tokens += 2 * int(attention_mask.sum())
+            for name, value in probes.items():
+                self.probes[name] = self.probes.get(name, 0.0) + value
+            ratio = torch.exp(algos.log_ratio(logp.detach(), old))
+            self.clipped += algos.clipped_tokens(ratio, advantages, mask, config.eps_low, config.eps_high,
+                                                 config.dual_clip)
+            self.trained_tokens += float(mask.sum())
+            self.losses.append(float(loss.detach()))
+            return loss
+
+        def end_rollout_step(self) -> bool:
+            """After a rollout step's last update: log it, write the ledger; True when the budget cannot pay for
+            the next step at its worst-case cost (the built-in trainer's rule)."""
+            self.rollout_steps += 1
+            self.ledger.wall_s = time.monotonic() - self.started
+            tokens = max(1.0, self.trained_tokens)
+            probes = dict(self.probes)
+            for name, count in zip(("clip_low", "clip_high", "dual_clip"), self.clipped.tolist(), strict=True):
+                probes[name] = count / tokens
+            probes["clipped"] = float(self.clipped.sum()) / tokens
+            append_train_log(run_dir, {"step": self.rollout_steps, **self.ledger.to_dict(), **self.record,
+                                       "loss": sum(self.losses) / len(self.losses) if self.losses else None,
+                                       "entropy": None, "kl": None, "engine": "trl", "probes": probes})
+            self.losses, self.clipped, self.trained_tokens = [], torch.zeros(3), 0.0
+            cost = GRPOTrainer.round_cost(config, max_new_tokens, per_step)
+            spent = self.ledger.minus(self.last_step)
+            cost.prompt_tokens, cost.update_tokens = spent.prompt_tokens, spent.update_tokens
+            self.last_step = dataclasses.replace(self.ledger)
+            self.stopped_by = budget.allows(self.ledger, cost)
+            write_ledger(run_dir, budget, self.ledger, self.stopped_by, self.rollout_steps)
+            return self.stopped_by is not None
+
+        def finish(self) -> Ledger:
+            self.ledger.wall_s = time.monotonic() - self.started
+            write_ledger(run_dir, budget, self.ledger, self.stopped_by, self.rollout_steps)
+            return self.ledger
+
+    class Budgeted(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            trainer.ledger.steps += 1
+            if trainer.ledger.steps % updates_per_step == 0 and trainer.end_rollout_step():
+                control.should_training_stop = True
+
+    trainer = HarnessTRLTrainer(model=model, reward_funcs=[accuracy_reward], args=args, train_dataset=data,
+                                processing_class=tokenizer, callbacks=[Budgeted()], optimizers=(optimizer, schedule),
+                                rollout_func=rollout_func)
+    return trainer
+
+
+def _select(batch: GroupBatch, keep: torch.Tensor) -> GroupBatch:
+    """The kept groups of `batch` (texts too), for the advantage."""
+    def pick(value):
+        return value[keep] if isinstance(value, torch.Tensor) else value
+
+    rows = keep.repeat_interleave(batch.group_size).tolist()
+    return dataclasses.replace(
+        batch, accuracy=batch.accuracy[keep], lengths=pick(batch.lengths), truncated=pick(batch.truncated),
+        answered=pick(batch.answered), likelihood=pick(batch.likelihood), rewards=batch.rewards[keep],
+        texts=None if batch.texts is None else [t for t, k in zip(batch.texts, rows, strict=True) if k],
+        aux=None if batch.aux is None else {k: v[keep] for k, v in batch.aux.items()},
+        components={k: v[keep] for k, v in batch.components.items()})

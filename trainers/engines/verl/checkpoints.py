@@ -1,0 +1,84 @@
+"""Bring a finished verl run back as a compare row: its last checkpoint's Hugging Face model becomes the row's final
+model (evaluated like every other row), and verl's per-step metrics become the row's ledger and train log.
+
+verl writes `<checkpoints>/latest_checkpointed_iteration.txt` and `global_step_<N>/actor/huggingface/` (the model
+itself only when `checkpoint.save_contents` has `hf_model`, which the generated overrides ask for); with
+`trainer.logger=[console,file]` and $VERL_FILE_LOGGER_PATH (set by launch.sh) one JSON line a step in
+`metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from harness.budget import Budget, Ledger
+
+PROBE_PREFIX = "harness/"
+
+
+def latest_model(verl_dir: Path) -> tuple[int, Path] | None:
+    """(rollout steps, Hugging Face model directory) of the run's last checkpoint; None before it has one."""
+    root = Path(verl_dir) / "checkpoints"
+    latest = root / "latest_checkpointed_iteration.txt"
+    if not latest.is_file():
+        return None
+    step = int(latest.read_text().strip())
+    model = root / f"global_step_{step}" / "actor" / "huggingface"
+    if not (model / "config.json").is_file() or not any(model.glob("*.safetensors")):
+        raise ValueError(f"verl's checkpoint {model} has no model weights: it was saved without hf_model in "
+                         "actor.checkpoint.save_contents; relaunch with the generated overrides")
+    return step, model
+
+
+def read_metrics(verl_dir: Path) -> list[dict]:
+    """verl's per-step metrics (`metrics.jsonl`, the file logger), in step order; [] when there are none."""
+    path = Path(verl_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    last = {r["step"]: r["data"] for r in records}  # a resumed run logs its steps again: keep the last
+    return [{"step": step, **last[step]} for step in sorted(last)]
+
+
+def step_record(metrics: dict, ledger: Ledger) -> dict:
+    """One train-log record (the built-in trainer's fields) from verl's metrics of one step."""
+    probes = {key.split(PROBE_PREFIX, 1)[1]: value for key, value in metrics.items() if PROBE_PREFIX in key}
+    score = metrics.get("critic/score/mean")
+    return {"step": metrics["step"], **ledger.to_dict(), "reward_mean": metrics.get("critic/rewards/mean", score),
+            "accuracy": score, "response_length": metrics.get("response_length/mean"),
+            "truncated": metrics.get("response_length/clip_ratio"), "loss": metrics.get("actor/pg_loss"),
+            "entropy": metrics.get("actor/entropy"), "kl": metrics.get("actor/kl_loss"), "engine": "verl",
+            "probes": probes}
+
+
+def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path | None:
+    """Write the row's train/ledger.json, train_log.jsonl and final/ from a finished verl run; returns final/, or
+    None while the run has no checkpoint yet."""
+    from harness.cache import atomic_directory
+    from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
+
+    found = latest_model(verl_dir)
+    if found is None:
+        return None
+    steps, model = found
+    rows = config.prompts_per_step * config.group_size
+    ledger = Ledger()
+    train_dir.mkdir(parents=True, exist_ok=True)
+    (train_dir / TRAIN_LOG).unlink(missing_ok=True)
+    for metrics in read_metrics(verl_dir)[:steps]:
+        ledger.add(Ledger(steps=GRPOTrainer.updates_per_step(config, config.prompts_per_step),
+                          prompts=config.prompts_per_step, rollouts=rows,
+                          tokens=round(metrics.get("response_length/mean", 0) * rows),
+                          prompt_tokens=round(metrics.get("prompt_length/mean", 0) * rows),
+                          wall_s=metrics.get("timing_s/step", 0.0)))
+        append_train_log(train_dir, step_record(metrics, ledger))
+    write_ledger(train_dir, budget, ledger, "trainer.total_training_steps (verl: the budget's rollout steps)", steps)
+    final = train_dir / "final"
+    if not (final / "config.json").is_file():
+        with atomic_directory(final) as scratch:
+            for item in model.iterdir():
+                if item.is_file():
+                    shutil.copy2(item, Path(scratch) / item.name)
+    return final

@@ -1,0 +1,130 @@
+"""verl plugin: every registry-shaped variant's advantage and loss, registered into verl's registries as
+`harness_<variant>` (`algorithm.adv_estimator` and `actor_rollout_ref.actor.policy_loss.loss_mode`).
+
+Loaded by `import verl` in every verl process (driver and actor workers) through this package's `verl.plugins`
+entry point. The variant's settings come from the JSON spec named by $HARNESS_VERL_SPEC (written next to the
+launch files by `trainers.engines.verl.config`), read once per process on first use.
+
+What verl hands an advantage estimator is the outcome score per response (our reward function's accuracy), the
+response mask and each response's prompt id; so a variant whose reward or advantage reads anything else (the
+response text, the sampling log-probs, the step) is refused when its launch files are written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import types
+
+import numpy as np
+import torch
+from verl.trainer.ppo.core_algos import register_adv_est, register_policy_loss
+
+from trainers import algos
+from trainers.algos.variants import MATH, GroupBatch, registry_shaped
+
+SPEC_ENV = "HARNESS_VERL_SPEC"
+
+
+@functools.cache
+def load_spec() -> types.SimpleNamespace:
+    path = os.environ.get(SPEC_ENV)
+    if not path:
+        raise RuntimeError(f"${SPEC_ENV} is not set: launch verl with the harness's launch.sh, which points it at "
+                           "the row's verl/spec.json")
+    with open(path, encoding="utf-8") as f:
+        spec = json.load(f)
+    return types.SimpleNamespace(variant=spec["variant"], max_length=spec["max_length"],
+                                 config=types.SimpleNamespace(**spec["config"]))
+
+
+def _spec_for(variant: str) -> types.SimpleNamespace:
+    spec = load_spec()
+    if spec.variant != variant:
+        raise RuntimeError(f"verl was configured with harness_{variant}, but ${SPEC_ENV} describes {spec.variant}")
+    return spec
+
+
+def group_order(index: np.ndarray, group_size: int) -> torch.Tensor:
+    """Row order that puts each prompt's responses together ([N * G], first appearance order), checking that
+    every prompt has exactly `group_size` of them."""
+    _, first, inverse, counts = np.unique(index, return_index=True, return_inverse=True, return_counts=True)
+    if (counts != group_size).any():
+        raise ValueError(f"every prompt needs {group_size} responses (rollout.n), got {sorted(set(counts.tolist()))}")
+    rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")  # groups in order of first appearance
+    return torch.from_numpy(np.argsort(rank[inverse], kind="stable"))
+
+
+def advantages(variant: str, token_level_rewards: torch.Tensor, response_mask: torch.Tensor,
+               index: np.ndarray, **_) -> tuple[torch.Tensor, torch.Tensor]:
+    """The variant's reward shaping, group filter and advantage on verl's batch. A group the filter drops keeps
+    A = 0 and has its rows' response mask zeroed in place, so it weighs nothing in the loss (as in the built-in
+    trainer, which drops it)."""
+    spec = _spec_for(variant)
+    cfg, math = spec.config, MATH.get(variant)
+    group = cfg.group_size
+    order = group_order(index, group).to(response_mask.device)
+    shape = (len(order) // group, group)
+    lengths = response_mask.sum(dim=-1)
+    batch = GroupBatch(accuracy=token_level_rewards.sum(dim=-1)[order].float().cpu().view(shape),
+                       lengths=lengths[order].cpu().view(shape),
+                       # verl pads every response to the generation limit: a full one hit it.
+                       truncated=(lengths >= spec.max_length)[order].cpu().view(shape), max_length=spec.max_length)
+    rewards, components, _ = math.reward(batch, cfg)
+    batch = dataclasses.replace(batch, rewards=rewards, components=components)
+    keep = math.group_filter(batch, cfg)
+    grouped = torch.zeros(shape)
+    if keep.any():
+        kept = dataclasses.replace(batch, accuracy=batch.accuracy[keep], lengths=batch.lengths[keep],
+                                   truncated=batch.truncated[keep], rewards=rewards[keep],
+                                   components={k: v[keep] for k, v in components.items()})
+        grouped[keep] = math.advantage(kept, cfg)[0].float()
+    per_row = torch.empty(len(order))
+    per_row[order.cpu()] = grouped.reshape(-1)
+    dropped = torch.empty(len(order), dtype=torch.bool)
+    dropped[order.cpu()] = (~keep).repeat_interleave(group)
+    response_mask.mul_((~dropped).to(response_mask.device, response_mask.dtype)[:, None])
+    scores = per_row.to(response_mask.device, token_level_rewards.dtype)[:, None] * response_mask
+    return scores, scores
+
+
+def policy_loss(variant: str, old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor,
+                response_mask: torch.Tensor, loss_agg_mode: str = "token-mean", config=None,
+                rollout_is_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The variant's loss on a verl micro-batch. verl's advantages are per token (the sequence's value on every
+    response token); verl's rollout-correction weights, when on, weight each token's gradient as the built-in
+    trainer's truncated importance sampling does. The KL to the reference is verl's (use_kl_loss), added outside."""
+    spec = _spec_for(variant)
+    mask = response_mask.to(log_prob.dtype)
+    per_sequence = (advantages * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
+    if rollout_is_weights is not None:
+        log_prob = algos.weight_token_gradients(log_prob, rollout_is_weights)
+    loss, probes = MATH.get(variant).loss(log_prob, old_log_prob, per_sequence, mask, None, spec.config,
+                                          spec.max_length)
+    ratio = torch.exp(algos.log_ratio(log_prob.detach(), old_log_prob))
+    cfg = spec.config
+    low, high, dual = algos.clipped_tokens(ratio, per_sequence, mask, cfg.eps_low, cfg.eps_high,
+                                           cfg.dual_clip).tolist()
+    tokens = max(1.0, float(mask.sum()))
+    metrics = {f"harness/{name}": value for name, value in probes.items()}
+    metrics.update({"harness/clip_low": low / tokens, "harness/clip_high": high / tokens,
+                    "harness/dual_clip": dual / tokens, "harness/clipped": (low + high + dual) / tokens})
+    return loss, metrics
+
+
+def register_all() -> list[str]:
+    """Register `harness_<variant>` for every registry-shaped variant; returns the names."""
+    names = []
+    for variant in MATH.names():
+        if not registry_shaped(variant):
+            continue
+        name = f"harness_{variant.replace('-', '_')}"
+        register_adv_est(name)(functools.partial(advantages, variant))
+        register_policy_loss(name)(functools.partial(policy_loss, variant))
+        names.append(name)
+    return names
+
+
+REGISTERED = register_all()
