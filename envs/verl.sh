@@ -11,6 +11,6 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv-verl
 . .venv-verl/bin/activate
 pip install --quiet "verl==0.9.1" torch==2.13.0 "transformers>=5.5.3,<5.11" math-verify pyarrow pandas pytest \
-    pytest-timeout -c envs/verl.constraints.txt
+    pytest-timeout cachetools uvicorn fastapi -c envs/verl.constraints.txt
 pip install --quiet --no-deps -e .
 python -c "import verl, trainers.engines.verl.plugin as p; print(f'verl {verl.__version__} ready in .venv-verl with {len(p.REGISTERED)} harness variants registered')"

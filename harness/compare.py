@@ -314,13 +314,13 @@ def verl_row(variant: str, variant_config, config: CompareConfig, model, train_t
     launch = row_dir / "verl" / LAUNCH
     if not launch.is_file():
         problems = train_data.problems
-        order = prompt_order(problems, seed, passes_needed(config.budget, variant_config, len(problems)))
+        max_new_tokens = variant_config.max_new_tokens or train_task.max_new_tokens
+        order = prompt_order(problems, seed, passes_needed(config.budget, variant_config, max_new_tokens, len(problems)))
         chat = bool(getattr(tokenizer, "chat_template", None))
         prompts = [render_prompt(template, problems[i].problem, tokenizer if chat else None) for i in order]
         longest = max(len(tokenizer(p).input_ids) for p in prompts[: 4 * len(problems)])
         write_row(row_dir, variant, variant_config, model_path=str(model.path), prompts=prompts,
                   golds=[problems[i].golds for i in order], answer_format=train_task.answer_format,
                   grader=train_task.grader, budget=config.budget, seed=seed,
-                  max_new_tokens=variant_config.max_new_tokens or train_task.max_new_tokens,
-                  max_prompt_tokens=longest + 16)
+                  max_new_tokens=max_new_tokens, max_prompt_tokens=longest + 16)
     raise PendingEngineRuns([launch])

@@ -20,7 +20,15 @@ pytest.importorskip("trl")
 # Every variant the registry holds whole (DAPO with its resampling off); their defaults otherwise.
 REGISTRY_SHAPED = ["grpo", "dr-grpo", "dapo", "dgpo", "ngrpo", "gdpo", "a-grae", "grpo-lead", "reflection",
                    "unlikeliness"]
-PARITY = {"prompts_per_step": 4, "group_size": 4, "max_new_tokens": 12, "minibatches": 1}
+# On the sandbox warm start, whose answers end (a random model's rarely do, and Dr. GRPO would see only zeros).
+PARITY = {"prompts_per_step": 4, "group_size": 4, "max_new_tokens": 64, "minibatches": 1}
+
+
+@pytest.fixture(scope="module")
+def warm_start_dir():
+    from harness.models import resolve_model
+
+    return resolve_model("sandbox").path
 
 
 def test_the_registry_shaped_list_is_the_registrys():
@@ -60,12 +68,13 @@ def replay(batch):
 
 
 @pytest.mark.parametrize("variant", REGISTRY_SHAPED)
-def test_one_trl_step_gives_the_builtin_advantages_and_loss(variant, untrained_model_dir, tmp_path, train_problems):
+def test_one_trl_step_gives_the_builtin_advantages_and_loss(variant, warm_start_dir, tmp_path, train_problems):
     from trainers.engines.trl import make_trl_trainer
 
     extra = {"dynamic_sampling": False} if variant == "dapo" else {}
-    builtin, drawn, generated, keep, advantages, loss = builtin_step(variant, untrained_model_dir, tmp_path / "b",
+    builtin, drawn, generated, keep, advantages, loss = builtin_step(variant, warm_start_dir, tmp_path / "b",
                                                                      train_problems, **extra)
+    assert advantages.abs().sum() > 0, "a step without signal would test nothing"
     config = apply_overrides(VARIANTS.get(variant).Config(), {**PARITY, **extra})
     trl = make_trl_trainer(variant, config, model=copy.deepcopy(builtin.model), tokenizer=builtin.tokenizer,
                            problems=train_problems, template=TEMPLATES.get("plain"), answer_format="boxed",
@@ -84,6 +93,11 @@ def test_one_trl_step_gives_the_builtin_advantages_and_loss(variant, untrained_m
         return  # nothing to train on: both engines skip the update
     trl_loss = trl._compute_loss(trl.model, out)
     assert trl_loss.item() == pytest.approx(loss.item(), rel=1e-5, abs=1e-7), variant
+    # The loss's value at ratio 1 does not depend on the log-probs; its gradient does, through every one.
+    loss.backward()
+    trl_loss.backward()
+    for (name, ours), theirs in zip(builtin.model.named_parameters(), trl.model.parameters(), strict=True):
+        assert torch.allclose(theirs.grad, ours.grad, rtol=1e-4, atol=1e-7), (variant, name)
     # The same responses were charged: rollouts, tokens and questions.
     assert (trl.ledger.rollouts, trl.ledger.tokens, trl.ledger.prompts) == (
         builtin.ledger.rollouts, builtin.ledger.tokens, builtin.ledger.prompts)

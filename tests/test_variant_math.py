@@ -66,6 +66,6 @@ def test_the_harness_library_does_not_import_the_trainers_at_module_level():
 def test_the_variant_math_loads_without_the_builtin_trainer_or_transformers():
     """What an engine's workers (verl's) import: torch and the registry, nothing of the built-in trainer."""
     loaded = run_python("import sys, trainers.algos.variants as v; v.MATH.get('dgpo'); "
-                        "print(sorted({m.split('.')[0] for m in sys.modules} & {'transformers', 'datasets', 'tqdm'}),"
+                        "print(sorted({m.split('.')[0] for m in sys.modules} & {'transformers', 'datasets'}),"
                         " 'trainers.builtin' in sys.modules)")
     assert loaded == "[] False"

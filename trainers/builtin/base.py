@@ -207,6 +207,16 @@ def derived_seed(*parts) -> int:
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:12], 16)
 
 
+def pass_order(size: int, seed: int, epoch: int) -> list[int]:
+    """The order questions are drawn in during pass `epoch` over `size` of them: a permutation derived from the run
+    seed alone, so every variant and every engine sees the same questions in the same order."""
+    import random
+
+    order = list(range(size))
+    random.Random(derived_seed(seed, "order", epoch)).shuffle(order)
+    return order
+
+
 @dataclass
 class Groups:
     """One step's rollouts: N questions x G samples, rows of `batch` in group order."""

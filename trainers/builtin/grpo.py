@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,7 +29,7 @@ from harness.task import Problem
 from trainers import algos
 from trainers.algos import terms
 from trainers.algos.variants import MATH, GroupBatch, VariantMath, advantage_change
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed, pass_order
 from trainers.builtin.prefix_grouper import forward_tokens, prefix_grouped_logprobs
 from trainers.builtin.rollout import Mixing, RolloutBatch, sample, token_logprobs
 
@@ -105,8 +104,7 @@ class GRPOTrainer:
 
     def _order(self, epoch: int) -> list[int]:
         if self._order_epoch != epoch:
-            self._order_epoch, self._order_cache = epoch, list(range(len(self.problems)))
-            random.Random(derived_seed(self.seed, "order", epoch)).shuffle(self._order_cache)
+            self._order_epoch, self._order_cache = epoch, pass_order(len(self.problems), self.seed, epoch)
         return self._order_cache
 
     def prompt(self, problem: Problem) -> str:
@@ -274,6 +272,16 @@ class GRPOTrainer:
     @classmethod
     def first_round_cost(cls, config: GRPOConfig, max_new_tokens: int) -> Ledger:
         return cls.round_cost(config, max_new_tokens, config.prompts_per_step)
+
+    @classmethod
+    def most_steps_paid(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget) -> int | None:
+        """The most rollout steps `budget` pays for with every response at the generation limit, from its count
+        limits (steps, prompts, rollouts, tokens); None when none of them bounds it. An engine that fixes its
+        number of steps before starting (verl) or shows it (TRL's progress) reads it."""
+        cost = cls.first_round_cost(config, max_new_tokens)
+        bounds = [getattr(budget, name) // getattr(cost, name) for name in ("steps", "prompts", "rollouts", "tokens")
+                  if getattr(budget, name) and getattr(cost, name)]
+        return min(bounds) if bounds else None
 
     @classmethod
     def check_budget(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget) -> None:

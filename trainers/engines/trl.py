@@ -41,7 +41,7 @@ from harness.prompts import render_prompt
 from trainers import algos
 from trainers.algos.terms import mean_token_logp
 from trainers.algos.variants import MATH, GroupBatch, missing_input, refuse_unless_registry_shaped
-from trainers.builtin.base import TrainingError, derived_seed
+from trainers.builtin.base import TrainingError, pass_order
 from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
 
 logger = logging.getLogger(__name__)
@@ -63,29 +63,15 @@ def check_supported(variant: str, config) -> None:
 
 
 def prompt_order(problems, seed: int, passes: int) -> list[int]:
-    """The built-in trainer's prompt order: a permutation of the data per pass, derived from the run seed."""
-    import random
-
-    order = []
-    for epoch in range(passes):
-        indices = list(range(len(problems)))
-        random.Random(derived_seed(seed, "order", epoch)).shuffle(indices)
-        order += indices
-    return order
+    """The built-in trainer's prompt order over `passes` passes of the data."""
+    return [index for epoch in range(passes) for index in pass_order(len(problems), seed, epoch)]
 
 
-def passes_needed(budget: Budget, config, num_problems: int) -> int:
-    """Passes over the data the budget can pay for at most (TRL reads the prepared order once)."""
-    bounds = []
-    if budget.prompts:
-        bounds.append(budget.prompts)
-    if budget.rollouts:
-        bounds.append(budget.rollouts // config.group_size)
-    if budget.steps:
-        bounds.append(budget.steps // GRPOTrainer.updates_per_step(config, config.prompts_per_step)
-                      * config.prompts_per_step)
-    prompts = min(bounds) if bounds else 100 * num_problems
-    return max(1, math.ceil((prompts + config.prompts_per_step) / num_problems))
+def passes_needed(budget: Budget, config, max_new_tokens: int, num_problems: int) -> int:
+    """Passes over the data the budget can pay for at most (an engine reads the prepared order once)."""
+    steps = GRPOTrainer.most_steps_paid(config, max_new_tokens, budget)
+    prompts = (steps + 1) * config.prompts_per_step if steps else 100 * num_problems
+    return max(1, math.ceil(prompts / num_problems))
 
 
 def train_with_trl(variant: str, config, *, run_dir: str | Path, **kwargs) -> Ledger:
@@ -119,18 +105,22 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
     # The sampling policy's log-probs cost TRL a forward when the policy does not move within a step: only when read.
     reads_likelihood = missing_input(variant, config, ("lengths", "truncated", "answered", "texts", "aux", "step",
                                                        "max_length")) == "likelihood"
-    order = prompt_order(problems, seed, passes_needed(budget, config, len(problems)))
+    order = prompt_order(problems, seed, passes_needed(budget, config, max_new_tokens, len(problems)))
     data = datasets.Dataset.from_dict({
         "prompt": [render_prompt(template, problems[i].problem, tokenizer if chat else None) for i in order],
         "problem_index": order})
+    # TRL needs a step count up front (its progress bar and schedule): the most the budget pays for; the budget's
+    # own check still stops the run at its first limit.
+    max_steps = updates_per_step * (GRPOTrainer.most_steps_paid(config, max_new_tokens, budget) or 10**6)
     args = TRLConfig(
-        output_dir=str(run_dir / "trl"), report_to="none", save_strategy="no", logging_steps=1,
+        output_dir=str(run_dir / "trl"), report_to="none", save_strategy="no", logging_steps=updates_per_step,
+        logging_strategy="steps" if progress else "no",
         disable_tqdm=not progress, use_cpu=device == "cpu", seed=seed, shuffle_dataset=False,
         remove_unused_columns=False, dataloader_num_workers=0, bf16=False, fp16=False,
         # The shared schedule: a rollout step of per_step x group samples, `minibatches` updates an epoch.
         num_generations=group, per_device_train_batch_size=per_step * group // config.minibatches,
         gradient_accumulation_steps=1, steps_per_generation=config.minibatches, num_iterations=config.ppo_epochs,
-        max_steps=budget.steps or 10**9, max_completion_length=max_new_tokens, temperature=config.temperature,
+        max_steps=max_steps, max_completion_length=max_new_tokens, temperature=config.temperature,
         top_p=1.0, top_k=0, beta=config.kl_beta, max_grad_norm=config.grad_clip, learning_rate=config.lr,
         adam_beta1=config.adam_betas[0], adam_beta2=config.adam_betas[1], adam_epsilon=config.adam_eps,
         weight_decay=config.weight_decay,

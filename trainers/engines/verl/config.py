@@ -55,13 +55,10 @@ def rollout_steps(config, budget: Budget, max_new_tokens: int) -> int:
     count mid-run). Update compute and wall-clock are not known in advance and are not bounded here."""
     from trainers.builtin.grpo import GRPOTrainer
 
-    cost = GRPOTrainer.round_cost(config, max_new_tokens, config.prompts_per_step)
-    bounds = [getattr(budget, name) // getattr(cost, name) for name in ("steps", "prompts", "rollouts", "tokens")
-              if getattr(budget, name) and getattr(cost, name)]
-    if not bounds:
+    steps = GRPOTrainer.most_steps_paid(config, max_new_tokens, budget)
+    if steps is None:
         raise ValueError("the verl engine needs a budget of steps, prompts, rollouts or tokens: it fixes the number "
                          "of rollout steps before launching (update_tokens, prompt_tokens and wall_s alone cannot)")
-    steps = min(bounds)
     if steps < 1:
         raise ValueError(f"the budget {budget.to_dict()} cannot pay for one verl rollout step")
     return steps
