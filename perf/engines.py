@@ -27,7 +27,7 @@ import torch
 
 from harness.budget import Budget
 from harness.prompts import TEMPLATES
-from trainers import algos
+from trainers.engines import parity
 
 TRL_VARIANTS = ["grpo", "dr-grpo", "dapo", "dgpo", "ngrpo", "gdpo", "a-grae", "grpo-lead", "reflection",
                 "unlikeliness"]
@@ -56,17 +56,7 @@ def builtin_step(variant, model, tokenizer, problems, run_dir):
                                     template=TEMPLATES.get("plain"), answer_format="boxed", grader="math",
                                     max_new_tokens=100, budget=Budget(steps=1), seed=3, run_dir=run_dir,
                                     pool=MixedPool())
-    generated = trainer.generate_groups(trainer.draw_prompts())
-    keep = trainer.group_filter(generated)
-    groups = generated.select(keep)
-    advantages = trainer.step_advantages(groups)
-    logp, _ = trainer.forward(groups.batch)
-    kl = None
-    if trainer.reference is not None:
-        with torch.no_grad():
-            kl = algos.k3_kl(logp, trainer.score(trainer.reference, groups.batch)[0])
-    loss = trainer.loss(logp, logp.detach(), advantages, groups.batch.response_mask.float(), kl)
-    return trainer, generated, keep, advantages, loss
+    return (trainer, *parity.builtin_step(trainer))
 
 
 def trl_parity(variant, model, tokenizer, problems, tmp: Path) -> tuple[float, float, float]:
@@ -74,20 +64,11 @@ def trl_parity(variant, model, tokenizer, problems, tmp: Path) -> tuple[float, f
 
     builtin, generated, keep, advantages, loss = builtin_step(variant, copy.deepcopy(model), tokenizer, problems,
                                                               tmp / f"{variant}-builtin")
-    batch = generated.batch
-
-    def replay(prompts, trainer):
-        lengths = batch.lengths.tolist()
-        rows = range(len(lengths))
-        return {"prompt_ids": [batch.prompt_ids[r][batch.prompt_mask[r].bool()].tolist() for r in rows],
-                "completion_ids": [batch.response_ids[r, : lengths[r]].tolist() for r in rows],
-                "logprobs": [batch.old_logp[r, : lengths[r]].tolist() for r in rows]}
-
     config = variant_config(variant)
     trl = make_trl_trainer(variant, config, model=copy.deepcopy(model), tokenizer=tokenizer, problems=problems,
                            template=TEMPLATES.get("plain"), answer_format="boxed", grader="math", max_new_tokens=100,
                            budget=Budget(steps=1), seed=3, run_dir=tmp / f"{variant}-trl", pool=MixedPool(),
-                           rollout_func=replay)
+                           rollout_func=parity.replay(generated.batch))
     inputs = [trl.train_dataset[i] for i in range(config.prompts_per_step) for _ in range(config.group_size)]
     trl.model.train()
     out = trl._generate_and_score_completions(inputs)

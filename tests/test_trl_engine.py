@@ -11,9 +11,9 @@ from trainer_helpers import AlternatingPool, make_trainer
 from harness.budget import Budget
 from harness.cli import main
 from harness.prompts import TEMPLATES
-from trainers import algos
 from trainers.algos.variants import registry_shaped
 from trainers.builtin.base import VARIANTS, apply_overrides
+from trainers.engines import parity
 
 pytest.importorskip("trl")
 
@@ -36,35 +36,8 @@ def test_the_registry_shaped_list_is_the_registrys():
 
 
 def builtin_step(variant, model_dir, run_dir, problems, **extra):
-    """One built-in step's kept-group mask, advantages and loss (on its own forward), and its responses."""
-    trainer = make_trainer(VARIANTS.get(variant), model_dir, run_dir, problems, Budget(steps=1),
-                           **PARITY, **extra)
-    drawn = trainer.draw_prompts()
-    generated = trainer.generate_groups(drawn)
-    keep = trainer.group_filter(generated)
-    groups = generated.select(keep)
-    advantages = trainer.step_advantages(groups)
-    logp, _ = trainer.forward(groups.batch)
-    kl = None
-    if trainer.reference is not None:
-        with torch.no_grad():
-            ref_logp, _ = trainer.score(trainer.reference, groups.batch)
-        kl = algos.k3_kl(logp, ref_logp)
-    loss = trainer.loss(logp, logp.detach(), advantages, groups.batch.response_mask.float(), kl)
-    return trainer, drawn, generated, keep, advantages, loss
-
-
-def replay(batch):
-    """TRL's rollout hook giving back the built-in sampler's responses (prompt ids, response ids, log-probs)."""
-    def rollout(prompts, trainer):
-        rows = range(batch.response_ids.shape[0])
-        assert len(prompts) == len(rows)
-        prompt_ids = [batch.prompt_ids[r][batch.prompt_mask[r].bool()].tolist() for r in rows]
-        lengths = batch.lengths.tolist()
-        return {"prompt_ids": prompt_ids,
-                "completion_ids": [batch.response_ids[r, : lengths[r]].tolist() for r in rows],
-                "logprobs": [batch.old_logp[r, : lengths[r]].tolist() for r in rows]}
-    return rollout
+    trainer = make_trainer(VARIANTS.get(variant), model_dir, run_dir, problems, Budget(steps=1), **PARITY, **extra)
+    return (trainer, *parity.builtin_step(trainer))
 
 
 @pytest.mark.parametrize("variant", REGISTRY_SHAPED)
@@ -72,25 +45,24 @@ def test_one_trl_step_gives_the_builtin_advantages_and_loss(variant, warm_start_
     from trainers.engines.trl import make_trl_trainer
 
     extra = {"dynamic_sampling": False} if variant == "dapo" else {}
-    builtin, drawn, generated, keep, advantages, loss = builtin_step(variant, warm_start_dir, tmp_path / "b",
-                                                                     train_problems, **extra)
+    builtin, generated, keep, advantages, loss = builtin_step(variant, warm_start_dir, tmp_path / "b",
+                                                              train_problems, **extra)
     assert advantages.abs().sum() > 0, "a step without signal would test nothing"
     config = apply_overrides(VARIANTS.get(variant).Config(), {**PARITY, **extra})
     trl = make_trl_trainer(variant, config, model=copy.deepcopy(builtin.model), tokenizer=builtin.tokenizer,
                            problems=train_problems, template=TEMPLATES.get("plain"), answer_format="boxed",
                            grader="math", max_new_tokens=100, budget=Budget(steps=1), seed=3,
-                           run_dir=tmp_path / "t", pool=AlternatingPool(), rollout_func=replay(generated.batch))
+                           run_dir=tmp_path / "t", pool=AlternatingPool(),
+                           rollout_func=parity.replay(generated.batch))
     group = config.group_size
     inputs = [trl.train_dataset[i] for i in range(config.prompts_per_step) for _ in range(group)]
-    assert [train_problems[x["problem_index"]].id for x in inputs[::group]] == [p.id for p in drawn]
+    assert [train_problems[x["problem_index"]].id for x in inputs[::group]] == [p.id for p in generated.problems]
     trl.model.train()
     out = trl._generate_and_score_completions(inputs)
     trl_advantages = out["advantages"].view(-1, group)
     assert torch.allclose(trl_advantages[keep].reshape(-1), advantages.float(), atol=1e-6), variant
     assert (trl_advantages[~keep] == 0).all() and (out["completion_mask"].view(-1, group, out[
         "completion_mask"].shape[-1])[~keep] == 0).all()
-    if not keep.any():
-        return  # nothing to train on: both engines skip the update
     trl_loss = trl._compute_loss(trl.model, out)
     assert trl_loss.item() == pytest.approx(loss.item(), rel=1e-5, abs=1e-7), variant
     # The loss's value at ratio 1 does not depend on the log-probs; its gradient does, through every one.
