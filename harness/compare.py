@@ -161,7 +161,8 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
                  "max_new_tokens": config.max_new_tokens},
         "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
-        "variants": {v: card_config(c, VARIANTS.get(v)) for v, c in configs.items()}, "versions": library_versions(),
+        "variants": {v: card_config(c, VARIANTS.get(v)) for v, c in configs.items()},
+        "versions": library_versions(*engine_packages(config.engine)),
         # recorded only when not the default, so compare directories from before the option keep their hashes
         **({"eval_backend": config.eval_backend} if config.eval_backend != "hf" else {}),
         **({"engine": config.engine} if config.engine != "builtin" else {}),
@@ -217,6 +218,12 @@ def _evaluate(config: CompareConfig, model_path: Path, row: Path, progress: bool
     run_eval(eval_config, progress=progress, command=None)
 
 
+def engine_packages(engine: str) -> tuple[str, ...]:
+    """The distributions whose versions a row trained by `engine` records (verl's are in envs/verl.constraints.txt,
+    another environment)."""
+    return ("trl", "accelerate") if engine == "trl" else ()
+
+
 def check_engine(engine: str, variant: str, variant_config) -> None:
     """Refuse, before any work, a variant the engine cannot run faithfully (it needs hooks the engine lacks)."""
     if engine == "trl":
@@ -258,7 +265,7 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
             "model": {"name": model.name, "weights_sha256": model.weights_sha256},
             "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},
             "template": {"name": template.name, "sha256": template.sha256}, "device": config.device,
-            "versions": library_versions()}
+            "versions": library_versions(*engine_packages(config.engine))}
     RunDir.open(train_dir, card)  # refuses a directory trained under other settings
     if (final / "config.json").is_file():
         return final

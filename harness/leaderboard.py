@@ -342,6 +342,9 @@ def _provenance_line(rows: list[Row]) -> str | None:
         else:
             shown = "; ".join(f"{variant} {epochs} x {minibatches}" for variant, (epochs, minibatches)
                               in sorted(schedules.items()))
+        engines = sorted({card.get("engine", "builtin") for card in cards})
+        if engines != ["builtin"]:  # pages trained by the built-in trainer read as they always have
+            parts.append(f"Trained by the `{'/'.join(engines)}` engine (trainers/engines).")
         parts.append(f"Update schedule: `{protocols}` protocol ({shown} per rollout batch).")
     stored = rows[0].path.parent / "protocol.json"
     if stored.is_file():

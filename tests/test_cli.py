@@ -43,6 +43,9 @@ def test_list_variants_shows_paper_status_hooks_and_documented_defaults(capsys):
         assert f"\n{name}  [" in f"\n{out}"
     assert "eps_high = 0.28" in out and "hooks: sampler, reward, group_filter" in out
     assert "mix_rate = 0.1  # Paper Table 6" in out
+    # Which engines run each variant, and what keeps the others from it.
+    assert "engines: builtin, trl, verl" in out and "engines: builtin only (needs rollout)" in out
+    assert "engines: builtin, trl (verl: reads likelihood)" in out
 
 
 def _bad_inputs(tmp_path):

@@ -110,10 +110,12 @@ def test_compare_with_trl_ranks_rows_with_the_budget_consumed(untrained_model_di
         log = [json.loads(line) for line in (train / "train_log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1, 2] and all(r["engine"] == "trl" for r in log)
         assert "clipped" in log[-1]["probes"]
-        assert json.loads((train / "card.json").read_text())["engine"] == "trl"
+        card = json.loads((train / "card.json").read_text())
+        assert card["engine"] == "trl" and "trl" in card["versions"]
         assert (train / "final" / "model.safetensors").is_file()
     probes = json.loads((tmp_path / "runs" / "dgpo-seed0" / "train" / "train_log.jsonl").read_text().splitlines()[0])
     assert "advantage_change" in probes["probes"]
     board = (tmp_path / "boards" / "trl.md").read_text()
     assert all(f"| {v} |" in board for v in ("grpo", "dr-grpo", "dgpo", "warm start"))
     assert "| 32 / " in board  # the rollouts consumed, as built-in rows show them
+    assert "Trained by the `trl` engine" in board

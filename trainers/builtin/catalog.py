@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainers.algos.variants import MATH
+from trainers.algos.variants import MATH, missing_input
 from trainers.builtin.base import HOOKS, VARIANTS, GRPOConfig, field_docs
 
 # Hook name -> the methods that implement it on the skeleton.
@@ -26,6 +26,22 @@ def overridden_hooks(trainer_cls) -> list[str]:
             or getattr(own_math, hook, None) is not getattr(grpo_math, hook, None)]
 
 
+def engines(name: str, config) -> str:
+    """Which training engines run the variant with its defaults, and why the others refuse it."""
+    from trainers.engines.verl.config import VERL_INPUTS
+
+    math = MATH.get(name)
+    needed = math.hooks_needed(config)
+    if needed:
+        switches = [math.hook_switches.get(hook) for hook in needed]
+        if all(switches):
+            return (f"builtin; trl and verl with {', '.join(f'{s}=false' for s in switches)} "
+                    f"(they lack the {', '.join(needed)} hook)")
+        return f"builtin only (needs {', '.join(needed)})"
+    missing = missing_input(name, config, VERL_INPUTS)
+    return "builtin, trl" + (f" (verl: reads {missing})" if missing else ", verl")
+
+
 def config_changes(trainer_cls) -> dict[str, object]:
     """Fields a variant adds or whose default differs from plain GRPO's."""
     base = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
@@ -41,6 +57,7 @@ def describe_variants() -> str:
         schedule = trainer_cls.Config.PAPER_SCHEDULE
         lines = [f"{name}  {trainer_cls.status}  {trainer_cls.paper}",
                  f"  hooks: {', '.join(overridden_hooks(trainer_cls))}",
+                 f"  engines: {engines(name, trainer_cls.Config())}",
                  f"  paper schedule (--protocol paper): {schedule['ppo_epochs']} PPO epoch(s) x "
                  f"{schedule['minibatches']} minibatches",
                  "  mechanism probes:", *(f"    {probe}: {what}" for probe, what in trainer_cls.mechanism.items())]
