@@ -175,7 +175,10 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             # The groups are whole across processes (gathered); each process trains its own rows.
             mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
             out["advantages"] = advantages.reshape(-1)[mine].to(out["advantages"].device)
-            # A dropped group stays in TRL's fixed-shape batch with its loss mask zeroed: it weighs nothing.
+            # A dropped group stays in TRL's fixed-shape batch with its loss mask zeroed: it weighs nothing, but
+            # TRL still runs its rows through the training forward, so they are charged (tokens per row, kept apart
+            # because TRL shuffles and splits every tensor of the batch into its minibatches).
+            out["charged_tokens"] = prompt_mask.sum(dim=1) + completion_mask.sum(dim=1)
             dropped = (~keep).repeat_interleave(group)[mine].to(completion_mask.device)
             out["completion_mask"] = completion_mask * (~dropped)[:, None].to(completion_mask.dtype)
             self.probes.update(probes)
@@ -247,7 +250,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             if not torch.isfinite(loss):
                 raise TrainingError(f"non-finite loss at step {self.rollout_steps}")
             # A forward and a backward over every token of the minibatch, prompts included, as the built-in counts.
-            self.ledger.update_tokens += 2 * int(attention_mask.sum())
+            self.ledger.update_tokens += 2 * int(inputs["charged_tokens"].sum())
             for name, value in probes.items():
                 self.probes[name] = self.probes.get(name, 0.0) + value
             ratio = torch.exp(algos.log_ratio(logp.detach(), old))
