@@ -79,7 +79,9 @@ def train_with_trl(variant: str, config, *, run_dir: str | Path, **kwargs) -> Le
     arguments as `GRPOTrainer` (the built-in one) takes them, plus `device`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / TRAIN_LOG).unlink(missing_ok=True)  # a killed TRL row trains again from the start
+    if (run_dir / TRAIN_LOG).is_file():
+        logger.warning("%s: a TRL row does not resume mid-run; training again from the starting model", run_dir)
+        (run_dir / TRAIN_LOG).unlink()
     trainer = make_trl_trainer(variant, config, run_dir=run_dir, **kwargs)
     trainer.train()
     return trainer.finish()

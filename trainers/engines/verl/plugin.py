@@ -8,6 +8,11 @@ launch files by `trainers.engines.verl.config`), read once per process on first 
 What verl hands an advantage estimator is the outcome score per response (our reward function's accuracy), the
 response mask and each response's prompt id; so a variant whose reward or advantage reads anything else (the
 response text, the sampling log-probs, the step) is refused when its launch files are written.
+
+The loss aggregates the micro-batch it is given, and the launch files make that micro-batch the whole minibatch
+(as in the built-in trainer). With several data-parallel ranks each rank aggregates its share and FSDP averages
+the gradients, which equals the global aggregation only when the ranks hold equal token counts (verl's own
+`global_batch_info` is not used: the variant's aggregation is the registry's).
 """
 
 from __future__ import annotations
