@@ -119,3 +119,55 @@ def test_compare_with_trl_ranks_rows_with_the_budget_consumed(untrained_model_di
     assert all(f"| {v} |" in board for v in ("grpo", "dr-grpo", "dgpo", "warm start"))
     assert "| 32 / " in board  # the rollouts consumed, as built-in rows show them
     assert "Trained by the `trl` engine" in board
+
+
+def test_a_killed_trl_row_resumes_without_losing_or_repeating_a_step(warm_start_dir, tmp_path, train_problems):
+    """Killed during its third rollout step (checkpoints every step), a TRL row resumes from the last checkpoint:
+    the same ledger and the same train log, sample counts, tokens and losses, as the run that was never killed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from trainers.engines import trl as engine
+
+    config = apply_overrides(VARIANTS.get("grpo").Config(), {**PARITY, "minibatches": 2, "checkpoint_every": 1})
+    budget = Budget(rollouts=3 * 16)
+
+    def train(run_dir, die_at=None):
+        kwargs = dict(model=AutoModelForCausalLM.from_pretrained(warm_start_dir, dtype=torch.float32),
+                      tokenizer=AutoTokenizer.from_pretrained(warm_start_dir), problems=train_problems,
+                      template=TEMPLATES.get("plain"), answer_format="boxed", grader="math", max_new_tokens=100,
+                      budget=budget, seed=3, pool=AlternatingPool())
+        real = engine.make_trl_trainer
+
+        class Killed(TrainerCallback):
+            def on_step_end(self, args, state, control, **_):
+                if state.global_step == die_at:
+                    raise KeyboardInterrupt("killed")
+
+        def killable(*args, **more):
+            trainer = real(*args, **more)
+            if die_at is not None:
+                trainer.add_callback(Killed())
+            return trainer
+
+        engine.make_trl_trainer = killable
+        try:
+            return engine.train_with_trl("grpo", config, run_dir=run_dir, **kwargs)
+        finally:
+            engine.make_trl_trainer = real
+
+    def log(run_dir):
+        return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+
+    whole = train(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "killed", die_at=5)  # mid third step: steps 1 and 2 are checkpointed
+    assert [r["step"] for r in log(tmp_path / "killed")] == [1, 2]
+    resumed = train(tmp_path / "killed")
+    assert (resumed.steps, resumed.rollouts, resumed.prompts) == (whole.steps, whole.rollouts, whole.prompts) == (
+        6, 48, 12)
+    assert [r["step"] for r in log(tmp_path / "killed")] == [1, 2, 3]
+    # TRL's checkpoint holds the RNG and data position too: the resumed steps are the very same ones.
+    def without_clock(records):
+        return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
+
+    assert without_clock(log(tmp_path / "killed")) == without_clock(log(tmp_path / "whole"))

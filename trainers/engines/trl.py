@@ -20,13 +20,14 @@ built-in engine, by design of TRL: samples are shuffled into minibatches one by 
 group a filter drops stays in the batch with its loss mask zeroed (same loss, fixed batch shapes), and the KL to
 the reference is computed only when kl_beta > 0 (the built-in trainer also tracks it for its curve).
 
-A variant that needs hooks TRL lacks (`VariantMath.engine_hooks`) is refused before any work. Experimental:
-resuming a killed TRL row restarts its training from the starting model.
+A variant that needs hooks TRL lacks (`VariantMath.engine_hooks`) is refused before any work. A killed TRL row
+resumes from its last TRL checkpoint (every `checkpoint_every` rollout steps) with its ledger and train log.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -38,6 +39,7 @@ from harness.backends.base import DEFAULT_STOP, cut_at_stop
 from harness.budget import Budget, Ledger
 from harness.extraction import extract
 from harness.prompts import render_prompt
+from harness.runstore import write_json_atomic, write_text_atomic
 from trainers import algos
 from trainers.algos.terms import mean_token_logp
 from trainers.algos.variants import MATH, GroupBatch, missing_input, refuse_unless_registry_shaped
@@ -45,6 +47,9 @@ from trainers.builtin.base import TrainingError, pass_order
 from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
 
 logger = logging.getLogger(__name__)
+
+TRL_DIR = "trl"  # TRL's output folder inside the row's train directory: its checkpoints
+HARNESS_STATE = "harness_state.json"  # the ledger and step count, written into each TRL checkpoint after TRL's files
 
 
 def check_supported(variant: str, config) -> None:
@@ -75,16 +80,25 @@ def passes_needed(budget: Budget, config, max_new_tokens: int, num_problems: int
 
 
 def train_with_trl(variant: str, config, *, run_dir: str | Path, **kwargs) -> Ledger:
-    """Train `model` in place with TRL under the harness's variant math and budget; returns the ledger. Keyword
-    arguments as `GRPOTrainer` (the built-in one) takes them, plus `device`."""
+    """Train `model` in place with TRL under the harness's variant math and budget, resuming from the run's last
+    complete TRL checkpoint if there is one; returns the ledger. Keyword arguments as `GRPOTrainer` (the built-in
+    one) takes them, plus `device`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / TRAIN_LOG).is_file():
-        logger.warning("%s: a TRL row does not resume mid-run; training again from the starting model", run_dir)
-        (run_dir / TRAIN_LOG).unlink()
     trainer = make_trl_trainer(variant, config, run_dir=run_dir, **kwargs)
-    trainer.train()
+    checkpoint = last_checkpoint(run_dir)
+    if checkpoint is None:
+        (run_dir / TRAIN_LOG).unlink(missing_ok=True)
+    else:
+        trainer.restore(json.loads((checkpoint / HARNESS_STATE).read_text()))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return trainer.finish()
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest TRL checkpoint the harness finished writing (its state file is written last)."""
+    found = [path for path in (run_dir / TRL_DIR).glob("checkpoint-*") if (path / HARNESS_STATE).is_file()]
+    return max(found, key=lambda path: int(path.name.split("-")[1]), default=None)
 
 
 def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, template, answer_format: str, grader: str,
@@ -115,7 +129,10 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
     # own check still stops the run at its first limit.
     max_steps = updates_per_step * (GRPOTrainer.most_steps_paid(config, max_new_tokens, budget) or 10**6)
     args = TRLConfig(
-        output_dir=str(run_dir / "trl"), report_to="none", save_strategy="no", logging_steps=updates_per_step,
+        output_dir=str(run_dir / TRL_DIR), report_to="none", logging_steps=updates_per_step,
+        # TRL's checkpoints (model, optimizer, schedule, RNG and data position) every checkpoint_every rollout
+        # steps, the latest kept: a killed row resumes from there (the harness's state goes in with them).
+        save_strategy="steps", save_steps=config.checkpoint_every * updates_per_step, save_total_limit=1,
         logging_strategy="steps" if progress else "no",
         disable_tqdm=not progress, use_cpu=device == "cpu", seed=seed, shuffle_dataset=False,
         remove_unused_columns=False, dataloader_num_workers=0, bf16=False, fp16=False,
@@ -284,6 +301,22 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             write_ledger(run_dir, budget, self.ledger, self.stopped_by, self.rollout_steps)
             return self.stopped_by is not None
 
+        def harness_state(self) -> dict:
+            return {"ledger": self.ledger.to_dict(), "last_step": self.last_step.to_dict(),
+                    "rollout_steps": self.rollout_steps, "stopped_by": self.stopped_by}
+
+        def restore(self, saved: dict) -> None:
+            """Continue from a checkpoint's state: the ledger, and the train log cut back to its steps (the steps
+            after it are trained again, so none is logged twice)."""
+            self.ledger, self.last_step = Ledger(**saved["ledger"]), Ledger(**saved["last_step"])
+            self.rollout_steps, self.stopped_by = saved["rollout_steps"], saved["stopped_by"]
+            self.started = time.monotonic() - self.ledger.wall_s
+            log = run_dir / TRAIN_LOG
+            if log.is_file():
+                kept = [line for line in log.read_text().splitlines(keepends=True)
+                        if line.endswith("\n") and json.loads(line)["step"] <= self.rollout_steps]
+                write_text_atomic(log, "".join(kept))
+
         def finish(self) -> Ledger:
             self.ledger.wall_s = time.monotonic() - self.started
             write_ledger(run_dir, budget, self.ledger, self.stopped_by, self.rollout_steps)
@@ -294,6 +327,10 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             trainer.ledger.steps += 1
             if trainer.ledger.steps % updates_per_step == 0 and trainer.end_rollout_step():
                 control.should_training_stop = True
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_json_atomic(folder / HARNESS_STATE, trainer.harness_state())
 
     trainer = HarnessTRLTrainer(model=model, reward_funcs=[accuracy_reward], args=args, train_dataset=data,
                                 processing_class=tokenizer, callbacks=[Budgeted()], optimizers=(optimizer, schedule),
