@@ -1,5 +1,6 @@
-"""What the engine parity checks share (tests/test_trl_engine.py and perf/engines.py): one built-in step taken apart, and TRL's rollout hook giving its responses back, so an engine
-can be run on exactly the responses the built-in trainer trained on."""
+"""What the engine parity checks share (tests/test_trl_engine.py, perf/engines.py): one built-in step taken
+apart, and TRL's rollout hook giving its responses back, so an engine runs on exactly the responses the built-in
+trainer trained on."""
 
 from __future__ import annotations
 
