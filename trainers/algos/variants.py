@@ -444,9 +444,10 @@ def missing_input(name: str, config, supplied: tuple[str, ...]) -> str | None:
     return None
 
 
-def refuse_unless_registry_shaped(engine: str, name: str, config) -> None:
-    """One clear refusal for a variant whose mechanism, under `config`, needs hooks `engine` does not have."""
-    needed = MATH.get(name).hooks_needed(config)
+def refuse_unless_registry_shaped(engine: str, name: str, config, provided: tuple[str, ...] = ()) -> None:
+    """One clear refusal for a variant whose mechanism, under `config`, needs hooks `engine` does not have
+    (`provided`: the hooks beyond the four functions that the engine's adapter does give)."""
+    needed = {hook: why for hook, why in MATH.get(name).hooks_needed(config).items() if hook not in provided}
     if needed:
         why = "; ".join(f"{hook}: {reason}" for hook, reason in needed.items())
         raise ValueError(f"the {engine} engine cannot run {name}, which needs {why}. Train it with --engine builtin")

@@ -28,6 +28,7 @@ def overridden_hooks(trainer_cls) -> list[str]:
 
 def engines(name: str, config) -> str:
     """Which training engines run the variant with its defaults, and why the others refuse it."""
+    from trainers.engines.trl import TRL_HOOKS
     from trainers.engines.verl.config import VERL_INPUTS
 
     math = MATH.get(name)
@@ -37,6 +38,8 @@ def engines(name: str, config) -> str:
         if all(switches):
             return (f"builtin; trl and verl with {', '.join(f'{s}=false' for s in switches)} "
                     f"(they lack the {', '.join(needed)} hook)")
+        if set(needed) <= set(TRL_HOOKS):
+            return f"builtin, trl on one process (verl lacks the {', '.join(needed)} hook)"
         return f"builtin only (needs {', '.join(needed)})"
     missing = missing_input(name, config, VERL_INPUTS)
     return "builtin, trl" + (f" (verl: reads {missing})" if missing else ", verl")

@@ -16,9 +16,10 @@ What comes from the harness, so a TRL row means what a built-in row means:
 
 What stays TRL's: generation (transformers' generate on one machine; TRL's vLLM server mode on GPUs) and the
 training loop (accelerate, so `accelerate launch` and DeepSpeed scale it; see the README). Differences from the
-built-in engine, by design of TRL: samples are shuffled into minibatches one by one rather than group by group, a
-group a filter drops stays in the batch with its loss mask zeroed (same loss, fixed batch shapes), and the KL to
-the reference is computed only when kl_beta > 0 (the built-in trainer also tracks it for its curve).
+built-in engine, by design of TRL: across several processes TRL splits samples into minibatches one by one (on
+one process the adapter takes the built-in trainer's minibatches, whole groups in the run seed's order), a group a
+filter drops stays in the batch with its loss mask zeroed (same loss, fixed batch shapes), and the KL to the
+reference is computed only when kl_beta > 0 (the built-in trainer also tracks it for its curve).
 
 A variant that needs hooks TRL lacks (`VariantMath.engine_hooks`) is refused before any work. A killed TRL row
 resumes from its last TRL checkpoint (every `checkpoint_every` rollout steps) with its ledger and train log.
@@ -43,18 +44,21 @@ from harness.runstore import write_json_atomic, write_text_atomic
 from trainers import algos
 from trainers.algos.terms import mean_token_logp
 from trainers.algos.variants import MATH, GroupBatch, missing_input, refuse_unless_registry_shaped
-from trainers.builtin.base import TrainingError, pass_order
+from trainers.builtin.base import TrainingError, derived_seed, pass_order
 from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
 
 logger = logging.getLogger(__name__)
 
+# Hooks beyond the registered functions that this adapter gives: on one process its minibatches are the built-in
+# trainer's, whole groups in group order (`group_minibatches`), which DisCO needs.
+TRL_HOOKS = ("whole-group minibatches",)
 TRL_DIR = "trl"  # TRL's output folder inside the row's train directory: its checkpoints
 HARNESS_STATE = "harness_state.json"  # the ledger and step count, written into each TRL checkpoint after TRL's files
 
 
 def check_supported(variant: str, config) -> None:
     """Refuse, with what to do instead, a variant or setting the TRL engine cannot run faithfully."""
-    refuse_unless_registry_shaped("trl", variant, config)
+    refuse_unless_registry_shaped("trl", variant, config, provided=TRL_HOOKS)
     if config.rollout_engine != "builtin":
         raise ValueError(f"{variant}.rollout_engine={config.rollout_engine}: with --engine trl TRL generates; "
                          "use TRL's own vLLM settings instead")
@@ -162,6 +166,24 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             self.last_step, self.record, self.probes = Ledger(), {}, {}
             self.losses, self.clipped, self.trained_tokens = [], torch.zeros(3), 0.0
             self.started = time.monotonic()
+            self.rollout, self.kept_groups = None, None  # the rollout step's batch and the groups its filter kept
+
+        def _prepare_inputs(self, generation_batch):
+            """The built-in trainer's minibatches on one process: the rollout step's kept groups, whole and in
+            group order, permuted by the run seed for each epoch and split as the built-in trainer splits them
+            (a dropped group's masked rows ride along); TRL's own sample-by-sample split across processes."""
+            if not self.model.training or self.accelerator.num_processes > 1:
+                return super()._prepare_inputs(generation_batch)
+            every = self.args.steps_per_generation * self.num_iterations
+            if self._step % every == 0 or self.rollout is None:  # None: resumed at a step's start
+                self.rollout = self._generate_and_score_completions(generation_batch)
+            epoch, index = divmod(self._step % every, self.args.steps_per_generation)
+            rows = group_minibatches(self.kept_groups, self.args.steps_per_generation, group,
+                                     derived_seed(seed, "minibatch", self.rollout_steps, epoch))[index]
+            size = len(self.rollout["completion_mask"])
+            return {key: value[rows] if torch.is_tensor(value) and value.dim() and len(value) == size
+                    else [value[i] for i in rows.tolist()] if isinstance(value, list) and len(value) == size
+                    else value for key, value in self.rollout.items()}
 
         def _tokenize_prompts(self, prompts):
             # As the built-in trainer: a chat template was applied when the prompt was rendered.
@@ -200,6 +222,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             out["charged_tokens"] = prompt_mask.sum(dim=1) + completion_mask.sum(dim=1)
             dropped = (~keep).repeat_interleave(group)[mine].to(completion_mask.device)
             out["completion_mask"] = completion_mask * (~dropped)[:, None].to(completion_mask.dtype)
+            self.kept_groups = keep
             self.probes.update(probes)
             self.record = {"reward_mean": float(batch.rewards.mean()), "accuracy": float(batch.accuracy.mean()),
                            "response_length": float(batch.lengths.float().mean()),
@@ -332,10 +355,28 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             write_json_atomic(folder / HARNESS_STATE, trainer.harness_state())
 
+    if args.world_size > 1 and "whole-group minibatches" in MATH.get(variant).hooks_needed(config):
+        raise ValueError(f"the trl engine gives {variant} whole groups in its minibatches on one process only; "
+                         f"on {args.world_size} processes TRL splits groups across them. Train it with --engine "
+                         "builtin, or on one process")
     trainer = HarnessTRLTrainer(model=model, reward_funcs=[accuracy_reward], args=args, train_dataset=data,
                                 processing_class=tokenizer, callbacks=[Budgeted()], optimizers=(optimizer, schedule),
                                 rollout_func=rollout_func)
     return trainer
+
+
+def group_minibatches(keep: torch.Tensor, minibatches: int, group: int, seed: int) -> list[torch.Tensor]:
+    """Row indices of each of `minibatches` minibatches: the kept groups permuted by `seed` and split as the
+    built-in trainer does (`GRPOTrainer.update`), whole and in group order; the dropped groups' rows (masked, so
+    they weigh nothing) dealt round the minibatches. Fewer kept groups than minibatches leave some minibatches
+    with masked rows only, where the built-in trainer makes fewer updates."""
+    kept, dropped = keep.nonzero().flatten(), (~keep).nonzero().flatten()
+    used = min(minibatches, len(kept))
+    order = kept[torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed))] if used > 1 else kept
+    chunks = [*torch.tensor_split(order, used), *[kept[:0]] * (minibatches - used)] if used else [kept[:0]] * minibatches
+    chunks = [torch.cat([chunk, dropped[i::minibatches]]) for i, chunk in enumerate(chunks)]
+    offsets = torch.arange(group)
+    return [(chunk[:, None] * group + offsets).reshape(-1) for chunk in chunks]
 
 
 def _select(batch: GroupBatch, keep: torch.Tensor) -> GroupBatch:
