@@ -323,9 +323,13 @@ def verl_row(variant: str, variant_config, config: CompareConfig, model, train_t
         problems = train_data.problems
         max_new_tokens = variant_config.max_new_tokens or train_task.max_new_tokens
         order = prompt_order(problems, seed, passes_needed(config.budget, variant_config, max_new_tokens, len(problems)))
-        chat = bool(getattr(tokenizer, "chat_template", None))
-        prompts = [render_prompt(template, problems[i].problem, tokenizer if chat else None) for i in order]
-        longest = max(len(tokenizer(p).input_ids) for p in prompts[: 4 * len(problems)])
+        # The user's message unrendered: verl applies the model's chat template itself (when it has one).
+        prompts = [render_prompt(template, problems[i].problem, None) for i in order]
+        if getattr(tokenizer, "chat_template", None):
+            longest = max(len(tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
+                                                            add_generation_prompt=True)) for p in prompts[:len(problems)])
+        else:
+            longest = max(len(tokenizer(p).input_ids) for p in prompts[: len(problems)])
         write_row(row_dir, variant, variant_config, model_path=str(model.path), prompts=prompts,
                   golds=[problems[i].golds for i in order], answer_format=train_task.answer_format,
                   grader=train_task.grader, budget=config.budget, seed=seed,

@@ -194,18 +194,18 @@ def test_a_killed_trl_row_resumes_without_losing_or_repeating_a_step(warm_start_
 
         engine.make_trl_trainer = killable
         try:
-            return engine.train_with_trl("grpo", config, run_dir=run_dir, **kwargs)
+            return engine.train_with_trl("grpo", config, run_dir=run_dir, **kwargs), kwargs["model"]
         finally:
             engine.make_trl_trainer = real
 
     def log(run_dir):
         return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
-    whole = train(tmp_path / "whole")
+    whole, trained = train(tmp_path / "whole")
     with pytest.raises(KeyboardInterrupt):
         train(tmp_path / "killed", die_at=5)  # mid third step: steps 1 and 2 are checkpointed
     assert [r["step"] for r in log(tmp_path / "killed")] == [1, 2]
-    resumed = train(tmp_path / "killed")
+    resumed, _ = train(tmp_path / "killed")
     assert (resumed.steps, resumed.rollouts, resumed.prompts) == (whole.steps, whole.rollouts, whole.prompts) == (
         6, 48, 12)
     assert [r["step"] for r in log(tmp_path / "killed")] == [1, 2, 3]
@@ -214,3 +214,10 @@ def test_a_killed_trl_row_resumes_without_losing_or_repeating_a_step(warm_start_
         return [{k: v for k, v in r.items() if k != "wall_s"} for r in records]
 
     assert without_clock(log(tmp_path / "killed")) == without_clock(log(tmp_path / "whole"))
+    # Killed after its last step's checkpoint (before compare wrote the final model): nothing is trained again,
+    # the checkpoint's weights are the row's.
+    again, model = train(tmp_path / "whole")
+    assert (again.steps, again.rollouts, again.tokens) == (whole.steps, whole.rollouts, whole.tokens)
+    assert len(log(tmp_path / "whole")) == 3
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values(),
+                                                 strict=True))

@@ -96,7 +96,7 @@ def fake_verl_run(verl_dir: Path, model_dir: Path, steps: int) -> None:
     hf = verl_dir / "checkpoints" / f"global_step_{steps}" / "actor" / "huggingface"
     shutil.copytree(model_dir, hf)
     (verl_dir / "checkpoints" / "latest_checkpointed_iteration.txt").write_text(str(steps))
-    with open(verl_dir / "metrics.jsonl", "w") as f:
+    with open(verl_dir / "metrics-20261201-120000.jsonl", "w") as f:
         for step in range(1, steps + 1):
             f.write(json.dumps({"step": step, "data": {
                 "critic/score/mean": 0.25 * step, "response_length/mean": 10.0, "prompt_length/mean": 6.0,
@@ -115,8 +115,16 @@ def test_a_finished_verl_run_reads_back_as_a_row(untrained_model_dir, tmp_path):
     consumed = ledger["consumed"]  # 2 steps of 16 prompts x 8, 4 updates a step, verl's mean lengths
     assert [consumed[k] for k in ("steps", "prompts", "rollouts", "tokens", "prompt_tokens")] == [8, 32, 256, 2560,
                                                                                                    1536]
+    # Estimated: forward + backward in its one epoch and the old policy's forward, over prompts and responses.
+    assert consumed["update_tokens"] == (2560 + 1536) * 3
     log = [json.loads(line) for line in (train / "train_log.jsonl").read_text().splitlines()]
     assert [r["accuracy"] for r in log] == [0.25, 0.5] and log[1]["probes"]["clipped"] == 0.02
+    # A relaunch (resumed after its step 1) logs to a file of its own; the latest record of a step counts.
+    with open(verl_dir / "metrics-20261201-130000.jsonl", "w") as f:
+        f.write(json.dumps({"step": 2, "data": {"critic/score/mean": 0.75, "response_length/mean": 10.0}}) + "\n")
+    read_back(verl_dir, train, config("dgpo"), Budget(rollouts=256))
+    log = [json.loads(line) for line in (train / "train_log.jsonl").read_text().splitlines()]
+    assert [r["accuracy"] for r in log] == [0.25, 0.75]
     assert log[0]["engine"] == "verl" and log[0]["rollouts"] == 128
 
 

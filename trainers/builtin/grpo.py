@@ -367,7 +367,7 @@ class GRPOTrainer:
                                        None if kl is None else kl.detach())
                 sub_mask = mask[rows]
                 clipped += algos.clipped_tokens(torch.exp(algos.log_ratio(logp.detach(), old)), advantages[rows],
-                                                sub_mask, cfg.eps_low, cfg.eps_high, cfg.dual_clip)
+                                                sub_mask, cfg.eps_low, cfg.eps_high, cfg.dual_clip).cpu()
                 losses.append(loss.item())
                 entropies.append(float((entropy * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
                 if kl is not None:

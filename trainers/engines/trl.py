@@ -31,6 +31,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -64,6 +65,10 @@ def check_supported(variant: str, config) -> None:
                          "use TRL's own vLLM settings instead")
     if config.prefix_grouper:
         raise ValueError(f"{variant}.prefix_grouper: the trl engine scores with TRL's forward; set it to false")
+    if config.minibatches > config.prompts_per_step:
+        raise ValueError(f"{variant}: minibatches={config.minibatches} is more than prompts_per_step="
+                         f"{config.prompts_per_step}; TRL makes a fixed number of updates a step, so every minibatch "
+                         "needs a question of its own. Lower minibatches")
     rows = config.prompts_per_step * config.group_size
     if rows % config.minibatches:
         raise ValueError(f"{variant}: TRL splits a rollout step's {rows} samples into equal minibatches, and "
@@ -95,8 +100,24 @@ def train_with_trl(variant: str, config, *, run_dir: str | Path, **kwargs) -> Le
         (run_dir / TRAIN_LOG).unlink(missing_ok=True)
     else:
         trainer.restore(json.loads((checkpoint / HARNESS_STATE).read_text()))
+        if trainer.stopped_by:  # killed after its last step's checkpoint: the budget is spent, only the weights are due
+            load_weights(trainer.model, checkpoint)
+            return trainer.finish()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return trainer.finish()
+
+
+def load_weights(model, checkpoint: Path) -> None:
+    """A TRL (Hugging Face Trainer) checkpoint's model weights, in one file or shards, into `model`."""
+    from safetensors.torch import load_file
+
+    state = {}
+    for shard in sorted(checkpoint.glob("model*.safetensors")):
+        state.update(load_file(shard))
+    unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+    if not state or unexpected:
+        raise TrainingError(f"{checkpoint} does not hold this model's weights (unexpected: {unexpected[:3]})")
+    model.tie_weights()  # a tied output layer is saved once
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -129,19 +150,25 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
     data = datasets.Dataset.from_dict({
         "prompt": [render_prompt(template, problems[i].problem, tokenizer if chat else None) for i in order],
         "problem_index": order})
+    # A rollout step's samples are shared out among the processes (accelerate launch sets WORLD_SIZE).
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if (per_step * group) % (config.minibatches * processes):
+        raise ValueError(f"{variant}: a rollout step's {per_step * group} samples do not split into "
+                         f"{config.minibatches} minibatches on {processes} processes; change prompts_per_step")
     # TRL needs a step count up front (its progress bar and schedule): the most the budget pays for; the budget's
     # own check still stops the run at its first limit.
     max_steps = updates_per_step * (GRPOTrainer.most_steps_paid(config, max_new_tokens, budget) or 10**6)
     args = TRLConfig(
         output_dir=str(run_dir / TRL_DIR), report_to="none", logging_steps=updates_per_step,
         # TRL's checkpoints (model, optimizer, schedule, RNG and data position) every checkpoint_every rollout
-        # steps, the latest kept: a killed row resumes from there (the harness's state goes in with them).
-        save_strategy="steps", save_steps=config.checkpoint_every * updates_per_step, save_total_limit=1,
+        # steps: a killed row resumes from the newest one the harness's state went into (written after TRL's
+        # files, and after TRL removed older checkpoints: two are kept so one is always complete).
+        save_strategy="steps", save_steps=config.checkpoint_every * updates_per_step, save_total_limit=2,
         logging_strategy="steps" if progress else "no",
         disable_tqdm=not progress, use_cpu=device == "cpu", seed=seed, shuffle_dataset=False,
         remove_unused_columns=False, dataloader_num_workers=0, bf16=False, fp16=False,
         # The shared schedule: a rollout step of per_step x group samples, `minibatches` updates an epoch.
-        num_generations=group, per_device_train_batch_size=per_step * group // config.minibatches,
+        num_generations=group, per_device_train_batch_size=per_step * group // (config.minibatches * processes),
         gradient_accumulation_steps=1, steps_per_generation=config.minibatches, num_iterations=config.ppo_epochs,
         max_steps=max_steps, max_completion_length=max_new_tokens, temperature=config.temperature,
         top_p=1.0, top_k=0, beta=config.kl_beta, max_grad_norm=config.grad_clip, learning_rate=config.lr,
@@ -185,6 +212,13 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
                     else [value[i] for i in rows.tolist()] if isinstance(value, list) and len(value) == size
                     else value for key, value in self.rollout.items()}
 
+        def charge(self, **counts) -> None:
+            """Add what every process spent to the ledger (each holds its share of the batch), so all processes
+            keep the same ledger and take the same stopping decision."""
+            spent = torch.tensor(list(counts.values()), dtype=torch.float64, device=self.accelerator.device)
+            totals = self.accelerator.gather(spent).view(-1, len(counts)).sum(dim=0).tolist()
+            self.ledger.add(Ledger(**{name: round(total) for name, total in zip(counts, totals, strict=True)}))
+
         def _tokenize_prompts(self, prompts):
             # As the built-in trainer: a chat template was applied when the prompt was rendered.
             return [tokenizer(p, add_special_tokens=not chat).input_ids for p in prompts], None, {}
@@ -203,12 +237,12 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             out = super()._generate_and_score_completions(inputs)
             completion_mask, prompt_mask = out["completion_mask"], out["prompt_mask"]
             rows = completion_mask.shape[0]
-            self.ledger.add(Ledger(rollouts=rows, tokens=int(completion_mask.sum()),
-                                   prompt_tokens=int(prompt_mask.sum()), prompts=rows // group))
             # TRL's no-grad forwards over the generation batch: the old policy's (when the policy moves within a
             # step) and the reference's (kl_beta > 0).
             forward = int(prompt_mask.sum() + completion_mask.sum())
-            self.ledger.update_tokens += forward * (("old_per_token_logps" in out) + ("ref_per_token_logps" in out))
+            self.charge(rollouts=rows, tokens=int(completion_mask.sum()), prompt_tokens=int(prompt_mask.sum()),
+                        prompts=rows // group,
+                        update_tokens=forward * (("old_per_token_logps" in out) + ("ref_per_token_logps" in out)))
             batch, keep = self._variant_batch(out)
             advantages = torch.zeros_like(batch.rewards)
             kept, probes = math_.advantage(_select(batch, keep), config)
@@ -273,7 +307,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             with torch.no_grad():
                 logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attention,
                                                                       out["completion_ids"].size(1))
-            self.ledger.update_tokens += int(attention.sum())
+            self.charge(update_tokens=int(attention.sum()))
             return logps
 
         def _compute_loss(self, model, inputs):
@@ -292,12 +326,12 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             if not torch.isfinite(loss):
                 raise TrainingError(f"non-finite loss at step {self.rollout_steps}")
             # A forward and a backward over every token of the minibatch, prompts included, as the built-in counts.
-            self.ledger.update_tokens += 2 * int(inputs["charged_tokens"].sum())
+            self.charge(update_tokens=2 * int(inputs["charged_tokens"].sum()))
             for name, value in probes.items():
                 self.probes[name] = self.probes.get(name, 0.0) + value
             ratio = torch.exp(algos.log_ratio(logp.detach(), old))
             self.clipped += algos.clipped_tokens(ratio, advantages, mask, config.eps_low, config.eps_high,
-                                                 config.dual_clip)
+                                                 config.dual_clip).cpu()
             self.trained_tokens += float(mask.sum())
             self.losses.append(float(loss.detach()))
             return loss
@@ -306,22 +340,25 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             """After a rollout step's last update: log it, write the ledger; True when the budget cannot pay for
             the next step at its worst-case cost (the built-in trainer's rule)."""
             self.rollout_steps += 1
-            self.ledger.wall_s = time.monotonic() - self.started
+            elapsed = torch.tensor([time.monotonic() - self.started], device=self.accelerator.device)
+            self.ledger.wall_s = float(self.accelerator.gather(elapsed).max())  # the slowest process's clock
             tokens = max(1.0, self.trained_tokens)
             probes = dict(self.probes)
             for name, count in zip(("clip_low", "clip_high", "dual_clip"), self.clipped.tolist(), strict=True):
                 probes[name] = count / tokens
             probes["clipped"] = float(self.clipped.sum()) / tokens
-            append_train_log(run_dir, {"step": self.rollout_steps, **self.ledger.to_dict(), **self.record,
-                                       "loss": sum(self.losses) / len(self.losses) if self.losses else None,
-                                       "entropy": None, "kl": None, "engine": "trl", "probes": probes})
+            if self.accelerator.is_main_process:
+                append_train_log(run_dir, {"step": self.rollout_steps, **self.ledger.to_dict(), **self.record,
+                                           "loss": sum(self.losses) / len(self.losses) if self.losses else None,
+                                           "entropy": None, "kl": None, "engine": "trl", "probes": probes})
             self.losses, self.clipped, self.trained_tokens = [], torch.zeros(3), 0.0
             cost = GRPOTrainer.round_cost(config, max_new_tokens, per_step)
             spent = self.ledger.minus(self.last_step)
             cost.prompt_tokens, cost.update_tokens = spent.prompt_tokens, spent.update_tokens
             self.last_step = dataclasses.replace(self.ledger)
             self.stopped_by = budget.allows(self.ledger, cost)
-            write_ledger(run_dir, budget, self.ledger, self.stopped_by, self.rollout_steps)
+            if self.accelerator.is_main_process:
+                write_ledger(run_dir, budget, self.ledger, self.stopped_by, self.rollout_steps)
             return self.stopped_by is not None
 
         def harness_state(self) -> dict:
@@ -341,8 +378,9 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
                 write_text_atomic(log, "".join(kept))
 
         def finish(self) -> Ledger:
-            self.ledger.wall_s = time.monotonic() - self.started
-            write_ledger(run_dir, budget, self.ledger, self.stopped_by, self.rollout_steps)
+            self.ledger.wall_s = max(self.ledger.wall_s, time.monotonic() - self.started)
+            if self.accelerator.is_main_process:
+                write_ledger(run_dir, budget, self.ledger, self.stopped_by, self.rollout_steps)
             return self.ledger
 
     class Budgeted(TrainerCallback):
@@ -353,7 +391,8 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
 
         def on_save(self, args, state, control, **kwargs):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            write_json_atomic(folder / HARNESS_STATE, trainer.harness_state())
+            if trainer.accelerator.is_main_process:
+                write_json_atomic(folder / HARNESS_STATE, trainer.harness_state())
 
     if args.world_size > 1 and "whole-group minibatches" in MATH.get(variant).hooks_needed(config):
         raise ValueError(f"the trl engine gives {variant} whole groups in its minibatches on one process only; "
@@ -368,15 +407,21 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
 def group_minibatches(keep: torch.Tensor, minibatches: int, group: int, seed: int) -> list[torch.Tensor]:
     """Row indices of each of `minibatches` minibatches: the kept groups permuted by `seed` and split as the
     built-in trainer does (`GRPOTrainer.update`), whole and in group order; the dropped groups' rows (masked, so
-    they weigh nothing) dealt round the minibatches. Fewer kept groups than minibatches leave some minibatches
-    with masked rows only, where the built-in trainer makes fewer updates."""
-    kept, dropped = keep.nonzero().flatten(), (~keep).nonzero().flatten()
+    they weigh nothing) dealt round the minibatches, empty ones first. With fewer kept groups than minibatches
+    some minibatches hold masked rows only: TRL still steps its optimizer on them (zero gradient, but Adam's
+    momentum moves the weights), where the built-in trainer makes fewer updates."""
+    kept, dropped = keep.nonzero().flatten().tolist(), (~keep).nonzero().flatten().tolist()
     used = min(minibatches, len(kept))
-    order = kept[torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed))] if used > 1 else kept
-    chunks = [*torch.tensor_split(order, used), *[kept[:0]] * (minibatches - used)] if used else [kept[:0]] * minibatches
-    chunks = [torch.cat([chunk, dropped[i::minibatches]]) for i, chunk in enumerate(chunks)]
+    order = torch.tensor(kept, dtype=torch.long)
+    if used > 1:
+        order = order[torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed))]
+    chunks = [chunk.tolist() for chunk in torch.tensor_split(order, used)] if used else []
+    chunks += [[] for _ in range(minibatches - used)]
+    empty = range(used, minibatches)  # filled first with dropped groups, so no minibatch is left without rows
+    for index, dropped_group in enumerate(dropped):
+        chunks[empty[index] if index < len(empty) else (index - len(empty)) % minibatches].append(dropped_group)
     offsets = torch.arange(group)
-    return [(chunk[:, None] * group + offsets).reshape(-1) for chunk in chunks]
+    return [(torch.tensor(chunk, dtype=torch.long)[:, None] * group + offsets).reshape(-1) for chunk in chunks]
 
 
 def _select(batch: GroupBatch, keep: torch.Tensor) -> GroupBatch:

@@ -4,7 +4,11 @@ model (evaluated like every other row), and verl's per-step metrics become the r
 verl writes `<checkpoints>/latest_checkpointed_iteration.txt` and `global_step_<N>/actor/huggingface/` (the model
 itself only when `checkpoint.save_contents` has `hf_model`, which the generated overrides ask for); with
 `trainer.logger=[console,file]` and $VERL_FILE_LOGGER_PATH (set by launch.sh) one JSON line a step in
-`metrics.jsonl`.
+`metrics-<launch time>.jsonl`.
+
+verl reports no training-side token counts, so a verl row's update_tokens are estimated from its mean prompt and
+response lengths and its schedule: a forward and a backward over every sample each PPO epoch, plus the forward of
+the old policy's log-probs and, with a KL loss, the reference's (`update_passes`).
 """
 
 from __future__ import annotations
@@ -33,13 +37,21 @@ def latest_model(verl_dir: Path) -> tuple[int, Path] | None:
 
 
 def read_metrics(verl_dir: Path) -> list[dict]:
-    """verl's per-step metrics (`metrics.jsonl`, the file logger), in step order; [] when there are none."""
-    path = Path(verl_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    last = {r["step"]: r["data"] for r in records}  # a resumed run logs its steps again: keep the last
+    """verl's per-step metrics (one `metrics-<launch time>.jsonl` per launch, from its file logger), in step order;
+    a step logged by several launches (a resumed run repeats the steps after its checkpoint) keeps the latest."""
+    last = {}
+    for path in sorted(Path(verl_dir).glob("metrics*.jsonl")):  # launch times sort in launch order
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                last[record["step"]] = record["data"]
     return [{"step": step, **last[step]} for step in sorted(last)]
+
+
+def update_passes(config) -> int:
+    """Passes a verl step makes over each sample on the training side: forward and backward per PPO epoch, the old
+    policy's forward (verl recomputes its log-probs) and, with a KL loss, the reference's."""
+    return 2 * config.ppo_epochs + 1 + (1 if config.kl_beta > 0 else 0)
 
 
 def step_record(metrics: dict, ledger: Ledger) -> dict:
@@ -68,10 +80,11 @@ def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path |
     train_dir.mkdir(parents=True, exist_ok=True)
     (train_dir / TRAIN_LOG).unlink(missing_ok=True)
     for metrics in read_metrics(verl_dir)[:steps]:
+        response = metrics.get("response_length/mean", 0) * rows
+        prompt = metrics.get("prompt_length/mean", 0) * rows
         ledger.add(Ledger(steps=GRPOTrainer.updates_per_step(config, config.prompts_per_step),
-                          prompts=config.prompts_per_step, rollouts=rows,
-                          tokens=round(metrics.get("response_length/mean", 0) * rows),
-                          prompt_tokens=round(metrics.get("prompt_length/mean", 0) * rows),
+                          prompts=config.prompts_per_step, rollouts=rows, tokens=round(response),
+                          prompt_tokens=round(prompt), update_tokens=round((prompt + response) * update_passes(config)),
                           wall_s=metrics.get("timing_s/step", 0.0)))
         append_train_log(train_dir, step_record(metrics, ledger))
     write_ledger(train_dir, budget, ledger, "trainer.total_training_steps (verl: the budget's rollout steps)", steps)

@@ -8,8 +8,9 @@ The mapping (the shared protocol, so a verl row trains what a built-in row train
   prompts), one micro-batch per update (the variant's loss aggregates a whole minibatch, as the built-in trainer's);
 - `ppo_epochs`, learning rate, AdamW betas and weight decay, gradient clip, clip bounds (eps_low, eps_high, dual
   clip), KL (kl_beta as verl's low-variance k3 KL loss), temperature and generation limit;
-- warm-up: verl warms up linearly per optimizer update, so warmup_steps rollout steps become warmup_steps x updates
-  per step updates (the built-in trainer holds the rate within a rollout step);
+- warm-up: verl warms up linearly per optimizer update from a rate of 0 at the first, so warmup_steps rollout
+  steps become warmup_steps x updates per step updates (the built-in trainer holds lr x step / warmup_steps within
+  a rollout step, from lr / warmup_steps);
 - the budget: verl cannot stop on a token count mid-run, so trainer.total_training_steps is the most rollout steps
   the budget pays for at worst-case cost (every response to the generation limit); the ledger is read back from
   verl's own metrics (`checkpoints`);
@@ -196,7 +197,8 @@ cd {here}
 # The variant's settings, read by the harness's verl plugin in every verl process (Ray's workers on this node
 # inherit the environment; on a multi-node cluster export it on every node before `ray start`).
 export HARNESS_VERL_SPEC={here}/{SPEC}
-export VERL_FILE_LOGGER_PATH={here}/metrics.jsonl
+# verl's file logger truncates its file when it opens it: each launch (a resumed one too) logs to its own.
+export VERL_FILE_LOGGER_PATH={here}/metrics-$(date +%Y%m%d-%H%M%S).jsonl
 mapfile -t overrides < {OVERRIDES}
 python -m verl.trainer.main_ppo "${{overrides[@]}}" "$@"
 """

@@ -66,7 +66,9 @@ def advantages(variant: str, token_level_rewards: torch.Tensor, response_mask: t
                index: np.ndarray, **_) -> tuple[torch.Tensor, torch.Tensor]:
     """The variant's reward shaping, group filter and advantage on verl's batch. A group the filter drops keeps
     A = 0 and has its rows' response mask zeroed in place, so it weighs nothing in the loss (as in the built-in
-    trainer, which drops it)."""
+    trainer, which drops it). That the zeroed mask reaches verl's actor rests on verl's V1 trainer writing the
+    batch's response_mask back (it does with rollout log-probs, its default; not yet seen on a GPU run); where
+    it does not, a dropped group's rows keep A = 0 but count in the loss's token and sequence counts."""
     spec = _spec_for(variant)
     cfg, math = spec.config, MATH.get(variant)
     group = cfg.group_size
