@@ -276,21 +276,17 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
         return verl_row(variant, variant_config, config, model, train_task, train_data, seed, train_dir, template,
                         tokenizer)
     policy = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32).to(config.device)
-    trainer_cls = VARIANTS.get(variant)
     with GradingPool() as pool:
+        setting = dict(model=policy, tokenizer=tokenizer, problems=train_data.problems, template=template,
+                       answer_format=train_task.answer_format, grader=train_task.grader,
+                       max_new_tokens=train_task.max_new_tokens, budget=config.budget, seed=seed, run_dir=train_dir,
+                       pool=pool, progress=progress, aux_rewards=train_task.aux_rewards)
         if config.engine == "trl":
             from trainers.engines.trl import train_with_trl
 
-            train_with_trl(variant, variant_config, model=policy, tokenizer=tokenizer, problems=train_data.problems,
-                           template=template, answer_format=train_task.answer_format, grader=train_task.grader,
-                           max_new_tokens=train_task.max_new_tokens, budget=config.budget, seed=seed,
-                           run_dir=train_dir, pool=pool, progress=progress, aux_rewards=train_task.aux_rewards,
-                           device=config.device)
+            train_with_trl(variant, variant_config, **setting, device=config.device)
         else:
-            trainer_cls(variant_config, model=policy, tokenizer=tokenizer, problems=train_data.problems,
-                        template=template, answer_format=train_task.answer_format, grader=train_task.grader,
-                        max_new_tokens=train_task.max_new_tokens, budget=config.budget, seed=seed,
-                        run_dir=train_dir, pool=pool, progress=progress, aux_rewards=train_task.aux_rewards).train()
+            VARIANTS.get(variant)(variant_config, **setting).train()
     with atomic_directory(final) as scratch:
         policy.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
@@ -310,7 +306,7 @@ def verl_row(variant: str, variant_config, config: CompareConfig, model, train_t
     """The row's final model read back from its finished verl run; otherwise its verl launch files are written
     (once) and PendingEngineRuns names the script to run on a GPU machine."""
     from harness.prompts import render_prompt
-    from trainers.engines.trl import passes_needed, prompt_order
+    from trainers.builtin.grpo import GRPOTrainer
     from trainers.engines.verl.checkpoints import read_back
     from trainers.engines.verl.config import LAUNCH, write_row
 
@@ -322,7 +318,7 @@ def verl_row(variant: str, variant_config, config: CompareConfig, model, train_t
     if not launch.is_file():
         problems = train_data.problems
         max_new_tokens = variant_config.max_new_tokens or train_task.max_new_tokens
-        order = prompt_order(problems, seed, passes_needed(config.budget, variant_config, max_new_tokens, len(problems)))
+        order = GRPOTrainer.prompt_order(variant_config, max_new_tokens, config.budget, len(problems), seed)
         # The user's message unrendered: verl applies the model's chat template itself (when it has one).
         prompts = [render_prompt(template, problems[i].problem, None) for i in order]
         if getattr(tokenizer, "chat_template", None):

@@ -27,12 +27,20 @@ import torch
 
 from harness.budget import Budget
 from harness.prompts import TEMPLATES
+from trainers.algos.variants import MATH, missing_input, registry_shaped
 from trainers.engines import parity
 
-TRL_VARIANTS = ["grpo", "dr-grpo", "dapo", "dgpo", "ngrpo", "gdpo", "a-grae", "grpo-lead", "reflection",
-                "unlikeliness"]
-VERL_VARIANTS = ["grpo", "dr-grpo", "dapo", "dgpo", "ngrpo", "a-grae", "grpo-lead"]
 PARITY = {"prompts_per_step": 8, "group_size": 8, "max_new_tokens": 96, "minibatches": 1}
+
+
+def engine_variants(engine: str) -> list[str]:
+    """The registry-shaped variants (DAPO with its resampling off), and for verl those it takes as configured."""
+    from trainers.engines.verl.config import VERL_INPUTS
+
+    shaped = [v for v in MATH.names() if registry_shaped(v)]
+    if engine == "trl":
+        return shaped
+    return [v for v in shaped if missing_input(v, variant_config(v), VERL_INPUTS) is None]
 
 
 class MixedPool:
@@ -97,7 +105,7 @@ def verl_parity(variant, model, tokenizer, problems, tmp: Path) -> tuple[float, 
     from verl.trainer.ppo import core_algos
     from verl.trainer.ppo.ray_trainer import compute_advantage
 
-    from trainers.engines.verl import plugin
+    from trainers.engines.verl import plugin, verl_name
 
     builtin, generated, keep, advantages, loss = builtin_step(variant, copy.deepcopy(model), tokenizer, problems,
                                                               tmp / f"{variant}-builtin")
@@ -116,7 +124,7 @@ def verl_parity(variant, model, tokenizer, problems, tmp: Path) -> tuple[float, 
     uid = np.array([f"q{r // group}" for r in range(len(mask))], dtype=object)
     data = DataProto.from_dict(tensors={"token_level_rewards": scores, "response_mask": mask.clone()},
                                non_tensors={"uid": uid})
-    name = f"harness_{variant.replace('-', '_')}"
+    name = verl_name(variant)
     out = compute_advantage(data, adv_estimator=name, config=AlgoConfig())
     kept_rows = keep.repeat_interleave(group)
     per_row = (out.batch["advantages"] * mask).sum(-1) / mask.sum(-1)
@@ -189,7 +197,7 @@ def main() -> None:
               "max abs(gradient difference) / max abs(gradient) |")
         print("|---|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
-            for variant in (TRL_VARIANTS if args.engine == "trl" else VERL_VARIANTS):
+            for variant in engine_variants(args.engine):
                 gaps = measure(variant, model, tokenizer, problems, Path(tmp))
                 print(f"| {variant} | " + " | ".join(f"{gap:.2e}" for gap in gaps) + " |", flush=True)
     if "time" in what and args.engine == "trl":

@@ -103,6 +103,15 @@ def clipped_tokens(ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Te
     return torch.stack([low.sum(), high.sum(), dual.sum()]).float()
 
 
+def clip_shares(counts: torch.Tensor, tokens: float) -> dict[str, float]:
+    """The clip probes from `clipped_tokens` counts summed over `tokens` trained tokens: each bound's share
+    (clip_low, clip_high, dual_clip) and all of them together (clipped)."""
+    tokens = max(1.0, float(tokens))
+    shares = {name: count / tokens for name, count in zip(("clip_low", "clip_high", "dual_clip"), counts.tolist(),
+                                                          strict=True)}
+    return {**shares, "clipped": float(counts.sum()) / tokens}
+
+
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """k3 estimator of KL(pi || pi_ref) per token: e^(l_ref - l) - (l_ref - l) - 1, clamped as verl does."""
     delta = torch.clamp(ref_logp - logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)

@@ -21,6 +21,7 @@ the pure parts only (the built-in variant overrides the rest).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -65,6 +66,19 @@ class GroupBatch:
     @property
     def group_size(self) -> int:
         return self.accuracy.shape[1]
+
+    def select(self, keep: torch.Tensor) -> GroupBatch:
+        """The groups where `keep` [N] is True."""
+        def pick(value):
+            return value[keep] if isinstance(value, torch.Tensor) else value
+
+        rows = keep.repeat_interleave(self.group_size).tolist()
+        return dataclasses.replace(
+            self, accuracy=self.accuracy[keep], lengths=pick(self.lengths), truncated=pick(self.truncated),
+            answered=pick(self.answered), likelihood=pick(self.likelihood), rewards=pick(self.rewards),
+            texts=None if self.texts is None else [t for t, k in zip(self.texts, rows, strict=True) if k],
+            aux=None if self.aux is None else {k: v[keep] for k, v in self.aux.items()},
+            components={k: v[keep] for k, v in self.components.items()})
 
 
 Reward = Callable[[GroupBatch, object], tuple[torch.Tensor, dict, dict]]
@@ -132,6 +146,19 @@ class VariantMath:
     def switchable(self) -> bool:
         """Whether some config runs it on the four functions alone (every hook it has can be turned off)."""
         return all(hook in self.hook_switches for hook in self.engine_hooks)
+
+    def shape(self, batch: GroupBatch, config) -> tuple[GroupBatch, torch.Tensor, torch.Tensor, dict]:
+        """One step's reward, filter and advantage, as an engine that keeps every group in its batch needs them:
+        (the batch with its rewards, kept groups [N], advantages [N, G] with 0 for the dropped groups, probes)."""
+        rewards, components, probes = self.reward(batch, config)
+        batch = dataclasses.replace(batch, rewards=rewards, components=components)
+        keep = self.group_filter(batch, config)
+        advantages = torch.zeros_like(rewards)
+        if keep.any():
+            kept, advantage_probes = self.advantage(batch.select(keep), config)
+            advantages[keep] = kept.to(advantages.dtype)
+            probes = {**probes, **advantage_probes}
+        return batch, keep, advantages, probes
 
 
 MATH: Registry[VariantMath] = Registry("variant math", builtins_module="trainers.algos.variants")
@@ -425,20 +452,14 @@ def registry_shaped(name: str) -> bool:
 def missing_input(name: str, config, supplied: tuple[str, ...]) -> str | None:
     """The first GroupBatch field variant `name`'s reward, filter or advantage reads under `config` that is not
     among `supplied`; None when those fields suffice. Found by running them on a small synthetic batch."""
-    import dataclasses
-
     group = config.group_size
     accuracy = torch.tensor([[1.0] * (group // 2) + [0.0] * (group - group // 2), [1.0] * group])
     values = {"lengths": accuracy.long() + 3, "truncated": accuracy < 0, "answered": accuracy >= 0,
               "texts": ["wait, let me check: 1"] * accuracy.numel(), "likelihood": -accuracy, "aux": {}, "step": 0,
               "max_length": 8}
     batch = GroupBatch(accuracy=accuracy, **{k: v for k, v in values.items() if k in supplied})
-    math = MATH.get(name)
-    try:
-        rewards, components, _ = math.reward(batch, config)
-        batch = dataclasses.replace(batch, rewards=rewards, components=components)
-        math.group_filter(batch, config)
-        math.advantage(batch, config)
+    try:  # the batch's mixed group survives every filter, so the advantage runs too
+        MATH.get(name).shape(batch, config)
     except MissingInput as missing:
         return str(missing)
     return None

@@ -29,7 +29,15 @@ from harness.task import Problem
 from trainers import algos
 from trainers.algos import terms
 from trainers.algos.variants import MATH, GroupBatch, VariantMath, advantage_change
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, TrainingError, derived_seed, pass_order
+from trainers.builtin.base import (
+    VARIANTS,
+    Groups,
+    GRPOConfig,
+    TrainingError,
+    derived_seed,
+    minibatch_groups,
+    pass_order,
+)
 from trainers.builtin.prefix_grouper import forward_tokens, prefix_grouped_logprobs
 from trainers.builtin.rollout import Mixing, RolloutBatch, sample, token_logprobs
 
@@ -284,6 +292,16 @@ class GRPOTrainer:
         return min(bounds) if bounds else None
 
     @classmethod
+    def prompt_order(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget, num_problems: int,
+                     seed: int) -> list[int]:
+        """The question indices `sampler` draws, in order, for as many passes over the data as the budget can pay
+        for (an engine that reads a prepared dataset gets the built-in trainer's order)."""
+        steps = cls.most_steps_paid(config, max_new_tokens, budget)
+        prompts = (steps + 1) * config.prompts_per_step if steps else 100 * num_problems
+        passes = max(1, math.ceil(prompts / num_problems))
+        return [index for epoch in range(passes) for index in pass_order(num_problems, seed, epoch)]
+
+    @classmethod
     def check_budget(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget) -> None:
         """Refuse, before any work, a budget that cannot pay for one step."""
         cost = cls.first_round_cost(config, max_new_tokens)
@@ -345,9 +363,8 @@ class GRPOTrainer:
         losses, entropies, kls = [], [], []
         clipped = torch.zeros(3)  # response tokens cut by the low clip, the high clip, the dual clip
         for epoch in range(cfg.ppo_epochs):
-            generator = torch.Generator().manual_seed(derived_seed(self.seed, "minibatch", self.step, epoch))
-            order = torch.randperm(num_groups, generator=generator) if minibatches > 1 else torch.arange(num_groups)
-            for chunk in torch.tensor_split(order, minibatches):
+            for chunk in minibatch_groups(num_groups, minibatches, derived_seed(self.seed, "minibatch", self.step,
+                                                                                epoch)):
                 rows = groups.rows(chunk)
                 sub = batch.select(rows)
                 logp, entropy = self.forward(sub, with_entropy=True)
@@ -373,10 +390,7 @@ class GRPOTrainer:
                 if kl is not None:
                     kls.append(float((kl.detach() * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
         self.model.eval()
-        trained_tokens = float(mask.sum()) * cfg.ppo_epochs
-        for name, count in zip(("clip_low", "clip_high", "dual_clip"), clipped.tolist(), strict=True):
-            self.note(name, count / max(1.0, trained_tokens))
-        self.note("clipped", float(clipped.sum()) / max(1.0, trained_tokens))
+        self.note_all(algos.clip_shares(clipped, float(mask.sum()) * cfg.ppo_epochs))
         return {"loss": sum(losses) / len(losses), "entropy": sum(entropies) / len(entropies),
                 "kl": sum(kls) / len(kls) if kls else None, **self.sampler_stats(), **self.after_update(groups)}
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ from harness.runstore import write_json_atomic, write_text_atomic
 from trainers import algos
 from trainers.algos.terms import mean_token_logp
 from trainers.algos.variants import MATH, GroupBatch, missing_input, refuse_unless_registry_shaped
-from trainers.builtin.base import TrainingError, derived_seed, pass_order
+from trainers.builtin.base import TrainingError, derived_seed, group_rows, minibatch_groups
 from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
 
 logger = logging.getLogger(__name__)
@@ -69,23 +68,21 @@ def check_supported(variant: str, config) -> None:
         raise ValueError(f"{variant}: minibatches={config.minibatches} is more than prompts_per_step="
                          f"{config.prompts_per_step}; TRL makes a fixed number of updates a step, so every minibatch "
                          "needs a question of its own. Lower minibatches")
-    rows = config.prompts_per_step * config.group_size
-    if rows % config.minibatches:
-        raise ValueError(f"{variant}: TRL splits a rollout step's {rows} samples into equal minibatches, and "
-                         f"{rows} is not divisible by minibatches={config.minibatches}; change prompts_per_step "
-                         "or minibatches")
+    # A rollout step's samples are shared out among the processes (accelerate launch sets WORLD_SIZE).
+    processes, rows = world_size(), config.prompts_per_step * config.group_size
+    if rows % (config.minibatches * processes):
+        raise ValueError(f"{variant}: TRL splits a rollout step's {rows} samples into equal minibatches on each of "
+                         f"{processes} process(es), and {rows} is not divisible by minibatches={config.minibatches}"
+                         f" x {processes}; change prompts_per_step or minibatches")
+    if processes > 1 and "whole-group minibatches" in MATH.get(variant).hooks_needed(config):
+        raise ValueError(f"the trl engine gives {variant} whole groups in its minibatches on one process only; "
+                         f"on {processes} processes TRL splits groups across them. Train it with --engine "
+                         "builtin, or on one process")
 
 
-def prompt_order(problems, seed: int, passes: int) -> list[int]:
-    """The built-in trainer's prompt order over `passes` passes of the data."""
-    return [index for epoch in range(passes) for index in pass_order(len(problems), seed, epoch)]
-
-
-def passes_needed(budget: Budget, config, max_new_tokens: int, num_problems: int) -> int:
-    """Passes over the data the budget can pay for at most (an engine reads the prepared order once)."""
-    steps = GRPOTrainer.most_steps_paid(config, max_new_tokens, budget)
-    prompts = (steps + 1) * config.prompts_per_step if steps else 100 * num_problems
-    return max(1, math.ceil(prompts / num_problems))
+def world_size() -> int:
+    """How many processes train together (set by `accelerate launch`; 1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def train_with_trl(variant: str, config, *, run_dir: str | Path, **kwargs) -> Ledger:
@@ -146,15 +143,10 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
     # The sampling policy's log-probs cost TRL a forward when the policy does not move within a step: only when read.
     reads_likelihood = missing_input(variant, config, ("lengths", "truncated", "answered", "texts", "aux", "step",
                                                        "max_length")) == "likelihood"
-    order = prompt_order(problems, seed, passes_needed(budget, config, max_new_tokens, len(problems)))
+    order = GRPOTrainer.prompt_order(config, max_new_tokens, budget, len(problems), seed)
     data = datasets.Dataset.from_dict({
         "prompt": [render_prompt(template, problems[i].problem, tokenizer if chat else None) for i in order],
         "problem_index": order})
-    # A rollout step's samples are shared out among the processes (accelerate launch sets WORLD_SIZE).
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if (per_step * group) % (config.minibatches * processes):
-        raise ValueError(f"{variant}: a rollout step's {per_step * group} samples do not split into "
-                         f"{config.minibatches} minibatches on {processes} processes; change prompts_per_step")
     # TRL needs a step count up front (its progress bar and schedule): the most the budget pays for; the budget's
     # own check still stops the run at its first limit.
     max_steps = updates_per_step * (GRPOTrainer.most_steps_paid(config, max_new_tokens, budget) or 10**6)
@@ -168,7 +160,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
         disable_tqdm=not progress, use_cpu=device == "cpu", seed=seed, shuffle_dataset=False,
         remove_unused_columns=False, dataloader_num_workers=0, bf16=False, fp16=False,
         # The shared schedule: a rollout step of per_step x group samples, `minibatches` updates an epoch.
-        num_generations=group, per_device_train_batch_size=per_step * group // (config.minibatches * processes),
+        num_generations=group, per_device_train_batch_size=per_step * group // (config.minibatches * world_size()),
         gradient_accumulation_steps=1, steps_per_generation=config.minibatches, num_iterations=config.ppo_epochs,
         max_steps=max_steps, max_completion_length=max_new_tokens, temperature=config.temperature,
         top_p=1.0, top_k=0, beta=config.kl_beta, max_grad_norm=config.grad_clip, learning_rate=config.lr,
@@ -243,10 +235,9 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             self.charge(rollouts=rows, tokens=int(completion_mask.sum()), prompt_tokens=int(prompt_mask.sum()),
                         prompts=rows // group,
                         update_tokens=forward * (("old_per_token_logps" in out) + ("ref_per_token_logps" in out)))
-            batch, keep = self._variant_batch(out)
-            advantages = torch.zeros_like(batch.rewards)
-            kept, probes = math_.advantage(_select(batch, keep), config)
-            advantages[keep] = kept.to(advantages.dtype)
+            batch, keep, advantages, self.probes = math_.shape(self._variant_batch(out), config)
+            if not torch.isfinite(batch.rewards).all():
+                raise TrainingError(f"non-finite reward at step {self.rollout_steps}")
             # The groups are whole across processes (gathered); each process trains its own rows.
             mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
             out["advantages"] = advantages.reshape(-1)[mine].to(out["advantages"].device)
@@ -257,15 +248,13 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             dropped = (~keep).repeat_interleave(group)[mine].to(completion_mask.device)
             out["completion_mask"] = completion_mask * (~dropped)[:, None].to(completion_mask.dtype)
             self.kept_groups = keep
-            self.probes.update(probes)
             self.record = {"reward_mean": float(batch.rewards.mean()), "accuracy": float(batch.accuracy.mean()),
                            "response_length": float(batch.lengths.float().mean()),
                            "truncated": float(batch.truncated.float().mean()), "groups_trained": int(keep.sum())}
             return out
 
-        def _variant_batch(self, out) -> tuple[GroupBatch, torch.Tensor]:
-            """The step's GroupBatch (what the built-in trainer supplies, gathered over processes), rewarded, and
-            the groups the variant's filter keeps."""
+        def _variant_batch(self, out) -> GroupBatch:
+            """The step's GroupBatch: what the built-in trainer supplies, gathered over processes."""
             from accelerate.utils import gather_object
 
             inputs, texts, answers, verdicts = self._graded
@@ -285,17 +274,11 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             device = self.accelerator.device
             columns = {k: self.accelerator.gather(v.to(device)).cpu().view(-1, group) for k, v in columns.items()}
             aux = {k[4:]: v.float() for k, v in columns.items() if k.startswith("aux:")} or None
-            batch = GroupBatch(
+            return GroupBatch(
                 accuracy=columns["accuracy"], lengths=columns["lengths"], truncated=columns["truncated"].bool(),
                 answered=columns["answered"].bool(), texts=gather_object(texts), likelihood=columns.get("likelihood"),
                 aux=aux, step=self.rollout_steps, max_length=max_new_tokens,
                 thinks=bool(getattr(template, "thinks", False)))
-            rewards, components, probes = math_.reward(batch, config)
-            if not torch.isfinite(rewards).all():
-                raise TrainingError(f"non-finite reward at step {self.rollout_steps}")
-            batch = dataclasses.replace(batch, rewards=rewards, components=components)
-            self.probes = dict(probes)
-            return batch, math_.group_filter(batch, config)
 
         def _sampling_logps(self, out) -> torch.Tensor:
             """Per-token log-probs of the responses under the policy that sampled them: TRL's old-policy scores
@@ -342,11 +325,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             self.rollout_steps += 1
             elapsed = torch.tensor([time.monotonic() - self.started], device=self.accelerator.device)
             self.ledger.wall_s = float(self.accelerator.gather(elapsed).max())  # the slowest process's clock
-            tokens = max(1.0, self.trained_tokens)
-            probes = dict(self.probes)
-            for name, count in zip(("clip_low", "clip_high", "dual_clip"), self.clipped.tolist(), strict=True):
-                probes[name] = count / tokens
-            probes["clipped"] = float(self.clipped.sum()) / tokens
+            probes = {**self.probes, **algos.clip_shares(self.clipped, self.trained_tokens)}
             if self.accelerator.is_main_process:
                 append_train_log(run_dir, {"step": self.rollout_steps, **self.ledger.to_dict(), **self.record,
                                            "loss": sum(self.losses) / len(self.losses) if self.losses else None,
@@ -394,10 +373,6 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             if trainer.accelerator.is_main_process:
                 write_json_atomic(folder / HARNESS_STATE, trainer.harness_state())
 
-    if args.world_size > 1 and "whole-group minibatches" in MATH.get(variant).hooks_needed(config):
-        raise ValueError(f"the trl engine gives {variant} whole groups in its minibatches on one process only; "
-                         f"on {args.world_size} processes TRL splits groups across them. Train it with --engine "
-                         "builtin, or on one process")
     trainer = HarnessTRLTrainer(model=model, reward_funcs=[accuracy_reward], args=args, train_dataset=data,
                                 processing_class=tokenizer, callbacks=[Budgeted()], optimizers=(optimizer, schedule),
                                 rollout_func=rollout_func)
@@ -410,29 +385,11 @@ def group_minibatches(keep: torch.Tensor, minibatches: int, group: int, seed: in
     they weigh nothing) dealt round the minibatches, empty ones first. With fewer kept groups than minibatches
     some minibatches hold masked rows only: TRL still steps its optimizer on them (zero gradient, but Adam's
     momentum moves the weights), where the built-in trainer makes fewer updates."""
-    kept, dropped = keep.nonzero().flatten().tolist(), (~keep).nonzero().flatten().tolist()
+    kept, dropped = keep.nonzero().flatten(), (~keep).nonzero().flatten().tolist()
     used = min(minibatches, len(kept))
-    order = torch.tensor(kept, dtype=torch.long)
-    if used > 1:
-        order = order[torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed))]
-    chunks = [chunk.tolist() for chunk in torch.tensor_split(order, used)] if used else []
+    chunks = [kept[part].tolist() for part in minibatch_groups(len(kept), used, seed)] if used else []
     chunks += [[] for _ in range(minibatches - used)]
     empty = range(used, minibatches)  # filled first with dropped groups, so no minibatch is left without rows
     for index, dropped_group in enumerate(dropped):
         chunks[empty[index] if index < len(empty) else (index - len(empty)) % minibatches].append(dropped_group)
-    offsets = torch.arange(group)
-    return [(torch.tensor(chunk, dtype=torch.long)[:, None] * group + offsets).reshape(-1) for chunk in chunks]
-
-
-def _select(batch: GroupBatch, keep: torch.Tensor) -> GroupBatch:
-    """The kept groups of `batch` (texts too), for the advantage."""
-    def pick(value):
-        return value[keep] if isinstance(value, torch.Tensor) else value
-
-    rows = keep.repeat_interleave(batch.group_size).tolist()
-    return dataclasses.replace(
-        batch, accuracy=batch.accuracy[keep], lengths=pick(batch.lengths), truncated=pick(batch.truncated),
-        answered=pick(batch.answered), likelihood=pick(batch.likelihood), rewards=batch.rewards[keep],
-        texts=None if batch.texts is None else [t for t, k in zip(batch.texts, rows, strict=True) if k],
-        aux=None if batch.aux is None else {k: v[keep] for k, v in batch.aux.items()},
-        components={k: v[keep] for k, v in batch.components.items()})
+    return [group_rows(torch.tensor(chunk, dtype=torch.long), group) for chunk in chunks]

@@ -10,3 +10,8 @@ verl (Ray + FSDP/Megatron + vLLM) trains; the harness prepares and reads back:
 
 verl lives in its own environment (`envs/verl.sh`, `.venv-verl`): its pins conflict with this project's.
 """
+
+
+def verl_name(variant: str) -> str:
+    """The name a harness variant has in verl's advantage and policy-loss registries."""
+    return f"harness_{variant.replace('-', '_')}"

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shlex
 from pathlib import Path
 
 from harness.budget import Budget
 from trainers.algos.variants import missing_input, refuse_unless_registry_shaped
+from trainers.engines.verl import verl_name
 
 # What verl's advantage step hands the variant math (see plugin.py); a variant reading anything else is refused.
 VERL_INPUTS = ("lengths", "truncated", "max_length")  # and the accuracy
@@ -66,12 +66,12 @@ def rollout_steps(config, budget: Budget, max_new_tokens: int) -> int:
 
 
 def verl_overrides(variant: str, config, *, model_path: str, train_files: str, val_files: str,
-                   spec_path: str, checkpoint_dir: str, steps: int, seed: int, max_new_tokens: int,
+                   checkpoint_dir: str, steps: int, seed: int, max_new_tokens: int,
                    max_prompt_length: int, reward_path: str, gpus: int = 1, name: str = "harness") -> list[str]:
     """Hydra overrides of verl's `ppo_trainer` config that train `variant` under the shared protocol."""
     from trainers.builtin.grpo import GRPOTrainer
 
-    registered = f"harness_{variant.replace('-', '_')}"
+    registered = verl_name(variant)
     updates = GRPOTrainer.updates_per_step(config, config.prompts_per_step)
     mini = config.prompts_per_step // config.minibatches
     actor = "actor_rollout_ref.actor"
@@ -162,20 +162,19 @@ def write_row(row_dir: Path, variant: str, config, *, model_path: str, prompts: 
     steps = rollout_steps(config, budget, max_new_tokens)
     out = Path(row_dir) / "verl"
     out.mkdir(parents=True, exist_ok=True)
-    needed = steps * config.prompts_per_step
-    repeat = math.ceil(needed / len(prompts))
+    # The prompts of the steps the budget pays for, in training order (repeated if too few were given).
     rows = [{"data_source": "rlvr-harness", "prompt": [{"role": "user", "content": prompts[i % len(prompts)]}],
              "ability": "math",
              "reward_model": {"style": "rule", "ground_truth": json.dumps(list(golds[i % len(prompts)]))},
              "extra_info": {"index": i % len(prompts), "answer_format": answer_format, "grader": grader}}
-            for i in range(repeat * len(prompts))][:needed]
+            for i in range(steps * config.prompts_per_step)]
     pd.DataFrame(rows).to_parquet(out / "train.parquet")
     pd.DataFrame(rows[: config.prompts_per_step]).to_parquet(out / "val.parquet")
     spec = {"variant": variant, "max_length": max_new_tokens, "config": dataclasses.asdict(config)}
     (out / SPEC).write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
     overrides = verl_overrides(
         variant, config, model_path=str(Path(model_path).resolve()), train_files=str((out / "train.parquet").resolve()),
-        val_files=str((out / "val.parquet").resolve()), spec_path=str((out / SPEC).resolve()),
+        val_files=str((out / "val.parquet").resolve()),
         checkpoint_dir=str((out / "checkpoints").resolve()), steps=steps, seed=seed, max_new_tokens=max_new_tokens,
         max_prompt_length=max_prompt_tokens, reward_path=reward.__file__, gpus=gpus,
         name=Path(row_dir).name)

@@ -17,7 +17,6 @@ the gradients, which equals the global aggregation only when the ranks hold equa
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -29,6 +28,7 @@ from verl.trainer.ppo.core_algos import register_adv_est, register_policy_loss
 
 from trainers import algos
 from trainers.algos.variants import MATH, GroupBatch, registry_shaped
+from trainers.engines.verl import verl_name
 
 SPEC_ENV = "HARNESS_VERL_SPEC"
 
@@ -48,7 +48,7 @@ def load_spec() -> types.SimpleNamespace:
 def _spec_for(variant: str) -> types.SimpleNamespace:
     spec = load_spec()
     if spec.variant != variant:
-        raise RuntimeError(f"verl was configured with harness_{variant}, but ${SPEC_ENV} describes {spec.variant}")
+        raise RuntimeError(f"verl was configured with {verl_name(variant)}, but ${SPEC_ENV} describes {spec.variant}")
     return spec
 
 
@@ -79,17 +79,9 @@ def advantages(variant: str, token_level_rewards: torch.Tensor, response_mask: t
                        lengths=lengths[order].cpu().view(shape),
                        # verl pads every response to the generation limit: a full one hit it.
                        truncated=(lengths >= spec.max_length)[order].cpu().view(shape), max_length=spec.max_length)
-    rewards, components, _ = math.reward(batch, cfg)
-    batch = dataclasses.replace(batch, rewards=rewards, components=components)
-    keep = math.group_filter(batch, cfg)
-    grouped = torch.zeros(shape)
-    if keep.any():
-        kept = dataclasses.replace(batch, accuracy=batch.accuracy[keep], lengths=batch.lengths[keep],
-                                   truncated=batch.truncated[keep], rewards=rewards[keep],
-                                   components={k: v[keep] for k, v in components.items()})
-        grouped[keep] = math.advantage(kept, cfg)[0].float()
+    _, keep, grouped, _ = math.shape(batch, cfg)
     per_row = torch.empty(len(order))
-    per_row[order.cpu()] = grouped.reshape(-1)
+    per_row[order.cpu()] = grouped.float().reshape(-1)
     dropped = torch.empty(len(order), dtype=torch.bool)
     dropped[order.cpu()] = (~keep).repeat_interleave(group)
     response_mask.mul_((~dropped).to(response_mask.device, response_mask.dtype)[:, None])
@@ -112,13 +104,9 @@ def policy_loss(variant: str, old_log_prob: torch.Tensor, log_prob: torch.Tensor
                                           spec.max_length)
     ratio = torch.exp(algos.log_ratio(log_prob.detach(), old_log_prob))
     cfg = spec.config
-    low, high, dual = algos.clipped_tokens(ratio, per_sequence, mask, cfg.eps_low, cfg.eps_high,
-                                           cfg.dual_clip).tolist()
-    tokens = max(1.0, float(mask.sum()))
-    metrics = {f"harness/{name}": value for name, value in probes.items()}
-    metrics.update({"harness/clip_low": low / tokens, "harness/clip_high": high / tokens,
-                    "harness/dual_clip": dual / tokens, "harness/clipped": (low + high + dual) / tokens})
-    return loss, metrics
+    clipped = algos.clipped_tokens(ratio, per_sequence, mask, cfg.eps_low, cfg.eps_high, cfg.dual_clip)
+    probes = {**probes, **algos.clip_shares(clipped, float(mask.sum()))}
+    return loss, {f"harness/{name}": value for name, value in probes.items()}
 
 
 def register_all() -> list[str]:
@@ -127,7 +115,7 @@ def register_all() -> list[str]:
     for variant in MATH.names():
         if not registry_shaped(variant):
             continue
-        name = f"harness_{variant.replace('-', '_')}"
+        name = verl_name(variant)
         register_adv_est(name)(functools.partial(advantages, variant))
         register_policy_loss(name)(functools.partial(policy_loss, variant))
         names.append(name)
