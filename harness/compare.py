@@ -308,7 +308,7 @@ def verl_row(variant: str, variant_config, config: CompareConfig, model, train_t
     from harness.prompts import render_prompt
     from trainers.builtin.grpo import GRPOTrainer
     from trainers.engines.verl.checkpoints import read_back
-    from trainers.engines.verl.config import LAUNCH, write_row
+    from trainers.engines.verl.config import LAUNCH, prompt_tokens, write_row
 
     row_dir = train_dir.parent
     final = read_back(row_dir / "verl", train_dir, variant_config, config.budget)
@@ -321,11 +321,7 @@ def verl_row(variant: str, variant_config, config: CompareConfig, model, train_t
         order = GRPOTrainer.prompt_order(variant_config, max_new_tokens, config.budget, len(problems), seed)
         # The user's message unrendered: verl applies the model's chat template itself (when it has one).
         prompts = [render_prompt(template, problems[i].problem, None) for i in order]
-        if getattr(tokenizer, "chat_template", None):
-            longest = max(len(tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
-                                                            add_generation_prompt=True)) for p in prompts[:len(problems)])
-        else:
-            longest = max(len(tokenizer(p).input_ids) for p in prompts[: len(problems)])
+        longest = max(prompt_tokens(tokenizer, p) for p in prompts[: len(problems)])
         write_row(row_dir, variant, variant_config, model_path=str(model.path), prompts=prompts,
                   golds=[problems[i].golds for i in order], answer_format=train_task.answer_format,
                   grader=train_task.grader, budget=config.budget, seed=seed,

@@ -12,7 +12,7 @@ from harness.budget import Budget
 from harness.cli import main
 from trainers.builtin.base import VARIANTS, apply_overrides
 from trainers.engines.verl.checkpoints import read_back
-from trainers.engines.verl.config import check_supported, rollout_steps, write_row
+from trainers.engines.verl.config import check_supported, prompt_tokens, rollout_steps, write_row
 from trainers.engines.verl.reward import compute_score
 
 GOLDEN = Path(__file__).parent / "golden" / "verl-grpo-overrides.txt"
@@ -80,6 +80,21 @@ def test_launch_files_match_the_golden_overrides(tmp_path):
     assert data["prompt"][0][0]["content"] == "What is 0+1?" and json.loads(data["reward_model"][20]["ground_truth"]) == ["1"]
     spec = json.loads((row / "verl" / "spec.json").read_text())
     assert spec["variant"] == "grpo" and spec["max_length"] == 64 and spec["config"]["group_size"] == 8
+
+
+def test_prompt_length_counts_the_chat_template_verl_will_apply(untrained_model_dir):
+    """data.max_prompt_length with truncation=error: it must count the tokens verl will feed, template included."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(untrained_model_dir)
+    plain = prompt_tokens(tokenizer, "What is 1+1?")
+    assert plain == len(tokenizer("What is 1+1?").input_ids) > 2
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    templated = tokenizer.apply_chat_template([{"role": "user", "content": "What is 1+1?"}], tokenize=False,
+                                              add_generation_prompt=True)
+    assert prompt_tokens(tokenizer, "What is 1+1?") == len(tokenizer(templated, add_special_tokens=False).input_ids)
+    assert prompt_tokens(tokenizer, "What is 1+1?") > plain
 
 
 def test_reward_function_grades_with_the_tasks_extraction_and_grader():

@@ -51,6 +51,16 @@ def check_supported(variant: str, config) -> None:
                          "with its own vLLM and scores with its own forward, so leave them at their defaults")
 
 
+def prompt_tokens(tokenizer, message: str) -> int:
+    """How many tokens verl's prompt for the user message `message` takes: under the model's chat template
+    (verl applies it, with the generation prompt), or the message itself for a model without one."""
+    if getattr(tokenizer, "chat_template", None):
+        message = tokenizer.apply_chat_template([{"role": "user", "content": message}], tokenize=False,
+                                                add_generation_prompt=True)
+        return len(tokenizer(message, add_special_tokens=False).input_ids)
+    return len(tokenizer(message).input_ids)
+
+
 def rollout_steps(config, budget: Budget, max_new_tokens: int) -> int:
     """The most rollout steps `budget` pays for, every response at the generation limit (verl cannot stop on a
     count mid-run). Update compute and wall-clock are not known in advance and are not bounded here."""
