@@ -99,15 +99,17 @@ def add_compare_parser(commands) -> None:
                                         "and write leaderboards/<name>.md with plots. With no options: grpo, "
                                         "n-grpo and dgpo on the sandbox. A killed compare resumes.")
     p.add_argument("--variants", default="grpo,n-grpo,dgpo",
-                   help="comma-separated variants, or 'all' (see `harness list variants`)")
+                   help="comma-separated variants, 'all' for every one (see `harness list variants`); VARIANT@TAG "
+                        "trains VARIANT again under its own label with disjoint seeds (grpo,grpo@aa: an A/A test)")
     p.add_argument("--baseline", help="row the paired differences are measured against: a variant or "
                                       "'warm start' (default: the first variant)")
     p.add_argument("--model", default="sandbox", help="starting model: alias or local directory")
     p.add_argument("--train-task", default="sandbox-train", help="task whose problems are trained on")
     p.add_argument("--eval-tasks", type=_name_list, default=("sandbox",), help="comma-separated eval tasks")
     p.add_argument("--budget", default=budget,
-                   help="limits, first hit stops: steps (optimizer updates), prompts, rollouts, tokens (generated), "
-                        f"prompt_tokens, update_tokens (training-side token passes), wall_s (default {budget})")
+                   help="limits, first hit stops: flops (training compute: generation and updates), steps "
+                        "(optimizer updates), prompts, rollouts, tokens (generated), prompt_tokens, update_tokens "
+                        f"(training-side token passes), wall_s (default {budget})")
     p.add_argument("--protocol", choices=PROTOCOLS, default="shared",
                    help="update schedule: 'shared' (default) trains every variant with the same minibatches and "
                         "PPO epochs; 'paper' uses each variant's own paper schedule (on the card and leaderboard)")
@@ -138,14 +140,16 @@ def add_compare_parser(commands) -> None:
 
 def run_compare_command(args) -> int:
     from harness.budget import Budget
-    from harness.compare import CompareConfig, PendingEngineRuns, parse_overrides, run_compare
-    from harness.registry import parse_name_list
-    from trainers.builtin.base import VARIANTS
+    from harness.compare import (
+        CompareConfig,
+        PendingEngineRuns,
+        parse_overrides,
+        parse_variant_labels,
+        run_compare,
+    )
 
-    variants = parse_name_list(args.variants, VARIANTS)
+    variants = parse_variant_labels(args.variants)
     rollout_engine = [f"all.rollout_engine={args.rollout_engine}"] if args.rollout_engine else []
-    if args.variants.strip() == "all":  # grpo first: the baseline every other variant is tested against
-        variants = ["grpo", *(v for v in variants if v != "grpo")]
     config = CompareConfig(
         variants=tuple(variants), model=args.model, train_task=args.train_task, baseline=args.baseline,
         eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,

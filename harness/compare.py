@@ -27,19 +27,14 @@ from harness.prompts import TEMPLATES
 from harness.runstore import RunDir, write_json_atomic
 from harness.task import TASKS
 
-# The sandbox comparison's default budget: 40 GRPO steps of 16 prompts x 8 samples (ours). A variant trains
-# and is evaluated in about 90 s on an idle 2-core machine; the default three-variant compare took 292 s with
-# the shipped warm start. Rollouts is the binding limit, so a variant that spends extra generations (DAPO's
-# dynamic sampling) takes fewer steps, as the budget intends. Measured (one seed, 2 cores, n = 8): GRPO gains
-# +4.1 points of sampled pass@1 on the test split over the warm start (paired p = 7e-4, leaderboards/sandbox.md);
-# tests/test_rl_learns.py holds it to p < 0.05 and to the committed page's numbers.
-#
-# Update compute is limited too (ours), at what those 40 GRPO steps spend under the shared schedule (1.196M
-# token passes: each step's forward and backward over its 128 rows, the old-policy and reference forwards,
-# ~30k a step) plus less than one step: GRPO stops on rollouts, and a variant that spends more update compute
-# per rollout (R3's replayed rows and scoring forwards, prompt-aug's long templates) stops on update_tokens,
-# less than one step's worth above GRPO.
-DEFAULT_BUDGET = Budget(rollouts=40 * 16 * 8, update_tokens=1_220_000)
+# The sandbox comparison's default budget is compute, the one figure every variant spends alike whatever its mix
+# of generation and updates (harness.budget's FLOPs model): what 40 GRPO steps of 16 prompts x 8 samples spend
+# under the shared schedule (seed 0: 2.44e12 FLOPs, 4.9e11 of them generation and 1.95e12 updates, about 6.1e10 a
+# step), plus under half a step, so that GRPO itself takes its 40 steps. Every row stops when its next step could
+# exceed it, so every row ends within one step of the same compute: DAPO's discarded generations, R3's replays
+# and prompt-aug's longer prompts are paid from the same account, and a variant whose steps cost less trains
+# more of them. The older count limits stay available (`--budget rollouts=5120,update_tokens=...`).
+DEFAULT_BUDGET = Budget(flops=2_490_000_000_000)
 # Evaluation samples per problem: 8 x 240 problems puts a pass@1 difference of ~2.5 points at p < 0.05 for
 # the paired test on this task (ours).
 DEFAULT_N, DEFAULT_K = 8, (1, 2, 4, 8)
@@ -94,11 +89,53 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
     return overrides
 
 
+def base_variant(label: str) -> str:
+    """The variant a row label trains: 'grpo@aa' -> 'grpo' (a second label for the same variant, for A/A tests)."""
+    return label.partition("@")[0]
+
+
+def parse_variant_labels(text: str) -> list[str]:
+    """'grpo,dgpo,grpo@aa' -> the row labels, each checked before any work. 'all' (anywhere in the list) stands for
+    every registered variant, grpo first (the baseline the others are tested against). VARIANT@TAG trains VARIANT
+    again under its own label and seeds disjoint from VARIANT's (`label_seeds`): listing grpo,grpo@aa is an A/A
+    test, two labels the statistics should not call different."""
+    from trainers.builtin.base import VARIANTS
+
+    labels: list[str] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part == "all":
+            labels += ["grpo", *(name for name in VARIANTS.names() if name != "grpo")]
+            continue
+        variant, at, tag = part.partition("@")
+        VARIANTS.get(variant)
+        if at and not re.fullmatch(r"[A-Za-z0-9_-]+", tag):
+            raise ValueError(f"--variants {part!r}: a label is VARIANT or VARIANT@TAG, the tag letters, digits, "
+                             "'_' and '-' (e.g. grpo@aa)")
+        labels.append(part)
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"--variants names {', '.join(repeated)} twice; to train a variant twice give the second a "
+                         "tag of its own (e.g. grpo,grpo@aa: an A/A test)")
+    return labels
+
+
+def label_seeds(label: str, labels: tuple[str, ...], seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """The training seeds of `label`: --seeds for a plain variant; for the i-th tagged label of a variant, --seeds
+    shifted by i x (max seed + 1), so that grpo and grpo@aa never share a seed (seeds 0,1,2: grpo@aa 3,4,5)."""
+    if "@" not in label:
+        return seeds
+    tagged = [other for other in labels if "@" in other and base_variant(other) == base_variant(label)]
+    shift = (tagged.index(label) + 1) * (max(seeds) + 1)
+    return tuple(seed + shift for seed in seeds)
+
+
 def variant_configs(config: CompareConfig) -> dict[str, object]:
-    """Each variant's config with the overrides applied; every name is checked before any work starts."""
+    """Each row label's config with the overrides applied (`--set VARIANT.FIELD` applies to VARIANT's tagged labels
+    too, `--set VARIANT@TAG.FIELD` to that label alone); every name is checked before any work starts."""
     if not config.variants:
         raise ValueError("--variants is empty; name at least one variant (`harness list variants`), or 'all'")
-    unknown = [v for v in config.overrides if v != "all" and v not in config.variants]
+    known = {*config.variants, *map(base_variant, config.variants)}
+    unknown = [v for v in config.overrides if v != "all" and v not in known]
     if unknown:
         raise ValueError(f"--set names {unknown}, which are not among --variants {list(config.variants)}")
     if config.protocol not in PROTOCOLS:
@@ -109,8 +146,9 @@ def variant_configs(config: CompareConfig) -> dict[str, object]:
         raise ValueError(f"--engine {config.engine!r} is not one of {', '.join(ENGINES)}")
     configs = {}
     for name in config.variants:
-        trainer = VARIANTS.get(name)
-        values = {**config.overrides.get("all", {}), **config.overrides.get(name, {})}
+        trainer = VARIANTS.get(base_variant(name))
+        values = {**config.overrides.get("all", {}), **config.overrides.get(base_variant(name), {}),
+                  **config.overrides.get(name, {})}
         start = trainer.Config() if config.protocol == "shared" else paper_schedule(trainer.Config())
         configs[name] = apply_overrides(start, values)
     return configs
@@ -147,9 +185,9 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         raise ValueError(f"k={bad_k} impossible with n={config.n} eval samples per problem (every k must be 1..n)")
     from trainers.builtin.base import VARIANTS
 
-    for variant, variant_config in configs.items():
-        VARIANTS.get(variant).check_budget(variant_config, train_task.max_new_tokens, config.budget)
-        check_engine(config.engine, variant, variant_config)
+    for label, variant_config in configs.items():
+        VARIANTS.get(base_variant(label)).check_budget(variant_config, train_task.max_new_tokens, config.budget)
+        check_engine(config.engine, base_variant(label), variant_config)
     train_data = train_task.load(config.data_dir)
     model = resolve_model(config.model)  # builds the sandbox warm start once (cached)
 
@@ -161,7 +199,7 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
                  "max_new_tokens": config.max_new_tokens},
         "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
-        "variants": {v: card_config(c, VARIANTS.get(v)) for v, c in configs.items()},
+        "variants": {v: card_config(c, VARIANTS.get(base_variant(v))) for v, c in configs.items()},
         "versions": library_versions(*engine_packages(config.engine)),
         # recorded only when not the default, so compare directories from before the option keep their hashes
         **({"eval_backend": config.eval_backend} if config.eval_backend != "hf" else {}),
@@ -170,7 +208,10 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     protocol_hash = card_hash(protocol)
     write_json_atomic(out / "protocol.json", {**protocol, "hash": protocol_hash, "command": command,
                                               "machine": machine_info()})
-    rows = [(v, s) for v in config.variants for s in config.seeds]
+    # Seed-major: every variant's first seed before any variant's second, so a compare stopped part-way (or still
+    # running) already ranks every variant, on fewer seeds.
+    seeds = {label: label_seeds(label, config.variants, config.seeds) for label in config.variants}
+    rows = [(label, seeds[label][i]) for i in range(len(config.seeds)) for label in config.variants]
     total = len(rows) + (1 if config.warm_start_row else 0)
     row_dirs = []
     waiting: list[Path] = []  # rows an external engine (verl) has still to train
@@ -188,18 +229,18 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         write_json_atomic(row / "row.json", {"label": "warm start", "variant": None, "seed": None,
                                              "command": command, "protocol_hash": protocol_hash})
         row_dirs.append(row)
-    for variant, seed in rows:
+    for label, seed in rows:
         stage += 1
-        row = out / f"{variant}-seed{seed}"
-        announce(f"training {variant} (seed {seed}), then evaluating it")
+        row = out / f"{label}-seed{seed}"
+        announce(f"training {label} (seed {seed}), then evaluating it")
         try:
-            final = train_row(variant, configs[variant], config, model, train_task, train_data, seed, row / "train",
-                              progress)
+            final = train_row(base_variant(label), configs[label], config, model, train_task, train_data, seed,
+                              row / "train", progress)
         except PendingEngineRuns as pending:
             waiting += pending.launches
             continue
         _evaluate(config, final, row, progress)
-        write_json_atomic(row / "row.json", {"label": variant, "variant": variant, "seed": seed,
+        write_json_atomic(row / "row.json", {"label": label, "variant": base_variant(label), "seed": seed,
                                              "command": command, "protocol_hash": protocol_hash})
         row_dirs.append(row)
     if waiting:

@@ -106,6 +106,49 @@ class LabelLine:
     scores: np.ndarray  # [seeds, problems] fraction correct, problems in a shared order
     pass_at_k: dict[int, tuple[float, float, float]]  # k -> (mean, ci low, ci high)
 
+    @property
+    def trained(self) -> bool:
+        """False for a fixed model that no training run produced (the warm start): it has no seed variance."""
+        return any(row.variant is not None for row in self.rows)
+
+    @property
+    def run_scores(self) -> np.ndarray:
+        """pass@1 of each training run (seed), in row order."""
+        return self.scores.mean(axis=1)
+
+
+# The level a comparison is made at (docs/statistics.md): training runs, with seed-to-seed variance in the interval
+# and the test, or checkpoints, when a trained side has one seed and its seed variance is unknown.
+RUNS, CHECKPOINTS = "training runs", "checkpoints"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A label against another: Δ pass@1 with its 95% interval and two-sided p, at the level it was tested."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    level: str  # RUNS or CHECKPOINTS
+    detail: str  # what was compared, e.g. "3 v 3 seeds"
+
+
+def compare_lines(line: LabelLine, base: LabelLine) -> Comparison:
+    """`line` against `base`. Training runs (`stats.seed_aware_test`) when every trained side has 2+ seeds, a fixed
+    model (the warm start) counting as a constant; else checkpoints (`stats.paired_test` on the per-problem scores
+    averaged over seeds), which says nothing about seed-to-seed variance."""
+    seeds_known = all(len(side.rows) >= 2 for side in (line, base) if side.trained)
+    if not seeds_known or not (line.trained or base.trained):
+        t = stats.paired_test(line.scores.mean(axis=0), base.scores.mean(axis=0))
+        return Comparison(t.difference, t.ci_low, t.ci_high, t.p_value, CHECKPOINTS, "per problem")
+    if not line.trained:  # the fixed side goes second: test base against it, then turn the difference round
+        r = stats.seed_aware_test(base.scores, line.scores, fixed_b=True)
+        return Comparison(-r.difference, -r.ci_high, -r.ci_low, r.p_value, RUNS, f"fixed v {r.seeds_a} seeds")
+    r = stats.seed_aware_test(line.scores, base.scores, fixed_b=not base.trained)
+    detail = f"{r.seeds_a} seeds v " + (f"{r.seeds_b} seeds" if base.trained else "fixed")
+    return Comparison(r.difference, r.ci_low, r.ci_high, r.p_value, RUNS, detail)
+
 
 def _per_problem_counts(row: Row, task: str, problem_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
     if task not in row.metrics["tasks"]:
@@ -136,8 +179,9 @@ def _label_lines(rows: list[Row], task: str) -> list[LabelLine]:
 
 
 def _rank_bands(lines: list[LabelLine]) -> np.ndarray:
-    return stats.bands_from_paired_tests([line.scores.mean(axis=0) for line in lines],
-                                         [line.pass_at_k[1] for line in lines])
+    """Bands by the same tests as the Δ column: training runs where the seeds allow, checkpoints otherwise."""
+    return stats.bands_from_tests(lambda i, j: compare_lines(lines[i], lines[j]).p_value,
+                                  [line.pass_at_k[1] for line in lines])
 
 
 def _pct(x: float) -> str:
@@ -148,17 +192,26 @@ def _p(p: float) -> str:
     return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
 
 
-def _budget_cells(rows: list[Row]) -> tuple[str, str]:
-    """(generation: rollouts / generated tokens (stopped by), updates: optimizer updates / update token
-    passes), each the mean over seeds."""
+def _flops(x: float) -> str:
+    return f"{x:.3g}".replace("e+", "e")
+
+
+def _budget_cells(rows: list[Row]) -> tuple[str, str, str, str]:
+    """(compute: FLOPs total = generation + update (stopped by), generation: rollouts / generated tokens, updates:
+    optimizer updates / update token passes, diagnostics: FLOPs of forwards made only to log), each the mean over
+    seeds. Runs from before the FLOPs ledger show '-' for FLOPs."""
     ledgers = [row.ledger for row in rows if row.ledger]
     if not ledgers:
-        return "-", "-"
-    keys = ("steps", "rollouts", "tokens", "update_tokens")
+        return "-", "-", "-", "-"
+    keys = ("steps", "rollouts", "tokens", "update_tokens", "generation_flops", "update_flops", "diagnostic_flops")
     used = {key: np.mean([ledger["consumed"].get(key, 0) for ledger in ledgers]) for key in keys}
     stopped = ", ".join(sorted({ledger.get("stopped_by") or "?" for ledger in ledgers}))
-    return (f"{used['rollouts']:,.0f} / {used['tokens']:,.0f} ({stopped})",
-            f"{used['steps']:,.0f} / {used['update_tokens']:,.0f}")
+    total = used["generation_flops"] + used["update_flops"]
+    compute = (f"{_flops(total)} = {_flops(used['generation_flops'])} + {_flops(used['update_flops'])}" if total
+               else "-") + f" ({stopped})"
+    return (compute, f"{used['rollouts']:,.0f} / {used['tokens']:,.0f}",
+            f"{used['steps']:,.0f} / {used['update_tokens']:,.0f}",
+            _flops(used["diagnostic_flops"]) if used["diagnostic_flops"] else "0")
 
 
 def mechanism_summary(rows: list[Row]) -> dict[str, float] | None:
@@ -190,20 +243,52 @@ def _task_mean(rows: list[Row], task: str, *keys: str) -> float:
     return float(np.mean(values))
 
 
-def _tests_against(lines: list[LabelLine], base: LabelLine) -> dict:
-    """Each other label's paired test of per-problem pass@1 (seeds averaged) against `base`."""
-    return {line.label: stats.paired_test(line.scores.mean(axis=0), base.scores.mean(axis=0))
-            for line in lines if line is not base}
+def _tests_against(lines: list[LabelLine], base: LabelLine) -> dict[str, Comparison]:
+    """Each other label's comparison of pass@1 with `base` (`compare_lines`)."""
+    return {line.label: compare_lines(line, base) for line in lines if line is not base}
 
 
-def paired_tests(row_dirs, baseline: str, task: str | None = None) -> dict:
-    """{label: paired test of pass@1 against `baseline`} from stored rows alone (what the table's Δ and p show)."""
+def variant_tests(row_dirs, baseline: str, task: str | None = None) -> dict[str, Comparison]:
+    """{label: comparison of pass@1 with `baseline`} from stored rows alone (what the table's Δ and p show)."""
     rows = load_rows(row_dirs)
     lines = _label_lines(rows, task or next(iter(rows[0].metrics["tasks"])))
     base = next((line for line in lines if line.label == baseline), None)
     if base is None:
         raise ValueError(f"baseline {baseline!r} is not among the rows' labels {[line.label for line in lines]}")
     return _tests_against(lines, base)
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """How many seeds per variant would detect a given Δ, from the seed-to-seed SD the runs showed."""
+
+    seed_sd: float  # pooled SD of a run's pass@1 within each label (a fraction), nan when unknown
+    df: int  # its degrees of freedom
+    labels: int  # labels with 2+ seeds that it pools
+    seeds_needed: dict[float, int | None]  # Δ (points) -> seeds per variant at power 0.8, None past 1,000
+
+
+PLANNED_EFFECTS = (1.0, 2.0, 3.0)  # points of pass@1
+
+
+def seed_plan(lines: list[LabelLine]) -> SeedPlan:
+    trained = [line.run_scores for line in lines if line.trained and len(line.rows) >= 2]
+    sd, df = stats.pooled_seed_sd(trained)
+    needed = {effect: stats.seeds_for_power(sd, effect / 100) for effect in PLANNED_EFFECTS}
+    return SeedPlan(sd, df, len(trained), needed)
+
+
+def seed_plan_text(plan: SeedPlan) -> str:
+    """The plan in a sentence, for the page and for `harness compare`'s last lines."""
+    if not plan.df:
+        return ("Seed planning needs a variant with two or more seeds: with one seed per variant the seed-to-seed "
+                "spread of a training run is unknown.")
+    needed = "; ".join(f"Δ = {effect:g} point{'s' if effect != 1 else ''}: "
+                       + (f"{m} seeds" if m else "more than 1,000 seeds") for effect, m in plan.seeds_needed.items())
+    return (f"Seed-to-seed SD of a training run's pass@1, pooled over {plan.labels} variant(s) with 2+ seeds: "
+            f"{100 * plan.seed_sd:.2f} points ({plan.df} degrees of freedom). Seeds per variant that detect a true "
+            f"difference between two variants at power 0.8 (two-sided α = 0.05, Welch's test, equal seeds): "
+            f"{needed}. The seed count stays your choice (`--seeds`); this is what each choice can resolve.")
 
 
 # ------------------------------------------------------------------------------------------ rendering
@@ -226,27 +311,30 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
     holm = dict(zip(tests, stats.holm_adjust([t.p_value for t in tests.values()]), strict=True)) if tests else {}
     bands = _rank_bands(lines)
 
-    header = ["band", "variant", "seeds", "pass@1 % [95% CI]", f"pass@{k_max} %", f"maj@{k_max} %",
-              "distinct answers", "answer entropy", "distinct-4", "mean tokens",
-              "generation: rollouts / tokens (stopped by)", "updates: optimizer steps / token passes",
-              "mechanism (mean per step)", f"Δ pass@1 vs {baseline} (pts) [95% CI]", "p", "p (Holm)"]
+    header = ["band", "variant", "seeds", "pass@1 % [95% CI]", "pass@1 per seed % (SD)", f"pass@{k_max} %",
+              f"maj@{k_max} %", "distinct answers", "answer entropy", "distinct-4", "mean tokens",
+              "compute FLOPs: total = generation + update (stopped by)", "generation: rollouts / tokens",
+              "updates: optimizer steps / token passes", "diagnostics FLOPs (not charged)",
+              "mechanism (mean per step)", f"Δ pass@1 vs {baseline} (pts) [95% CI]", "tested as", "p", "p (Holm)"]
     table = []
     for i in np.argsort([-line.pass_at_k[1][0] for line in lines], kind="stable"):
         line = lines[i]
         mean, low, high = line.pass_at_k[1]
         if line is base:
-            delta, p_raw, p_holm = "baseline", "-", "-"
+            delta, level, p_raw, p_holm = "baseline", "-", "-", "-"
         else:
             t = tests[line.label]
             delta = f"{100 * t.difference:+.1f} [{100 * t.ci_low:+.1f}, {100 * t.ci_high:+.1f}]"
+            level = f"{t.level} ({t.detail})"
             p_raw, p_holm = _p(t.p_value), _p(holm[line.label])
         table.append([str(bands[i]), line.label, str(len(line.rows)), f"{_pct(mean)} [{_pct(low)}, {_pct(high)}]",
-                      _pct(line.pass_at_k[k_max][0]), _pct(_task_mean(line.rows, task, "maj@k", str(k_max), "mean")),
+                      _per_seed_cell(line), _pct(line.pass_at_k[k_max][0]),
+                      _pct(_task_mean(line.rows, task, "maj@k", str(k_max), "mean")),
                       f"{_task_mean(line.rows, task, 'diversity', 'distinct_answers'):.2f}",
                       f"{_task_mean(line.rows, task, 'diversity', 'answer_entropy'):.2f}",
                       f"{_task_mean(line.rows, task, 'diversity', 'distinct_4'):.2f}",
                       number_or_dash(_task_mean(line.rows, task, "length", "mean_tokens")),
-                      *_budget_cells(line.rows), _mechanism_cell(line.rows), delta, p_raw, p_holm])
+                      *_budget_cells(line.rows), _mechanism_cell(line.rows), delta, level, p_raw, p_holm])
 
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -266,8 +354,12 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
     budget_line = _budget_limits_line(rows)
     if budget_line:
         text += [budget_line, ""]
-    text += [markdown_table(header, table), "", "## How to read this", "", _how_to_read(baseline, k_max, temperature), "",
-             "## Plots", ""]
+    level_line = _claim_level_line(lines, tests)
+    if level_line:
+        text += [level_line, ""]
+    text += [markdown_table(header, table), "", "## How to read this", "",
+             _how_to_read(baseline, k_max, temperature), "", "## Seeds needed", "", seed_plan_text(seed_plan(lines)), "",
+             "## Every training run", "", _runs_table(lines, task, k_max), "", "## Plots", ""]
     if tests:
         text += [f"![difference from {baseline} per variant]({delta_png.name})", ""]
     text += [f"![pass@k per variant]({passk_png.name})", "",
@@ -284,6 +376,55 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
         text += ["## Notes", "", notes.strip(), ""]
     out_md.write_text("\n".join(text), encoding="utf-8")
     return out_md
+
+
+def _per_seed_cell(line: LabelLine) -> str:
+    """'44.6 / 47.7 / 47.9 (1.8)': each training run's pass@1 in seed order and their SD; '-' for a fixed model."""
+    if not line.trained:
+        return "-"
+    order = np.argsort([row.seed if row.seed is not None else -1 for row in line.rows], kind="stable")
+    shown = " / ".join(_pct(line.run_scores[i]) for i in order)
+    return shown + (f" ({100 * line.run_scores.std(ddof=1):.1f})" if len(line.rows) > 1 else "")
+
+
+def _runs_table(lines: list[LabelLine], task: str, k_max: int) -> str:
+    """One line per training run (and the fixed models), in the main table's label order, seeds ascending."""
+    header = ["variant", "seed", "pass@1 %", f"pass@{k_max} %", f"maj@{k_max} %", "mean tokens", "rollout steps",
+              "compute FLOPs (stopped by)"]
+    body = []
+    for line in lines:
+        for row in sorted(line.rows, key=lambda r: -1 if r.seed is None else r.seed):
+            n, c = _per_problem_counts(row, task, sorted(row.metrics["tasks"][task]["per_problem"]))
+            ledger = row.ledger or {}
+            consumed = ledger.get("consumed", {})
+            flops = consumed.get("generation_flops", 0) + consumed.get("update_flops", 0)
+            body.append([line.label, "-" if row.seed is None else str(row.seed), _pct(float(np.mean(c / n))),
+                         _pct(float(np.mean(metrics.pass_at_k_per_problem(n, c, k_max)))),
+                         _pct(_task_mean([row], task, "maj@k", str(k_max), "mean")),
+                         number_or_dash(_task_mean([row], task, "length", "mean_tokens")),
+                         str(ledger.get("steps_trained", "-")) if ledger else "-",
+                         (f"{_flops(flops) if flops else '-'} ({ledger.get('stopped_by') or '?'})") if ledger else "-"])
+    return markdown_table(header, body)
+
+
+def _claim_level_line(lines: list[LabelLine], tests: dict[str, Comparison]) -> str | None:
+    """What the page's comparisons can claim, said before the table: with one training run per variant they
+    compare checkpoints, not algorithms."""
+    if not tests:
+        return None
+    trained = [line for line in lines if line.trained]
+    if trained and all(len(line.rows) == 1 for line in trained):
+        return ("**One training run (seed) per variant: this page compares checkpoints, not algorithms.** Δ, p and "
+                "the rank bands say whether these trained models differ on these problems; they leave out how much "
+                "a variant's result moves from one training seed to the next, so they are no evidence that one "
+                "algorithm beats another. For that, train several seeds per variant (`--seeds 0,1,2,...`): the page "
+                "then tests training runs.")
+    checkpoints = sorted(label for label, t in tests.items() if t.level == CHECKPOINTS)
+    if checkpoints:
+        return (f"Tested as checkpoints, not training runs (a side with one seed has no measured seed variance): "
+                f"{', '.join(checkpoints)}. Every other comparison includes seed-to-seed variance.")
+    return ("Every comparison is between training runs: each interval and p include seed-to-seed variance "
+            "(the unit of an algorithm claim is the training run).")
 
 
 def _allocation_table(allocations: dict[str, list[np.ndarray]]) -> str:
@@ -357,25 +498,46 @@ def _provenance_line(rows: list[Row]) -> str | None:
 
 
 def _budget_limits_line(rows: list[Row]) -> str | None:
-    limits = [row.ledger.get("limits", {}) for row in rows if row.ledger]
-    if not limits:
+    ledgers = [row.ledger for row in rows if row.ledger]
+    if not ledgers:
         return None
+    limits = [ledger.get("limits", {}) for ledger in ledgers]
     if any(other != limits[0] for other in limits):
         return "Budget limits **differ between runs**: see each run's `train/ledger.json`."
-    shown = ", ".join(f"{key} ≤ {value:,}" for key, value in limits[0].items() if value is not None)
-    return f"Budget limits, the same for every trained run: {shown or 'none'}. A run stops at the first it reaches."
+    shown = ", ".join(f"{key} ≤ {_flops(value) if key == 'flops' else f'{value:,}'}" for key, value in limits[0].items()
+                      if value is not None)
+    stops: dict[str, int] = {}
+    for ledger in ledgers:
+        stops[ledger.get("stopped_by") or "?"] = stops.get(ledger.get("stopped_by") or "?", 0) + 1
+    bound = ", ".join(f"{name} ({count} of {len(ledgers)} runs)" for name, count in sorted(stops.items()))
+    return (f"Budget limits, the same for every trained run: {shown or 'none'}. A run stops at the first it reaches; "
+            f"the limit that stopped them: {bound}.")
 
 
 def _how_to_read(baseline: str, k_max: int, temperature) -> str:
     return (f"pass@1 is the expected fraction of problems solved by one answer sampled at temperature {temperature} "
             f"(the unbiased estimate from all n samples per problem, averaged over problems); pass@{k_max} is the "
             f"chance that at least one of {k_max} samples is correct and maj@{k_max} that their majority answer is, "
-            "both as expectations over all subsets of the n samples. Brackets are 95% percentile "
-            "bootstrap intervals over problems (with several seeds: over seeds, then problems). Δ is the paired "
-            f"per-problem difference from `{baseline}` in percentage points; p is a two-sided sign-flip permutation "
-            "test of that difference, and p (Holm) corrects it for comparing every variant with the baseline. "
-            "Variants sharing a rank band are not distinguishable from the band's leader (overlapping intervals "
-            "and Holm-adjusted p ≥ 0.05): that means the data cannot order them, not that they are equal.")
+            "both as expectations over all subsets of the n samples. A row's brackets are 95% percentile bootstrap "
+            "intervals over problems (with several seeds: over seeds, then problems); its per-seed column lists "
+            "each training run's pass@1 and their SD.\n\n"
+            f"Δ is the difference in pass@1 from `{baseline}`, in percentage points, tested at the level the column "
+            "`tested as` names. **Training runs** (every trained side has 2+ seeds): Δ is the difference of the "
+            "variants' mean pass@1 over their training runs, and its interval and p include training-seed "
+            "variance: Welch's t-test on the per-seed scores with the paired per-problem variance added (Δ / SE "
+            "against Student's t with Welch-Satterthwaite degrees of freedom; the interval is Δ ± t × SE, so "
+            "interval and p agree). A fixed model (the warm start) is a constant there, without seed variance. "
+            "Its type-I error at 3-10 seeds is at most α in simulation (perf/seed_test_power.py). **Checkpoints** "
+            "(a trained side with one seed): Δ is the paired per-problem difference, its interval a paired "
+            "bootstrap and p a sign-flip permutation test; it says whether these trained models differ on these "
+            "problems, not whether one algorithm beats another. p (Holm) corrects p for comparing every variant "
+            "with the baseline. Variants sharing a rank band are not distinguishable from the band's leader "
+            "(overlapping intervals and Holm-adjusted p ≥ 0.05 by the same tests): the data cannot order them, "
+            "which does not make them equal.\n\n"
+            "Compute is counted in FLOPs from the model's parameter count N (2N a token through a forward pass, "
+            "4N through a backward; generation 2N per prompt and generated token): generation plus every "
+            "training-side forward and backward. Diagnostics (forwards made only to log, such as the KL curve "
+            "where the KL is not in the loss) are shown apart and charged to no limit.")
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -426,7 +588,8 @@ def _plot_differences(tests: dict, holm: dict, baseline: str, path: Path) -> Non
     ax.axvline(0, color="0.5", linewidth=1)
     ax.set_yticks(range(len(order)), order)
     ax.set_ylim(-0.7, len(order) - 0.3)
-    ax.set_xlabel(f"Δ pass@1 vs {baseline} (points, paired 95% CI)")
+    levels = " / ".join(sorted({tests[label].level for label in order}))
+    ax.set_xlabel(f"Δ pass@1 vs {baseline} (points, 95% CI, tested as {levels})")
     ax.set_title("filled red: Holm-adjusted p < 0.05; hollow: not distinguishable", fontsize="small")
     ax.grid(axis="x", alpha=0.3)
     _save(figure, path)

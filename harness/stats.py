@@ -2,8 +2,9 @@
 
 Intervals: `bootstrap_ci`, `two_level_bootstrap_ci`. Comparing two runs on the same problems: `paired_test`
 (sign-flip permutation), `mcnemar_exact` (one binary outcome per problem), `minimum_detectable_effect`.
-Several comparisons: `holm_adjust`, `rank_bands`. Pure numpy and the standard library; every random quantity
-takes a seed, so a report regenerates bit for bit.
+Comparing two training algorithms, each run with several seeds: `seed_aware_test`, `seeds_for_power`.
+Several comparisons: `holm_adjust`, `rank_bands`. numpy, scipy's t distributions and the standard library;
+every random quantity takes a seed, so a report regenerates bit for bit.
 """
 
 from __future__ import annotations
@@ -156,6 +157,119 @@ def paired_test(
     return PairedResult(float(d.mean()), ci_low, ci_high, p_value, exact)
 
 
+# ------------------------------------------------------------- comparing algorithms (several seeds)
+
+
+@dataclass(frozen=True)
+class SeedAwareResult:
+    """Δ between two variants' mean scores over their training runs, with an interval and a test whose
+    null distribution includes seed-to-seed variance (docs/statistics.md, "an algorithm claim")."""
+
+    difference: float  # mean over A's seeds of its score minus the same for B
+    ci_low: float  # difference -/+ t_{df, 0.975} * standard_error
+    ci_high: float
+    p_value: float  # two-sided Welch t-test on the per-seed scores, the problem-paired variance added
+    standard_error: float
+    seed_standard_error: float  # the seed level alone: sqrt(sd_A^2 / m_A + sd_B^2 / m_B)
+    df: float  # Welch-Satterthwaite degrees of freedom
+    seeds_a: int
+    seeds_b: int
+
+
+def seed_aware_test(scores_a: np.ndarray, scores_b: np.ndarray, fixed_b: bool = False,
+                    level: float = 0.95) -> SeedAwareResult:
+    """Is variant A better than B, as training algorithms? `scores_a` [seeds_A, problems] and `scores_b`
+    [seeds_B, problems] hold each training run's per-problem score on the same problems, in the same order.
+
+    The unit is the training run. Each run's score S_s is its mean over problems, and
+      Δ = mean_s S_A,s - mean_s S_B,s,
+      Var(Δ) = sd_A^2 / m_A + sd_B^2 / m_B + Var_j(d_j) / P,
+    where sd is the seed-to-seed SD of the run scores (it holds training-seed variance and each run's own
+    evaluation noise) and d_j the per-problem difference of the seed-averaged scores (the paired problem term:
+    how much Δ would move on another draw of P problems; it counts the evaluation noise a second time, which
+    errs on the side of a wider interval). Δ / SE is referred to Student's t with Welch-Satterthwaite degrees
+    of freedom (the problem term's are P - 1), for both the p-value and the interval Δ -/+ t * SE, so the two
+    always agree. With 3 seeds a side the t quantile is ~2.8, not 1.96: few seeds buy a wide interval.
+    perf/seed_test_power.py shows by simulation that the test's type-I error stays at or below alpha with 3,
+    5 and 10 seeds (an A/A pair is not called different more often than alpha), and its power.
+
+    `fixed_b`: B is one fixed model, not a training run (the warm start): it has no seed variance, and A is
+    tested against it as against a constant. Otherwise each side needs at least two seeds: with one, the seed
+    variance is unknown and no algorithm-level test exists (compare checkpoints with `paired_test`).
+    """
+    a, b = np.atleast_2d(np.asarray(scores_a, dtype=float)), np.atleast_2d(np.asarray(scores_b, dtype=float))
+    if a.shape[1] != b.shape[1] or a.shape[1] == 0:
+        raise ValueError(f"seed_aware_test needs both sides scored on the same problems, got {a.shape[1]} and "
+                         f"{b.shape[1]}")
+    if a.shape[0] < 2 or (b.shape[0] < 2 and not fixed_b):
+        raise ValueError(f"seed_aware_test needs at least 2 training seeds a side (got {a.shape[0]} and "
+                         f"{b.shape[0]}): with one seed the seed-to-seed variance is unknown")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    from scipy import stats as scipy_stats
+
+    run_a, run_b = a.mean(axis=1), b.mean(axis=1)
+    difference = float(run_a.mean() - run_b.mean())
+    # (variance of the side's mean, its degrees of freedom) for each term of Var(Δ)
+    terms = [(run_a.var(ddof=1) / run_a.size, run_a.size - 1)]
+    if not fixed_b:
+        terms.append((run_b.var(ddof=1) / run_b.size, run_b.size - 1))
+    seed_variance = sum(v for v, _ in terms)
+    per_problem = a.mean(axis=0) - b.mean(axis=0)
+    if per_problem.size > 1:
+        terms.append((per_problem.var(ddof=1) / per_problem.size, per_problem.size - 1))
+    variance = sum(v for v, _ in terms)
+    if variance <= 0:  # identical runs everywhere: no spread to test against
+        p, half, df = (1.0 if difference == 0 else 0.0), 0.0, float("inf")
+    else:
+        df = variance**2 / sum(v**2 / dof for v, dof in terms if v > 0)
+        p = float(2 * scipy_stats.t.sf(abs(difference) / math.sqrt(variance), df))
+        half = float(scipy_stats.t.ppf(0.5 + level / 2, df) * math.sqrt(variance))
+    return SeedAwareResult(difference, difference - half, difference + half, p, math.sqrt(variance),
+                           math.sqrt(seed_variance), float(df), a.shape[0], 0 if fixed_b else b.shape[0])
+
+
+def seeds_for_power(seed_sd: float, effect: float, alpha: float = 0.05, power: float = MDE_POWER,
+                    most: int = 1000) -> int | None:
+    """Training seeds per variant that detect a true difference `effect` between two variants with the given
+    power, by the two-sided Welch test above with equal seeds and SDs (degrees of freedom 2m - 2), from the
+    noncentral t distribution. `seed_sd` is the SD of one run's score, in the units of `effect`. None when more
+    than `most` seeds would be needed (or the SD is unknown)."""
+    if effect <= 0:
+        raise ValueError(f"effect must be positive, got {effect}")
+    if not (seed_sd > 0 and math.isfinite(seed_sd)):
+        return None
+    from scipy import stats as scipy_stats
+
+    for m in range(2, most + 1):
+        df = 2 * m - 2
+        critical = scipy_stats.t.ppf(1 - alpha / 2, df)
+        shift = effect / (seed_sd * math.sqrt(2 / m))
+        reached = scipy_stats.nct.sf(critical, df, shift) + scipy_stats.nct.cdf(-critical, df, shift)
+        if reached >= power:
+            return m
+    return None
+
+
+def pooled_seed_sd(run_scores: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """(pooled SD of run scores within each variant, its degrees of freedom) over the variants with 2+ seeds:
+    the seed-to-seed spread a planner can assume for every variant. (nan, 0) when no variant has two seeds."""
+    groups = [np.asarray(g, dtype=float) for g in run_scores if len(g) >= 2]
+    df = sum(g.size - 1 for g in groups)
+    if not df:
+        return float("nan"), 0
+    return float(math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / df)), df
+
+
+def wilson_interval(hits: int, total: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion hits / total (for simulated error rates: good near 0 and 1)."""
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = hits / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return centre - half, centre + half
+
+
 def holm_adjust(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values, in the input order: the i-th smallest is
     max_{j<=i} min(1, (m - j + 1) p_(j)); the running max keeps them monotone in the raw p."""
@@ -247,16 +361,20 @@ def mean_with_ci(per_seed: Sequence[np.ndarray]) -> tuple[float, float, float]:
 def bands_from_paired_tests(per_problem: Sequence[np.ndarray], summaries: Sequence[tuple[float, float, float]],
                             alpha: float = 0.05) -> np.ndarray:
     """Rank bands of several runs from their per-problem scores (same problems, same order) and their
-    (mean, CI low, CI high): each potential leader's comparisons with all others form one Holm family.
+    (mean, CI low, CI high), each pair compared by `paired_test` (see `bands_from_tests`)."""
+    return bands_from_tests(lambda i, j: paired_test(per_problem[i], per_problem[j]).p_value, summaries, alpha)
 
-    `rank_bands` reads only a leader's row, but which runs lead is decided inside it, so every row is filled.
-    The sign-flip p-value is symmetric in (a, b), so one test per unordered pair suffices.
-    """
-    size = len(per_problem)
+
+def bands_from_tests(p_value, summaries: Sequence[tuple[float, float, float]], alpha: float = 0.05) -> np.ndarray:
+    """Rank bands of several runs from `p_value(i, j)`, a two-sided test of runs i and j (symmetric, so it is asked
+    once per unordered pair), and their (mean, CI low, CI high): each potential leader's comparisons with all
+    others form one Holm family. `rank_bands` reads only a leader's row, but which runs lead is decided inside
+    it, so every row is filled."""
+    size = len(summaries)
     raw = np.ones((size, size))
     for i in range(size):
         for j in range(i + 1, size):
-            raw[i, j] = raw[j, i] = paired_test(per_problem[i], per_problem[j]).p_value
+            raw[i, j] = raw[j, i] = p_value(i, j)
     adjusted = np.ones((size, size))
     for i in range(size):
         others = [j for j in range(size) if j != i]

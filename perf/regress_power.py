@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from statistics import NormalDist
 
 import numpy as np
 
+from harness import stats
 from harness.regress import DEFAULT_MARGIN_POINTS, compare_scores, judge
 
 SHAPES = (  # (name, problems, samples per problem)
@@ -28,14 +28,6 @@ SHAPES = (  # (name, problems, samples per problem)
     ("small 25 x 4", 25, 4),
 )
 DROPS = (0.0, 2.0, 3.0, 5.0)  # true drop, points
-
-
-def wilson(hits: int, total: int, level: float = 0.95) -> tuple[float, float]:
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    p = hits / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return centre - half, centre + half
 
 
 def simulate(problems: int, n: int, drop: float, margin: float, pairs: int, seed: int) -> dict[str, int]:
@@ -66,7 +58,7 @@ def main() -> None:
         for drop in DROPS:
             pairs = args.pairs if drop else args.null_pairs
             counts = simulate(problems, n, drop, args.margin, pairs, seed=1000 * s + int(10 * drop))
-            low, high = wilson(counts["regression"], pairs)
+            low, high = stats.wilson_interval(counts["regression"], pairs)
             print(f"{name:<24} {drop:>8.1f}  {100 * counts['regression'] / pairs:5.1f} "
                   f"[{100 * low:4.1f}, {100 * high:4.1f}]{'':<8} {100 * counts['inconclusive'] / pairs:14.1f} "
                   f"{100 * counts['pass'] / pairs:7.1f}", flush=True)

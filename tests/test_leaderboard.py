@@ -87,13 +87,17 @@ def _dump(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
-def table(markdown: str) -> dict[str, dict[str, str]]:
-    """The leaderboard table as {variant: {column: cell}}."""
-    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+def table(markdown: str, first_cell: str = "| band") -> dict[str, dict[str, str]]:
+    """The table whose header starts with `first_cell` (the leaderboard's own by default) as
+    {variant: {column: cell}}; the runs table is keyed by (variant, seed)."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(first_cell))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    lines = lines[start:end]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
             for line in lines[2:]]
-    return {row["variant"]: row for row in rows}
+    return {row["variant"] if "seed" not in row else (row["variant"], row["seed"]): row for row in rows}
 
 
 def column(rows: dict, prefix: str) -> str:
@@ -118,7 +122,8 @@ def test_clearly_better_variant_ranks_first_with_significant_positive_delta(tmp_
     assert rows["warm start"][column(rows, "Δ")] == "baseline"
     assert rows["warm start"][column(rows, "generation")] == "-"  # the warm start trained on nothing
     assert rows["warm start"][column(rows, "mechanism")] == "-"
-    assert rows["dgpo"][column(rows, "generation")] == "80 / 4,000 (steps)"
+    assert rows["dgpo"][column(rows, "generation")] == "80 / 4,000"
+    assert rows["dgpo"][column(rows, "compute")] == "- (steps)"  # a ledger from before FLOPs were counted
     assert rows["dgpo"][column(rows, "updates")] == "5 / 16,000"
     assert rows["dgpo"][column(rows, "mechanism")] == "clip_low 0.03"  # the mean per step of 0.01 ... 0.05
     assert "Update schedule: `shared` protocol (every variant 1 PPO epoch(s) x 4 minibatches" in markdown
@@ -167,7 +172,7 @@ def test_seeds_of_one_label_merge_into_one_line(tmp_path):
     low, high = stats.two_level_bootstrap_ci([seed0 / 8, seed1 / 8])
     mean = (seed0.mean() + seed1.mean()) / 16
     assert rows["grpo"]["pass@1 % [95% CI]"] == f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
-    assert rows["grpo"][column(rows, "generation")] == "80 / 4,005 (steps)"  # mean of 4,000 and 4,010 tokens
+    assert rows["grpo"][column(rows, "generation")] == "80 / 4,005"  # mean of 4,000 and 4,010 tokens
     assert rows["grpo"][column(rows, "updates")] == "5 / 16,005"
     # The paired test compares per-problem scores averaged over the seeds.
     expected = stats.paired_test((seed0 + seed1) / 16, _counts(dirs[0]) / 8)

@@ -3,12 +3,13 @@ every unit of compute where it is spent, mechanism probes, and config overrides 
 
 import dataclasses
 import importlib.util
+import json
 import sys
 
 import pytest
 from trainer_helpers import ONE_STEP, make_trainer, read_log
 
-from harness.budget import Budget
+from harness.budget import Budget, parameter_count
 from harness.compare import CompareConfig, variant_configs
 from trainers.builtin.base import VARIANTS, GRPOConfig, apply_overrides
 from trainers.builtin.grpo import GRPOTrainer
@@ -72,12 +73,43 @@ def test_the_ledger_charges_generation_at_the_rollout_and_every_training_forward
     batch = seen[0]
     tokens = forward_tokens(batch, prefix_grouped=False)
     assert ledger.prompt_tokens == int(batch.prompt_mask.sum()) and ledger.tokens == int(batch.lengths.sum())
-    # Reference (track_kl) and old-policy forwards once each, no grad; each minibatch forward and backward.
-    assert ledger.update_tokens == 2 * tokens + 2 * tokens
+    # The old-policy forward once, no grad; each minibatch forward and backward. The reference forward (track_kl)
+    # only draws the KL curve when kl_beta is 0: a diagnostic, charged apart, which no limit reads.
+    assert ledger.update_tokens == tokens + 2 * tokens
+    assert ledger.diagnostic_tokens == tokens
+    # FLOPs from the parameter count N: 2N a token through a forward, 4N through a backward; 2N per prompt and
+    # generated token of generation.
+    n = parameter_count(trainer.model)
+    assert ledger.generation_flops == 2 * n * (ledger.prompt_tokens + ledger.tokens)
+    assert ledger.update_flops == 2 * n * tokens + 6 * n * tokens
+    assert ledger.diagnostic_flops == 2 * n * tokens
+    assert ledger.flops == ledger.generation_flops + ledger.update_flops
+    assert ledger.to_dict()["flops"] == ledger.flops
     # A hook that calls the rollout itself is charged too: no generation is free.
     before = dataclasses.replace(trainer.ledger)
     trainer.rollout(["1+1=?"] * 3, seed=0)
     assert trainer.ledger.rollouts == before.rollouts + 3 and trainer.ledger.prompt_tokens > before.prompt_tokens
+
+
+def test_a_kl_in_the_loss_is_training_compute(untrained_model_dir, tmp_path, train_problems):
+    trainer = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path, train_problems, ONE_STEP, kl_beta=0.01)
+    ledger = trainer.train()
+    n = parameter_count(trainer.model)
+    assert ledger.diagnostic_tokens == 0 and ledger.diagnostic_flops == 0
+    # reference and old policy once each, the minibatches forward and backward
+    assert ledger.update_flops == 2 * n * ledger.update_tokens + 2 * n * (ledger.update_tokens // 4)
+
+
+def test_a_flops_limit_stops_every_run_within_one_step_of_it(untrained_model_dir, tmp_path, train_problems):
+    first = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "a", train_problems, ONE_STEP)
+    per_step = first.train().flops
+    trainer = make_trainer(GRPOTrainer, untrained_model_dir, tmp_path / "b", train_problems,
+                           Budget(flops=int(2.5 * per_step)))
+    ledger = trainer.train()
+    # Generation is asked at its worst case and updates at the last step's: the run stops short, within one step.
+    assert trainer.stopped_by == "flops" and ledger.flops <= 2.5 * per_step + 0.5 * per_step
+    assert ledger.flops > 2.5 * per_step - 1.5 * per_step
+    assert json.loads((tmp_path / "b" / "ledger.json").read_text())["consumed"]["flops"] == ledger.flops
 
 
 def test_an_update_token_limit_stops_the_run(untrained_model_dir, tmp_path, train_problems):

@@ -28,7 +28,9 @@ from trainers.builtin.rollout import Mixing, sample, token_logprobs
 
 def test_budget_parse_and_errors():
     assert Budget.parse("steps=3, tokens=1e4") == Budget(steps=3, tokens=10000)
-    with pytest.raises(ValueError, match="steps, prompts, rollouts, tokens, prompt_tokens, update_tokens, wall_s"):
+    assert Budget.parse("flops=2.5e12") == Budget(flops=2_500_000_000_000)
+    with pytest.raises(ValueError, match="steps, prompts, rollouts, tokens, prompt_tokens, update_tokens, flops, "
+                                         "wall_s"):
         Budget.parse("epochs=3")
     with pytest.raises(ValueError, match="not a number"):
         Budget.parse("steps=many")
@@ -38,6 +40,11 @@ def test_budget_parse_and_errors():
         Budget(rollouts=0)
     assert Budget(rollouts=10).allows(Ledger(rollouts=8), Ledger(rollouts=2)) is None
     assert Budget(rollouts=10).allows(Ledger(rollouts=8), Ledger(rollouts=3)) == "rollouts"
+    # The flops limit reads generation and updates together; diagnostics are charged to no limit.
+    spent = Ledger(generation_flops=4, update_flops=5, diagnostic_flops=100)
+    assert Budget(flops=10).allows(spent, Ledger(update_flops=1)) is None
+    assert Budget(flops=10).allows(spent, Ledger(generation_flops=2)) == "flops"
+    assert Ledger.from_dict(spent.to_dict()) == spent  # the derived total is dropped on the way back
 
 
 def test_training_stops_at_the_first_limit_and_leaves_a_checkpoint(untrained_model_dir, tmp_path, train_problems):

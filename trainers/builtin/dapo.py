@@ -74,8 +74,7 @@ class DAPOTrainer(GRPOTrainer):
         kept: list[Groups] = []
         found = generated = 0
         for round_index in range(cfg.max_generation_rounds):
-            cost = self.round_cost(cfg, self.max_new_tokens, per_round, first=round_index == 0)
-            why = self.budget.allows(self.ledger, cost)
+            why = self.budget.allows(self.ledger, self.step_cost(per_round, first=round_index == 0))
             if why:
                 if not kept:
                     self.stopped_by = why

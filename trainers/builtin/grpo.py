@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
-from harness.budget import LIMITS, Budget, Ledger
+from harness.budget import LIMITS, Budget, Ledger, parameter_count
 from harness.extraction import extract
 from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic
@@ -81,6 +81,8 @@ class GRPOTrainer:
         # reward components (GDPO); GRPO's own reward is accuracy (and format) only.
         self.aux_rewards = dict(aux_rewards or {})
         self.chat = bool(getattr(tokenizer, "chat_template", None))
+        # FLOPs a token costs through one forward pass (2N; see harness.budget).
+        self.flops_per_token = 2 * parameter_count(model)
         self.reference = None
         if config.kl_beta > 0 or config.track_kl:
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
@@ -157,8 +159,9 @@ class GRPOTrainer:
     def charge_generation(self, batch: RolloutBatch) -> None:
         """Charge generated sequences where they are generated, so no caller of `rollout` generates for free
         (a variant that replaces `rollout` calls this itself)."""
-        self.ledger.add(Ledger(rollouts=batch.response_ids.shape[0], tokens=int(batch.lengths.sum()),
-                               prompt_tokens=int(batch.prompt_mask.sum())))
+        tokens, prompt_tokens = int(batch.lengths.sum()), int(batch.prompt_mask.sum())
+        self.ledger.add(Ledger(rollouts=batch.response_ids.shape[0], tokens=tokens, prompt_tokens=prompt_tokens,
+                               generation_flops=self.flops_per_token * (tokens + prompt_tokens)))
 
     # The reward, filter, advantage and loss hooks call the variant's registered math (trainers.algos.variants),
     # the functions every engine calls; a variant's module overrides a hook only for what the registry cannot hold.
@@ -215,12 +218,22 @@ class GRPOTrainer:
     def forward(self, batch: RolloutBatch, with_entropy: bool = False):
         return self.score(self.model, batch, with_entropy)
 
-    def score(self, model, batch: RolloutBatch, with_entropy: bool = False):
+    def score(self, model, batch: RolloutBatch, with_entropy: bool = False, diagnostic: bool = False):
         """Log-probs (and entropies) of `batch` under `model`, charged to the ledger: every training-side forward
         goes through here, so none is free. A forward under autograd counts its tokens twice (the backward
-        passes them again), a no-grad forward (old policy, reference, scoring) once."""
-        passes = 2 if torch.is_grad_enabled() else 1
-        self.ledger.update_tokens += passes * forward_tokens(batch, self.config.prefix_grouper)
+        passes them again) and 6N FLOPs a token, a no-grad forward (old policy, reference, scoring) once and 2N.
+        `diagnostic`: the forward is made only to log (it changes no update), so it is charged to the
+        diagnostics account, which no budget limit reads."""
+        tokens = forward_tokens(batch, self.config.prefix_grouper)
+        if diagnostic:
+            self.ledger.diagnostic_tokens += tokens
+            self.ledger.diagnostic_flops += self.flops_per_token * tokens
+        elif torch.is_grad_enabled():
+            self.ledger.update_tokens += 2 * tokens
+            self.ledger.update_flops += 3 * self.flops_per_token * tokens
+        else:
+            self.ledger.update_tokens += tokens
+            self.ledger.update_flops += self.flops_per_token * tokens
         return self.scorer(model, batch, self.config.temperature, with_entropy)
 
     @property
@@ -302,9 +315,11 @@ class GRPOTrainer:
         return [index for epoch in range(passes) for index in pass_order(num_problems, seed, epoch)]
 
     @classmethod
-    def check_budget(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget) -> None:
-        """Refuse, before any work, a budget that cannot pay for one step."""
+    def check_budget(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget, flops_per_token: int = 0) -> None:
+        """Refuse, before any work, a budget that cannot pay for one step (its generation FLOPs too, given the
+        model's `flops_per_token`)."""
         cost = cls.first_round_cost(config, max_new_tokens)
+        cost.generation_flops = flops_per_token * cost.tokens
         if budget.allows(Ledger(), cost):
             limits = ", ".join(f"{k}={v}" for k, v in budget.to_dict().items() if v is not None)
             raise TrainingError(
@@ -312,7 +327,8 @@ class GRPOTrainer:
                 f"update(s), {cost.prompts} prompts, {cost.rollouts} rollouts and up to {cost.tokens} tokens "
                 f"({cost.prompts} prompts x {cls.rollouts_per_prompt(config)} rollouts x "
                 f"{config.max_new_tokens or max_new_tokens} "
-                "max new tokens); raise the budget or lower prompts_per_step")
+                f"max new tokens{f', {cost.flops:.3g} FLOPs' if cost.flops else ''}); raise the budget or lower "
+                "prompts_per_step")
 
     def collect(self) -> Groups | None:
         """The groups one step trains on; None when the budget cannot pay for them."""
@@ -326,14 +342,22 @@ class GRPOTrainer:
         """The step's questions from the sampler, or None (recording why) when the budget cannot pay for
         their generation round at worst-case cost."""
         n = self.config.prompts_per_step
-        cost = self.round_cost(self.config, self.max_new_tokens, n)
-        # Prompt and update tokens are known only once spent: ask for what the previous step spent.
-        cost.prompt_tokens, cost.update_tokens = self.last_step.prompt_tokens, self.last_step.update_tokens
-        why = self.budget.allows(self.ledger, cost)
+        why = self.budget.allows(self.ledger, self.step_cost(n))
         if why:
             self.stopped_by = why
             return None
         return self.sampler(n)
+
+    def step_cost(self, num_prompts: int, first: bool = True) -> Ledger:
+        """What a generation round of `num_prompts` questions may cost (`round_cost`, with its generation FLOPs at
+        the worst case), and when it is the step's first round, the step's update compute. Prompt and update
+        compute are known only once spent: the previous step's stand in for them."""
+        cost = self.round_cost(self.config, self.max_new_tokens, num_prompts, first)
+        if first:
+            cost.prompt_tokens, cost.update_tokens = self.last_step.prompt_tokens, self.last_step.update_tokens
+            cost.update_flops = self.last_step.update_flops
+        cost.generation_flops = self.flops_per_token * (cost.tokens + cost.prompt_tokens)
+        return cost
 
     @staticmethod
     def updates_per_step(config: GRPOConfig, num_groups: int) -> int:
@@ -350,8 +374,8 @@ class GRPOTrainer:
         num_groups = len(groups.problems)
         minibatches = min(cfg.minibatches, num_groups)
         with torch.no_grad():
-            if self.reference is not None:
-                ref_logp, _ = self.score(self.reference, batch)
+            if self.reference is not None:  # a KL that is not in the loss (kl_beta 0) is only logged
+                ref_logp, _ = self.score(self.reference, batch, diagnostic=not cfg.kl_beta)
             # With one epoch and one minibatch the policy has not moved when it is scored, so the ratio is 1 and
             # the scoring forward itself gives old_logp; otherwise old_logp is scored once before any update.
             old_logp = None
@@ -466,7 +490,7 @@ class GRPOTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         resumed = self._resume()
         if not resumed:
-            self.check_budget(self.config, self.max_new_tokens, self.budget)
+            self.check_budget(self.config, self.max_new_tokens, self.budget, self.flops_per_token)
         started = time.monotonic() - self.ledger.wall_s
         bar = tqdm(total=100, initial=round(100 * self._spent()), desc=f"train {self.name}", unit="%",
                    disable=not self.progress, dynamic_ncols=True,
@@ -538,8 +562,8 @@ class GRPOTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.cursor = state["step"], state["cursor"]
-        self.ledger = Ledger(**state["ledger"])
-        self.last_step = Ledger(**state.get("last_step", {}))
+        self.ledger = Ledger.from_dict(state["ledger"])
+        self.last_step = Ledger.from_dict(state.get("last_step", {}))
         self.load_state_dict(state["variant_state"])
         # Steps logged after the checkpoint will be trained again: drop them so none is logged twice.
         log = self.run_dir / TRAIN_LOG

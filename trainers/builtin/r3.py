@@ -273,7 +273,7 @@ class R3Trainer(GRPOTrainer):
         n = len(problems)
         copies = self._reflection_copies(problems) if cfg.reflection else []
         # A reflection copy is generated like any group: the step makes only as many as the budget still pays for.
-        while copies and self.budget.allows(self.ledger, self.round_cost(cfg, self.max_new_tokens, n + len(copies))):
+        while copies and self.budget.allows(self.ledger, self.step_cost(n + len(copies))):
             copies.pop()
         self.note("reflections", len(copies))
         self.note("replays", 0)

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
-from harness.budget import Budget, Ledger
+from harness.budget import Budget, Ledger, parameter_count
 from harness.extraction import extract
 from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic, write_text_atomic
@@ -135,11 +135,12 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
 
     check_supported(variant, config)
     max_new_tokens = config.max_new_tokens or max_new_tokens
-    GRPOTrainer.check_budget(config, max_new_tokens, budget)
+    GRPOTrainer.check_budget(config, max_new_tokens, budget, 2 * parameter_count(model))
     math_ = MATH.get(variant)
     chat = bool(getattr(tokenizer, "chat_template", None))
     group, per_step = config.group_size, config.prompts_per_step
     updates_per_step = GRPOTrainer.updates_per_step(config, per_step)
+    flops_per_token = 2 * parameter_count(model)  # a token through one forward pass (harness.budget)
     # The sampling policy's log-probs cost TRL a forward when the policy does not move within a step: only when read.
     reads_likelihood = missing_input(variant, config, ("lengths", "truncated", "answered", "texts", "aux", "step",
                                                        "max_length")) == "likelihood"
@@ -232,9 +233,10 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             # TRL's no-grad forwards over the generation batch: the old policy's (when the policy moves within a
             # step) and the reference's (kl_beta > 0).
             forward = int(prompt_mask.sum() + completion_mask.sum())
+            passes = ("old_per_token_logps" in out) + ("ref_per_token_logps" in out)
             self.charge(rollouts=rows, tokens=int(completion_mask.sum()), prompt_tokens=int(prompt_mask.sum()),
-                        prompts=rows // group,
-                        update_tokens=forward * (("old_per_token_logps" in out) + ("ref_per_token_logps" in out)))
+                        prompts=rows // group, generation_flops=flops_per_token * forward,
+                        update_tokens=forward * passes, update_flops=flops_per_token * forward * passes)
             batch, keep, advantages, self.probes = math_.shape(self._variant_batch(out), config)
             if not torch.isfinite(batch.rewards).all():
                 raise TrainingError(f"non-finite reward at step {self.rollout_steps}")
@@ -290,7 +292,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             with torch.no_grad():
                 logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attention,
                                                                       out["completion_ids"].size(1))
-            self.charge(update_tokens=int(attention.sum()))
+            self.charge(update_tokens=int(attention.sum()), update_flops=flops_per_token * int(attention.sum()))
             return logps
 
         def _compute_loss(self, model, inputs):
@@ -309,7 +311,8 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             if not torch.isfinite(loss):
                 raise TrainingError(f"non-finite loss at step {self.rollout_steps}")
             # A forward and a backward over every token of the minibatch, prompts included, as the built-in counts.
-            self.charge(update_tokens=2 * int(inputs["charged_tokens"].sum()))
+            tokens = int(inputs["charged_tokens"].sum())
+            self.charge(update_tokens=2 * tokens, update_flops=3 * flops_per_token * tokens)
             for name, value in probes.items():
                 self.probes[name] = self.probes.get(name, 0.0) + value
             ratio = torch.exp(algos.log_ratio(logp.detach(), old))
@@ -334,6 +337,8 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             cost = GRPOTrainer.round_cost(config, max_new_tokens, per_step)
             spent = self.ledger.minus(self.last_step)
             cost.prompt_tokens, cost.update_tokens = spent.prompt_tokens, spent.update_tokens
+            cost.update_flops = spent.update_flops
+            cost.generation_flops = flops_per_token * (cost.tokens + cost.prompt_tokens)
             self.last_step = dataclasses.replace(self.ledger)
             self.stopped_by = budget.allows(self.ledger, cost)
             if self.accelerator.is_main_process:
@@ -347,7 +352,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
         def restore(self, saved: dict) -> None:
             """Continue from a checkpoint's state: the ledger, and the train log cut back to its steps (the steps
             after it are trained again, so none is logged twice)."""
-            self.ledger, self.last_step = Ledger(**saved["ledger"]), Ledger(**saved["last_step"])
+            self.ledger, self.last_step = Ledger.from_dict(saved["ledger"]), Ledger.from_dict(saved["last_step"])
             self.rollout_steps, self.stopped_by = saved["rollout_steps"], saved["stopped_by"]
             self.started = time.monotonic() - self.ledger.wall_s
             log = run_dir / TRAIN_LOG

@@ -8,7 +8,8 @@ itself only when `checkpoint.save_contents` has `hf_model`, which the generated 
 
 verl reports no training-side token counts, so a verl row's update_tokens are estimated from its mean prompt and
 response lengths and its schedule: a forward and a backward over every sample each PPO epoch, plus the forward of
-the old policy's log-probs and, with a KL loss, the reference's (`update_passes`).
+the old policy's log-probs and, with a KL loss, the reference's (`update_passes`); its FLOPs follow from those
+counts and the model's parameter count (harness.budget's model).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from harness.budget import Budget, Ledger
+from harness.budget import Budget, Ledger, parameter_count
 
 PROBE_PREFIX = "harness/"
 
@@ -76,6 +77,9 @@ def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path |
         return None
     steps, model = found
     rows = config.prompts_per_step * config.group_size
+    per_token = 2 * model_parameters(model)  # FLOPs of a token through one forward pass
+    passes = update_passes(config)
+    backward = config.ppo_epochs  # of the passes, those with a backward (6N rather than 2N)
     ledger = Ledger()
     train_dir.mkdir(parents=True, exist_ok=True)
     (train_dir / TRAIN_LOG).unlink(missing_ok=True)
@@ -84,7 +88,9 @@ def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path |
         prompt = metrics.get("prompt_length/mean", 0) * rows
         ledger.add(Ledger(steps=GRPOTrainer.updates_per_step(config, config.prompts_per_step),
                           prompts=config.prompts_per_step, rollouts=rows, tokens=round(response),
-                          prompt_tokens=round(prompt), update_tokens=round((prompt + response) * update_passes(config)),
+                          prompt_tokens=round(prompt), update_tokens=round((prompt + response) * passes),
+                          generation_flops=round(per_token * (prompt + response)),
+                          update_flops=round(per_token * (prompt + response) * (passes + backward)),
                           wall_s=metrics.get("timing_s/step", 0.0)))
         append_train_log(train_dir, step_record(metrics, ledger))
     write_ledger(train_dir, budget, ledger, "trainer.total_training_steps (verl: the budget's rollout steps)", steps)
@@ -95,3 +101,13 @@ def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path |
                 if item.is_file():
                     shutil.copy2(item, Path(scratch) / item.name)
     return final
+
+
+def model_parameters(model_dir: Path) -> int:
+    """The parameter count of the FLOPs model for a Hugging Face model directory, built on the meta device (no
+    weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return parameter_count(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)))

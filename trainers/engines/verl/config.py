@@ -69,7 +69,8 @@ def rollout_steps(config, budget: Budget, max_new_tokens: int) -> int:
     steps = GRPOTrainer.most_steps_paid(config, max_new_tokens, budget)
     if steps is None:
         raise ValueError("the verl engine needs a budget of steps, prompts, rollouts or tokens: it fixes the number "
-                         "of rollout steps before launching (update_tokens, prompt_tokens and wall_s alone cannot)")
+                         "of rollout steps before launching (update_tokens, prompt_tokens, flops and wall_s alone cannot), "
+                         "e.g. --budget rollouts=5120")
     if steps < 1:
         raise ValueError(f"the budget {budget.to_dict()} cannot pay for one verl rollout step")
     return steps
