@@ -162,7 +162,7 @@ def compare_name(config: CompareConfig) -> str:
 
 def run_compare(config: CompareConfig, progress: bool = True, command: str | None = None) -> Path:
     """Run every row and render the leaderboard; returns the leaderboard's path."""
-    from harness.leaderboard import render_leaderboard
+    from harness.leaderboard import render_leaderboard, seed_plan_of_rows, seed_plan_text
 
     started = time.monotonic()
     configs = variant_configs(config)
@@ -248,6 +248,7 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     leaderboard = Path(config.leaderboard_dir) / f"{name}.md"
     render_leaderboard(row_dirs, leaderboard, title=f"Leaderboard: {name}", baseline=baseline)
     if progress:
+        print(seed_plan_text(seed_plan_of_rows(row_dirs)), flush=True)
         print(f"done in {time.monotonic() - started:.0f} s; leaderboard: {leaderboard}", flush=True)
     return leaderboard
 

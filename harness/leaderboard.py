@@ -271,6 +271,12 @@ class SeedPlan:
 PLANNED_EFFECTS = (1.0, 2.0, 3.0)  # points of pass@1
 
 
+def seed_plan_of_rows(row_dirs, task: str | None = None) -> SeedPlan:
+    """`seed_plan` from stored rows alone (what the page's "Seeds needed" section says)."""
+    rows = load_rows(row_dirs)
+    return seed_plan(_label_lines(rows, task or next(iter(rows[0].metrics["tasks"]))))
+
+
 def seed_plan(lines: list[LabelLine]) -> SeedPlan:
     trained = [line.run_scores for line in lines if line.trained and len(line.rows) >= 2]
     sd, df = stats.pooled_seed_sd(trained)

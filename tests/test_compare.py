@@ -42,6 +42,51 @@ def test_compare_trains_each_variant_within_budget_and_renders_a_leaderboard(unt
     assert "| dgpo |" in (tmp_path / "again.md").read_text()
 
 
+def test_an_aa_pair_trains_the_same_variant_under_two_labels_with_disjoint_seeds(untrained_model_dir, tmp_path,
+                                                                                   capsys):
+    assert run(untrained_model_dir, tmp_path, "--variants", "grpo,grpo@aa", "--seeds", "0,1") == 0
+    rows = tmp_path / "runs"
+    assert sorted(p.name for p in rows.iterdir() if p.is_dir()) == [
+        "grpo-seed0", "grpo-seed1", "grpo@aa-seed2", "grpo@aa-seed3", "warm-start"]
+    info = json.loads((rows / "grpo@aa-seed2" / "row.json").read_text())
+    assert info["label"] == "grpo@aa" and info["variant"] == "grpo" and info["seed"] == 2
+    assert json.loads((rows / "grpo@aa-seed2" / "train" / "card.json").read_text())["variant"] == "grpo"
+    # Seed-major: every label's first seed before any label's second.
+    protocol = json.loads((rows / "protocol.json").read_text())
+    assert list(protocol["variants"]) == ["grpo", "grpo@aa"]
+    board = (tmp_path / "boards" / "tiny.md").read_text()
+    assert "| grpo@aa |" in board and "training runs (2 seeds v 2 seeds)" in board
+    assert "## Seeds needed" in board and "## Every training run" in board
+    assert "| grpo@aa | 3 |" in board  # the runs table, one line per run
+    assert "Seed-to-seed SD" in capsys.readouterr().out  # compare prints the seed plan too
+
+
+def test_variant_labels_and_their_seeds():
+    from harness.compare import label_seeds, parse_variant_labels
+
+    assert parse_variant_labels("grpo, dgpo ,grpo@aa") == ["grpo", "dgpo", "grpo@aa"]
+    everything = parse_variant_labels("all,grpo@aa")
+    assert everything[0] == "grpo" and everything[-1] == "grpo@aa" and len(everything) >= 18
+    labels = ("grpo", "grpo@aa", "grpo@bb", "dgpo@x")
+    assert label_seeds("grpo", labels, (0, 1, 2)) == (0, 1, 2)
+    assert label_seeds("grpo@aa", labels, (0, 1, 2)) == (3, 4, 5)
+    assert label_seeds("grpo@bb", labels, (0, 1, 2)) == (6, 7, 8)
+    assert label_seeds("dgpo@x", labels, (4, 7)) == (12, 15)
+
+
+@pytest.mark.parametrize("variants, message", [
+    ("grpo,grpo", "names grpo twice"),
+    ("grpo,grpo@", "a label is VARIANT or VARIANT@TAG"),
+    ("grpo,grpo@a/b", "a label is VARIANT or VARIANT@TAG"),
+    ("grpo,ppo@aa", "unknown variant 'ppo'"),
+])
+def test_bad_variant_labels_are_one_line(untrained_model_dir, tmp_path, capsys, variants, message):
+    code = main(["compare", "--model", str(untrained_model_dir), "--out", str(tmp_path / "runs"), "--quiet",
+                 "--variants", variants])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
 def test_every_registered_variant_trains_within_one_budget_and_leaves_a_checkpoint(untrained_model_dir, tmp_path):
     from trainers.builtin.base import VARIANTS

@@ -309,3 +309,70 @@ def test_many_variants_get_distinct_colours_and_a_readable_render(tmp_path):
     markdown = render_leaderboard(dirs, tmp_path / "all.md").read_text()
     assert len(table(markdown)) == 17
     assert all((tmp_path / f"all-{kind}.png").is_file() for kind in ("passk", "training", "delta"))
+
+
+def test_several_seeds_are_tested_as_training_runs_with_per_seed_numbers_and_a_seed_plan(tmp_path):
+    rng = np.random.default_rng(8)
+    base = rng.integers(0, 9, size=60)
+    dirs = [write_row(tmp_path, "ws", "warm start", list(base), variant=None, seed=None, train=False)]
+    for label, shift in (("grpo", 0), ("dgpo", 1)):
+        for seed in range(3):
+            counts = np.clip(base + shift + rng.integers(-1, 2, size=60) + (seed - 1), 0, 8)
+            dirs.append(write_row(tmp_path, f"{label}{seed}", label, list(counts), seed=seed))
+    markdown = render_leaderboard(dirs, tmp_path / "lb.md", baseline="grpo").read_text()
+    rows = table(markdown)
+    lines = {label: [load_rows([d])[0] for d in dirs if d.name.startswith(label)] for label in ("grpo", "dgpo")}
+    scores = {label: np.array([_counts(row.path) / 8 for row in rs]) for label, rs in lines.items()}
+    expected = stats.seed_aware_test(scores["dgpo"], scores["grpo"])
+    delta = rows["dgpo"][column(rows, "Δ pass@1 vs grpo")]
+    assert delta == (f"{100 * expected.difference:+.1f} [{100 * expected.ci_low:+.1f}, "
+                     f"{100 * expected.ci_high:+.1f}]")
+    assert rows["dgpo"]["tested as"] == "training runs (3 seeds v 3 seeds)"
+    assert rows["dgpo"]["p"] == f"{expected.p_value:.3f}" or rows["dgpo"]["p"] == f"{expected.p_value:.1e}"
+    # The warm start is a fixed model: tested as a constant against grpo's three runs.
+    assert rows["warm start"]["tested as"] == "training runs (fixed v 3 seeds)"
+    per_seed = scores["grpo"].mean(axis=1)
+    assert rows["grpo"]["pass@1 per seed % (SD)"] == (" / ".join(f"{100 * s:.1f}" for s in per_seed)
+                                                       + f" ({100 * per_seed.std(ddof=1):.1f})")
+    assert rows["warm start"]["pass@1 per seed % (SD)"] == "-"
+    assert "Every comparison is between training runs" in markdown
+    plan = markdown.split("## Seeds needed")[1].split("##")[0]
+    sd, df = stats.pooled_seed_sd([scores["grpo"].mean(axis=1), scores["dgpo"].mean(axis=1)])
+    assert f"{100 * sd:.2f} points ({df} degrees of freedom)" in plan
+    assert f"Δ = 2 points: {stats.seeds_for_power(sd, 0.02)} seeds" in plan
+    runs = table(markdown, "| variant | seed")
+    assert set(runs) == {("warm start", "-"), *((label, str(s)) for label in ("grpo", "dgpo") for s in range(3))}
+    assert runs[("dgpo", "2")]["pass@1 %"] == f"{100 * scores['dgpo'][2].mean():.1f}"
+
+
+def test_one_seed_per_variant_says_it_compares_checkpoints(tmp_path):
+    rng = np.random.default_rng(9)
+    dirs = [write_row(tmp_path, "a", "grpo", list(rng.integers(0, 9, size=30))),
+            write_row(tmp_path, "b", "dgpo", list(rng.integers(0, 9, size=30)))]
+    markdown = render_leaderboard(dirs, tmp_path / "lb.md").read_text()
+    assert "this page compares checkpoints, not algorithms" in markdown
+    assert table(markdown)["dgpo"]["tested as"] == "checkpoints (per problem)"
+    assert "Seed planning needs a variant with two or more seeds" in markdown
+
+
+def test_a_one_seed_variant_beside_multi_seed_ones_is_named_as_a_checkpoint_comparison(tmp_path):
+    rng = np.random.default_rng(10)
+    dirs = [write_row(tmp_path, f"g{s}", "grpo", list(rng.integers(0, 9, size=30)), seed=s) for s in range(2)]
+    dirs.append(write_row(tmp_path, "d0", "dgpo", list(rng.integers(0, 9, size=30))))
+    markdown = render_leaderboard(dirs, tmp_path / "lb.md").read_text()
+    assert "Tested as checkpoints, not training runs (a side with one seed has no measured seed variance): dgpo" \
+        in markdown
+
+
+def test_compute_cells_show_flops_generation_update_and_diagnostics_apart(tmp_path):
+    row = write_row(tmp_path, "g0", "grpo", [3, 4, 5])
+    ledger = json.loads((row / "train/ledger.json").read_text())
+    ledger["limits"]["flops"] = 3e12
+    ledger["consumed"].update(generation_flops=5e11, update_flops=1.94e12, diagnostic_flops=4.9e11)
+    ledger["stopped_by"] = "flops"
+    _dump(row / "train/ledger.json", ledger)
+    markdown = render_leaderboard([row], tmp_path / "lb.md").read_text()
+    rows = table(markdown)
+    assert rows["grpo"][column(rows, "compute")] == "2.44e12 = 5e11 + 1.94e12 (flops)"
+    assert rows["grpo"][column(rows, "diagnostics")] == "4.9e11"
+    assert "flops ≤ 3e12" in markdown and "the limit that stopped them: flops (1 of 1 runs)" in markdown
