@@ -219,10 +219,12 @@ def run_list_command(args) -> int:
 def add_leaderboard_parser(commands) -> None:
     p = commands.add_parser("leaderboard", help="render a markdown leaderboard and plots from stored runs",
                             description="Rank stored runs (one row per variant, seeds merged) by pass@1 with 95%% "
-                                        "bootstrap CIs, paired tests against a baseline with Holm-adjusted "
-                                        "p-values, rank bands, diversity, length and the budget each consumed; "
-                                        "write FILE.md and FILE-passk.png / FILE-training.png next to it. "
-                                        "Nothing is generated or re-graded.")
+                                        "bootstrap CIs and each training run's own pass@1, tests against a baseline "
+                                        "(of training runs, seed variance included, when every trained side has 2+ "
+                                        "seeds; of checkpoints otherwise) with Holm-adjusted p-values, rank bands, "
+                                        "the seeds needed to detect 1-3 points, diversity, length and the compute "
+                                        "each consumed; write FILE.md and FILE-passk.png / FILE-training.png next "
+                                        "to it. Nothing is generated or re-graded.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIRS",
                    help="row directories (row.json + eval/ [+ train/]) or folders holding them")
     p.add_argument("--out", required=True, help="markdown file to write, e.g. leaderboards/NAME.md")

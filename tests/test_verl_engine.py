@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from transformers import AutoModelForCausalLM
 
-from harness.budget import Budget
+from harness.budget import Budget, parameter_count
 from harness.cli import main
 from trainers.builtin.base import VARIANTS, apply_overrides
 from trainers.engines.verl.checkpoints import read_back
@@ -132,6 +133,11 @@ def test_a_finished_verl_run_reads_back_as_a_row(untrained_model_dir, tmp_path):
                                                                                                    1536]
     # Estimated: forward + backward in its one epoch and the old policy's forward, over prompts and responses.
     assert consumed["update_tokens"] == (2560 + 1536) * 3
+    # Its FLOPs from those counts and the model's parameter count N: 2N a generated or prompt token, 2N + 6N a
+    # token of the update (the old policy's forward, then forward and backward).
+    n = parameter_count(AutoModelForCausalLM.from_pretrained(untrained_model_dir))
+    assert consumed["generation_flops"] == 2 * n * (2560 + 1536)
+    assert consumed["update_flops"] == 8 * n * (2560 + 1536)
     log = [json.loads(line) for line in (train / "train_log.jsonl").read_text().splitlines()]
     assert [r["accuracy"] for r in log] == [0.25, 0.5] and log[1]["probes"]["clipped"] == 0.02
     # A relaunch (resumed after its step 1) logs to a file of its own; the latest record of a step counts.
