@@ -203,3 +203,18 @@ def test_every_variant_documents_its_config_and_hooks():
         docs = field_docs(trainer.Config)
         assert {f.name for f in dataclasses.fields(trainer.Config)} <= set(docs), name  # every field is read
         assert docs["lr"].startswith("AdamW peak learning rate")
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_flops_parameter_count_leaves_out_the_embedding_lookup(tied):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from harness.budget import parameter_count
+
+    config = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=tied)
+    model = LlamaForCausalLM(config)
+    total = sum(p.numel() for p in model.parameters())  # a tied matrix is one parameter
+    # Untied, the input table is a lookup and only the output layer's product counts; tied, the one matrix
+    # is counted once, as the output layer.
+    assert parameter_count(model) == (total if tied else total - 50 * 16)
