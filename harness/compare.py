@@ -247,8 +247,8 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         raise PendingEngineRuns(waiting)
     leaderboard = Path(config.leaderboard_dir) / f"{name}.md"
     render_leaderboard(row_dirs, leaderboard, title=f"Leaderboard: {name}", baseline=baseline)
+    print(seed_plan_text(seed_plan_of_rows(row_dirs)), flush=True)  # a result, not progress: --quiet too
     if progress:
-        print(seed_plan_text(seed_plan_of_rows(row_dirs)), flush=True)
         print(f"done in {time.monotonic() - started:.0f} s; leaderboard: {leaderboard}", flush=True)
     return leaderboard
 
