@@ -183,15 +183,19 @@ def seed_aware_test(scores_a: np.ndarray, scores_b: np.ndarray, fixed_b: bool = 
 
     The unit is the training run. Each run's score S_s is its mean over problems, and
       Δ = mean_s S_A,s - mean_s S_B,s,
-      Var(Δ) = sd_A^2 / m_A + sd_B^2 / m_B + Var_j(d_j) / P,
-    where sd is the seed-to-seed SD of the run scores (it holds training-seed variance and each run's own
-    evaluation noise) and d_j the per-problem difference of the seed-averaged scores (the paired problem term:
-    how much Δ would move on another draw of P problems; it counts the evaluation noise a second time, which
-    errs on the side of a wider interval). Δ / SE is referred to Student's t with Welch-Satterthwaite degrees
-    of freedom (the problem term's are P - 1), for both the p-value and the interval Δ -/+ t * SE, so the two
-    always agree. With 3 seeds a side the t quantile is ~2.8, not 1.96: few seeds buy a wide interval.
-    perf/seed_test_power.py shows by simulation that the test's type-I error stays at or below alpha with 3,
-    5 and 10 seeds (an A/A pair is not called different more often than alpha), and its power.
+      Var(Δ) = sd_A^2 / m_A + sd_B^2 / m_B + V_g / P,
+    where sd is the seed-to-seed SD of the run scores (training-seed variance, with each run's own evaluation
+    noise in it) and V_g the variance over problems of the variant x problem interaction: how much Δ would move
+    on another draw of P problems. V_g is the variance of the per-problem differences d_j of the seed-averaged
+    scores less what the seeds put into it, the per-problem spread across a variant's runs that is not shared by
+    all its problems (sigma_e^2 = (mean_j var_s x_sj - sd^2) P / (P - 1), divided by the seed count), and is
+    floored at 0. (Adding the whole variance of d_j instead counts each run's evaluation noise twice: the test
+    then holds only ~3% of A/A pairs significant at alpha 0.05 and loses power.) Δ / SE is referred to Student's t
+    with Welch-Satterthwaite degrees of freedom (the problem term's are P - 1), for both the p-value and the
+    interval Δ -/+ t * SE, so the two always agree. With 3 seeds a side the t quantile is ~2.8, not 1.96: few
+    seeds buy a wide interval. perf/seed_test_power.py shows by simulation that the test's type-I error stays
+    at or below alpha with 3, 5 and 10 seeds (an A/A pair is not called different more often than alpha), and
+    its power.
 
     `fixed_b`: B is one fixed model, not a training run (the warm start): it has no seed variance, and A is
     tested against it as against a constant. Otherwise each side needs at least two seeds: with one, the seed
@@ -210,14 +214,16 @@ def seed_aware_test(scores_a: np.ndarray, scores_b: np.ndarray, fixed_b: bool = 
 
     run_a, run_b = a.mean(axis=1), b.mean(axis=1)
     difference = float(run_a.mean() - run_b.mean())
+    sides = [a] if fixed_b else [a, b]
     # (variance of the side's mean, its degrees of freedom) for each term of Var(Δ)
-    terms = [(run_a.var(ddof=1) / run_a.size, run_a.size - 1)]
-    if not fixed_b:
-        terms.append((run_b.var(ddof=1) / run_b.size, run_b.size - 1))
+    terms = [(side.mean(axis=1).var(ddof=1) / side.shape[0], side.shape[0] - 1) for side in sides]
     seed_variance = sum(v for v, _ in terms)
-    per_problem = a.mean(axis=0) - b.mean(axis=0)
-    if per_problem.size > 1:
-        terms.append((per_problem.var(ddof=1) / per_problem.size, per_problem.size - 1))
+    problems = a.shape[1]
+    if problems > 1:
+        # A fixed B's evaluation noise has no seeds to be measured by: it stays in, as part of the problem term.
+        per_run = sum(_per_problem_noise(side) / side.shape[0] for side in sides)
+        interaction = max(0.0, float((a.mean(axis=0) - b.mean(axis=0)).var(ddof=1)) - per_run)
+        terms.append((interaction / problems, problems - 1))
     variance = sum(v for v, _ in terms)
     if variance <= 0:  # identical runs everywhere: no spread to test against
         p, half, df = (1.0 if difference == 0 else 0.0), 0.0, float("inf")
@@ -227,6 +233,16 @@ def seed_aware_test(scores_a: np.ndarray, scores_b: np.ndarray, fixed_b: bool = 
         half = float(scipy_stats.t.ppf(0.5 + level / 2, df) * math.sqrt(variance))
     return SeedAwareResult(difference, difference - half, difference + half, p, math.sqrt(variance),
                            math.sqrt(seed_variance), float(df), a.shape[0], 0 if fixed_b else b.shape[0])
+
+
+def _per_problem_noise(runs: np.ndarray) -> float:
+    """sigma_e^2 of `seed_aware_test`: the variance of one run's per-problem score about its problem's mean and its
+    run's shift, the spread across runs that is not common to every problem (evaluation noise and per-problem
+    luck), from [seeds, problems] scores."""
+    problems = runs.shape[1]
+    within = float(runs.var(axis=0, ddof=1).mean())  # seed shift and per-problem spread
+    shift = float(runs.mean(axis=1).var(ddof=1))  # seed shift and 1/P of the per-problem spread
+    return max(0.0, (within - shift) * problems / (problems - 1))
 
 
 def seeds_for_power(seed_sd: float, effect: float, alpha: float = 0.05, power: float = MDE_POWER,

@@ -28,7 +28,9 @@ def test_the_difference_its_interval_and_p_follow_welch_with_the_problem_term():
     assert r.difference == pytest.approx(run_a.mean() - run_b.mean())
     seed_terms = [run_a.var(ddof=1) / 3, run_b.var(ddof=1) / 4]
     d = a.mean(axis=0) - b.mean(axis=0)
-    problem_term = d.var(ddof=1) / d.size
+    # the per-problem spread across runs not shared by all problems, which the seed terms already hold
+    noise = [(x.var(axis=0, ddof=1).mean() - x.mean(axis=1).var(ddof=1)) * d.size / (d.size - 1) for x in (a, b)]
+    problem_term = max(0.0, d.var(ddof=1) - noise[0] / 3 - noise[1] / 4) / d.size
     variance = sum(seed_terms) + problem_term
     df = variance**2 / (seed_terms[0] ** 2 / 2 + seed_terms[1] ** 2 / 3 + problem_term**2 / (d.size - 1))
     assert r.standard_error == pytest.approx(math.sqrt(variance))
@@ -53,8 +55,11 @@ def test_a_fixed_baseline_has_no_seed_variance():
     a, fixed = runs(rng, 3), runs(rng, 1)
     r = stats.seed_aware_test(a, fixed, fixed_b=True)
     d = a.mean(axis=0) - fixed[0]
-    assert r.seed_standard_error == pytest.approx(math.sqrt(a.mean(axis=1).var(ddof=1) / 3))
-    assert r.standard_error == pytest.approx(math.sqrt(a.mean(axis=1).var(ddof=1) / 3 + d.var(ddof=1) / d.size))
+    seed_term = a.mean(axis=1).var(ddof=1) / 3
+    noise = (a.var(axis=0, ddof=1).mean() - a.mean(axis=1).var(ddof=1)) * d.size / (d.size - 1)
+    assert r.seed_standard_error == pytest.approx(math.sqrt(seed_term))
+    # the fixed model's own evaluation noise has no seeds to measure it: it stays in the problem term
+    assert r.standard_error == pytest.approx(math.sqrt(seed_term + max(0, d.var(ddof=1) - noise / 3) / d.size))
     assert r.seeds_b == 0
 
 
