@@ -206,9 +206,12 @@ def test_a_trainer_with_the_grouped_forward_trains_as_grpo(untrained_model_dir, 
         runs[cls] = trainer
     standard, grouped = (runs[cls] for cls in (GRPOTrainer, PrefixGroupedGRPO))
     # The same compute but the forwards: Prefix Grouper encodes each group's prompt once.
-    same = {"wall_s": 0, "update_tokens": 0}
+    same = dict.fromkeys(("wall_s", "update_tokens", "update_flops", "flops", "diagnostic_tokens",
+                          "diagnostic_flops"), 0)
     assert {**grouped.ledger.to_dict(), **same} == {**standard.ledger.to_dict(), **same}
     assert grouped.ledger.update_tokens < standard.ledger.update_tokens
+    assert grouped.ledger.update_flops < standard.ledger.update_flops
+    assert grouped.ledger.generation_flops == standard.ledger.generation_flops  # generation reads every prompt
     assert grouped.step == 2
     logs = [[json.loads(line) for line in (tmp_path / name / TRAIN_LOG).read_text().splitlines()]
             for name in ("GRPOTrainer", "PrefixGroupedGRPO")]
