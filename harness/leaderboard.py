@@ -323,7 +323,8 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
               "updates: optimizer steps / token passes", "diagnostics FLOPs (not charged)",
               "mechanism (mean per step)", f"Δ pass@1 vs {baseline} (pts) [95% CI]", "tested as", "p", "p (Holm)"]
     table = []
-    for i in np.argsort([-line.pass_at_k[1][0] for line in lines], kind="stable"):
+    ranked = np.argsort([-line.pass_at_k[1][0] for line in lines], kind="stable")
+    for i in ranked:
         line = lines[i]
         mean, low, high = line.pass_at_k[1]
         if line is base:
@@ -365,7 +366,7 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
         text += [level_line, ""]
     text += [markdown_table(header, table), "", "## How to read this", "",
              _how_to_read(baseline, k_max, temperature), "", "## Seeds needed", "", seed_plan_text(seed_plan(lines)), "",
-             "## Every training run", "", _runs_table(lines, task, k_max), "", "## Plots", ""]
+             "## Every training run", "", _runs_table([lines[i] for i in ranked], task, k_max), "", "## Plots", ""]
     if tests:
         text += [f"![difference from {baseline} per variant]({delta_png.name})", ""]
     text += [f"![pass@k per variant]({passk_png.name})", "",
@@ -394,7 +395,7 @@ def _per_seed_cell(line: LabelLine) -> str:
 
 
 def _runs_table(lines: list[LabelLine], task: str, k_max: int) -> str:
-    """One line per training run (and the fixed models), in the main table's label order, seeds ascending."""
+    """One line per training run (and the fixed models), label by label in the order given, seeds ascending."""
     header = ["variant", "seed", "pass@1 %", f"pass@{k_max} %", f"maj@{k_max} %", "mean tokens", "rollout steps",
               "compute FLOPs (stopped by)"]
     body = []
