@@ -92,7 +92,7 @@ def run_eval_command(args) -> int:
 def add_compare_parser(commands) -> None:
     from harness.compare import DEFAULT_BUDGET, DEFAULT_K, DEFAULT_N, PROTOCOLS
 
-    budget = ",".join(f"{k}={v}" for k, v in DEFAULT_BUDGET.to_dict().items() if v is not None)
+    budget = f"flops={DEFAULT_BUDGET.flops:.3g} on the sandbox, the same FLOPs per parameter for another model"
     p = commands.add_parser("compare", help="train variants under one budget, evaluate them, write a leaderboard",
                             description="Train each variant x seed from the same starting model on the same "
                                         "prompts under the same budget, evaluate each with n samples per problem, "
@@ -106,7 +106,7 @@ def add_compare_parser(commands) -> None:
     p.add_argument("--model", default="sandbox", help="starting model: alias or local directory")
     p.add_argument("--train-task", default="sandbox-train", help="task whose problems are trained on")
     p.add_argument("--eval-tasks", type=_name_list, default=("sandbox",), help="comma-separated eval tasks")
-    p.add_argument("--budget", default=budget,
+    p.add_argument("--budget",
                    help="limits, first hit stops: flops (training compute: generation and updates), steps "
                         "(optimizer updates), prompts, rollouts, tokens (generated), prompt_tokens, update_tokens "
                         f"(training-side token passes), wall_s (default {budget})")
@@ -152,7 +152,8 @@ def run_compare_command(args) -> int:
     rollout_engine = [f"all.rollout_engine={args.rollout_engine}"] if args.rollout_engine else []
     config = CompareConfig(
         variants=tuple(variants), model=args.model, train_task=args.train_task, baseline=args.baseline,
-        eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget), seeds=args.seeds, n=args.n, k=args.k,
+        eval_tasks=args.eval_tasks, budget=Budget.parse(args.budget) if args.budget else None, seeds=args.seeds,
+        n=args.n, k=args.k,
         limit=args.limit, max_new_tokens=args.max_new_tokens, out=args.out, name=args.name,
         leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set + rollout_engine),
         data_dir=args.data_dir, device=args.device, protocol=args.protocol, eval_backend=args.eval_backend,

@@ -27,14 +27,16 @@ from harness.prompts import TEMPLATES
 from harness.runstore import RunDir, write_json_atomic
 from harness.task import TASKS
 
-# The sandbox comparison's default budget is compute, the one figure every variant spends alike whatever its mix
-# of generation and updates (harness.budget's FLOPs model): what 40 GRPO steps of 16 prompts x 8 samples spend
-# under the shared schedule (seed 0: 2.44e12 FLOPs, 4.9e11 of them generation and 1.95e12 updates, about 6.1e10 a
-# step), plus under half a step, so that GRPO itself takes its 40 steps. Every row stops when its next step could
-# exceed it, so every row ends within one step of the same compute: DAPO's discarded generations, R3's replays
-# and prompt-aug's longer prompts are paid from the same account, and a variant whose steps cost less trains
-# more of them. The older count limits stay available (`--budget rollouts=5120,update_tokens=...`).
+# The default budget is compute, the one figure every variant spends alike whatever its mix of generation and
+# updates (harness.budget's FLOPs model). On the sandbox: what 40 GRPO steps of 16 prompts x 8 samples spend under
+# the shared schedule (seed 0: 2.44e12 FLOPs, 4.9e11 of them generation and 1.95e12 updates, about 6.1e10 a step),
+# plus under half a step, so that GRPO itself takes its 40 steps. Every row stops when its next step could exceed
+# it, so every row ends within one step of the same compute: DAPO's discarded generations, R3's replays and
+# prompt-aug's longer prompts are paid from the same account, and a variant whose steps cost less trains more of
+# them. Another model gets the same compute per parameter (the same token passes), to 3 significant figures: FLOPs
+# grow with the parameter count. The count limits stay available (`--budget rollouts=5120,update_tokens=...`).
 DEFAULT_BUDGET = Budget(flops=2_490_000_000_000)
+SANDBOX_PARAMETERS = 816_768  # the sandbox's N (harness.budget.parameter_count), which DEFAULT_BUDGET is for
 # Evaluation samples per problem: 8 x 240 problems puts a pass@1 difference of ~2.5 points at p < 0.05 for
 # the paired test on this task (ours).
 DEFAULT_N, DEFAULT_K = 8, (1, 2, 4, 8)
@@ -50,7 +52,7 @@ class CompareConfig:
     model: str = "sandbox"
     train_task: str = "sandbox-train"
     eval_tasks: tuple[str, ...] = ("sandbox",)
-    budget: Budget = DEFAULT_BUDGET
+    budget: Budget | None = None  # None: `default_budget` of the starting model
     seeds: tuple[int, ...] = (0,)
     n: int = DEFAULT_N
     k: tuple[int, ...] = DEFAULT_K
@@ -186,10 +188,13 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     from trainers.builtin.base import VARIANTS
 
     for label, variant_config in configs.items():
-        VARIANTS.get(base_variant(label)).check_budget(variant_config, train_task.max_new_tokens, config.budget)
         check_engine(config.engine, base_variant(label), variant_config)
     train_data = train_task.load(config.data_dir)
     model = resolve_model(config.model)  # builds the sandbox warm start once (cached)
+    if config.budget is None:
+        config = dataclasses.replace(config, budget=default_budget(model.path))
+    for label, variant_config in configs.items():
+        VARIANTS.get(base_variant(label)).check_budget(variant_config, train_task.max_new_tokens, config.budget)
 
     name = compare_name(config)
     out = Path(config.out or Path("runs") / "compare" / name)
@@ -251,6 +256,15 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     if progress:
         print(f"done in {time.monotonic() - started:.0f} s; leaderboard: {leaderboard}", flush=True)
     return leaderboard
+
+
+def default_budget(model_dir: Path) -> Budget:
+    """DEFAULT_BUDGET per parameter of the model in `model_dir`: the sandbox's own budget for the sandbox, the same
+    token passes for a larger model (to 3 significant figures)."""
+    from harness.models import parameter_count_of
+
+    flops = DEFAULT_BUDGET.flops * parameter_count_of(model_dir) / SANDBOX_PARAMETERS
+    return Budget(flops=int(float(f"{flops:.3g}")))
 
 
 def _evaluate(config: CompareConfig, model_path: Path, row: Path, progress: bool) -> None:

