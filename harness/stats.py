@@ -3,7 +3,7 @@
 Intervals: `bootstrap_ci`, `two_level_bootstrap_ci`. Comparing two runs on the same problems: `paired_test`
 (sign-flip permutation), `mcnemar_exact` (one binary outcome per problem), `minimum_detectable_effect`.
 Comparing two training algorithms, each run with several seeds: `seed_aware_test`, `seeds_for_power`.
-Several comparisons: `holm_adjust`, `rank_bands`. numpy, scipy's t distributions and the standard library;
+Several comparisons: `holm_adjust`, `rank_bands`, `bands_from_tests`. numpy, scipy's t distributions and the standard library;
 every random quantity takes a seed, so a report regenerates bit for bit.
 """
 
@@ -372,13 +372,6 @@ def mean_with_ci(per_seed: Sequence[np.ndarray]) -> tuple[float, float, float]:
     mean = float(np.mean([np.mean(s) for s in per_seed]))
     low, high = bootstrap_ci(per_seed[0]) if len(per_seed) == 1 else two_level_bootstrap_ci(per_seed)
     return mean, low, high
-
-
-def bands_from_paired_tests(per_problem: Sequence[np.ndarray], summaries: Sequence[tuple[float, float, float]],
-                            alpha: float = 0.05) -> np.ndarray:
-    """Rank bands of several runs from their per-problem scores (same problems, same order) and their
-    (mean, CI low, CI high), each pair compared by `paired_test` (see `bands_from_tests`)."""
-    return bands_from_tests(lambda i, j: paired_test(per_problem[i], per_problem[j]).p_value, summaries, alpha)
 
 
 def bands_from_tests(p_value, summaries: Sequence[tuple[float, float, float]], alpha: float = 0.05) -> np.ndarray:
