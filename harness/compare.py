@@ -304,6 +304,14 @@ def card_config(variant_config, trainer_cls=None) -> dict:
     return fields
 
 
+def mechanism_card(trainer_cls) -> dict:
+    """What the card records of a variant's probes: every one it logs, the primary one and its materiality
+    threshold (the leaderboard's `mechanism` column reads them)."""
+    probe, materiality = trainer_cls.primary()
+    return {"probes": list(dict.fromkeys([probe, *trainer_cls.mechanism, "update_change", "clipped"])),
+            "primary": probe, "materiality": materiality}
+
+
 def train_row(variant: str, variant_config, config: CompareConfig, model, train_task, train_data, seed: int,
               train_dir: Path, progress: bool) -> Path:
     """Train one variant at one seed (resuming if a checkpoint is there); returns its final model directory."""
@@ -316,7 +324,7 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
     template = TEMPLATES.get(variant_config.template or train_task.template)
     card = {"kind": "train", "variant": variant, "seed": seed, "protocol": config.protocol,
             **({"engine": config.engine} if config.engine != "builtin" else {}),
-            "config": card_config(variant_config, VARIANTS.get(variant)), "mechanism": list(VARIANTS.get(variant).mechanism),
+            "config": card_config(variant_config, VARIANTS.get(variant)), "mechanism": mechanism_card(VARIANTS.get(variant)),
             "budget": config.budget.to_dict(),
             "model": {"name": model.name, "weights_sha256": model.weights_sha256},
             "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},

@@ -18,7 +18,9 @@ from harness.card import card_differences, card_hash
 from harness.report import markdown_table, number_or_dash
 from harness.runstore import read_json
 
-TRAINING_PANELS = ("reward_mean", "entropy", "response_length", "kl")
+# The training figure's panels: accuracy beside the diagnostics RL practitioners read first (the clip fraction
+# is a probe, under the step record's "probes").
+TRAINING_PANELS = ("accuracy", "entropy", "clipped", "kl", "length_correct", "length_wrong")
 
 
 @dataclass
@@ -215,21 +217,44 @@ def _budget_cells(rows: list[Row]) -> tuple[str, str, str, str]:
 
 
 def mechanism_summary(rows: list[Row]) -> dict[str, float] | None:
-    """Each declared probe's mean per step over a label's runs (None for untrained rows): what the variant's
-    defining mechanism did, read from the probes every step logged."""
-    names = next((row.train_card.get("mechanism") for row in rows if row.train_card), None)
-    if not names:
+    """Each probe's mean per step over a label's runs (None for untrained rows): what the variant's defining
+    mechanism did, read from the probes every step logged, the primary probe first."""
+    card = next((row.train_card.get("mechanism") for row in rows if row.train_card), None)
+    if not card:
         return None
+    names = card["probes"] if isinstance(card, dict) else card  # a list: cards from before the primary probe
     steps = [record.get("probes") or {} for row in rows for record in row.train_log]
     return {name: float(np.mean([step.get(name, 0.0) for step in steps])) if steps else 0.0 for name in names}
+
+
+def mechanism_verdict(rows: list[Row]) -> str | None:
+    """'inert' (the primary probe is 0), 'weak' (below the variant's materiality threshold), 'acts', or
+    'unmeasured' (no step logged it), from the primary probe's mean per step; None for untrained rows and cards
+    from before the primary probe."""
+    card = next((row.train_card.get("mechanism") for row in rows if row.train_card), None)
+    summary = mechanism_summary(rows)
+    if not isinstance(card, dict) or summary is None:
+        return None
+    if not any(card["primary"] in (record.get("probes") or {}) for row in rows for record in row.train_log):
+        return "unmeasured"  # an engine that does not log it (the probe needs the loss's own gradient)
+    value = summary[card["primary"]]
+    return "inert" if value == 0 else "weak" if value < card["materiality"] else "acts"
 
 
 def _mechanism_cell(rows: list[Row]) -> str:
     summary = mechanism_summary(rows)
     if summary is None:
         return "-"
-    shown = ", ".join(f"{name} {value:.3g}" if value else f"{name} 0 (inert)" for name, value in summary.items())
-    return shown if any(summary.values()) else f"**inert**: {shown}"
+    card = next(row.train_card["mechanism"] for row in rows if row.train_card)
+    if not isinstance(card, dict):
+        shown = ", ".join(f"{name} {value:.3g}" if value else f"{name} 0 (inert)" for name, value in summary.items())
+        return shown if any(summary.values()) else f"**inert**: {shown}"
+    primary = card["primary"]
+    verdict = mechanism_verdict(rows)
+    head = f"{primary} {summary[primary]:.3g} (material from {card['materiality']:g})"
+    head = {"acts": head, "unmeasured": f"{primary} not logged by this engine"}.get(verdict, f"**{verdict}**: {head}")
+    rest = ", ".join(f"{name} {value:.3g}" for name, value in summary.items() if name != primary)
+    return f"{head}; {rest}" if rest else head
 
 
 def _task_mean(rows: list[Row], task: str, *keys: str) -> float:
@@ -366,7 +391,11 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
         text += [level_line, ""]
     text += [markdown_table(header, table), "", "## How to read this", "",
              _how_to_read(baseline, k_max, temperature), "", "## Seeds needed", "", seed_plan_text(seed_plan(lines)), "",
-             "## Every training run", "", _runs_table([lines[i] for i in ranked], task, k_max), "", "## Plots", ""]
+             "## Every training run", "", _runs_table([lines[i] for i in ranked], task, k_max), ""]
+    claims = _claims_section(lines, task)
+    if claims:
+        text += ["## Paper claims on this setup", "", claims, ""]
+    text += ["## Plots", ""]
     if tests:
         text += [f"![difference from {baseline} per variant]({delta_png.name})", ""]
     text += [f"![pass@k per variant]({passk_png.name})", "",
@@ -383,6 +412,28 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
         text += ["## Notes", "", notes.strip(), ""]
     out_md.write_text("\n".join(text), encoding="utf-8")
     return out_md
+
+
+def _claims_section(lines: list[LabelLine], task: str) -> str | None:
+    """Each variant's declared paper claims (harness.claims) with their verdicts on this page's runs; None when no
+    variant on the page declares one. A/A copies (VARIANT@TAG) repeat their variant's claims and are left out."""
+    from harness.claims import claim_verdicts, verdict_line
+    from trainers.builtin.base import VARIANTS
+
+    claims = {line.label: VARIANTS.get(line.label).claims for line in lines
+              if line.label in VARIANTS.names() and line.rows[0].variant == line.label}
+    if not any(claims.values()):
+        return None
+    verdicts = claim_verdicts({line.label: line.rows for line in lines}, claims, task)
+    counts = {kind: sum(v.verdict == kind for v in verdicts)
+              for kind in ("supported", "contradicted", "inconclusive", "untested")}
+    intro = ("Each variant's headline claims (`harness list variants` names them and their sources), tested as "
+             "claims about training runs: the 95% interval of the variant's mean over its seeds minus the "
+             "baseline's, seed-to-seed variance included (`harness.claims`). Supported: the interval lies on the "
+             "claimed side; contradicted: on the other; inconclusive: neither, with the smallest true difference "
+             "these seeds would detect with 80% power. The claims are the papers', made at their scale; a verdict "
+             "here is about this setup only. Tally: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + ".")
+    return "\n".join([intro, "", *(verdict_line(v) for v in verdicts)])
 
 
 def _per_seed_cell(line: LabelLine) -> str:
@@ -657,7 +708,8 @@ def _seed_curves(rows: list[Row], key: str) -> list[tuple[np.ndarray, np.ndarray
     (easy or hard draws), which hides the trend; the window is a tenth of the run."""
     curves = []
     for row in rows:
-        points = [(r["rollouts"], r[key]) for r in row.train_log if r.get(key) is not None and "rollouts" in r]
+        points = [(r["rollouts"], value) for r in row.train_log
+                  if (value := r.get(key, (r.get("probes") or {}).get(key))) is not None and "rollouts" in r]
         if points:
             x, y = (np.array(v, dtype=float) for v in zip(*points, strict=True))
             window = max(1, len(y) // 10)
@@ -667,8 +719,8 @@ def _seed_curves(rows: list[Row], key: str) -> list[tuple[np.ndarray, np.ndarray
 
 def _plot_training(lines: list[LabelLine], path: Path, colors: dict) -> None:
     crowded = len(lines) > CROWDED
-    figure = _new_figure(figsize=(12.5 if crowded else 10, 7), layout="constrained")
-    axes = figure.subplots(2, 2).ravel()
+    figure = _new_figure(figsize=(12.5 if crowded else 10, 10), layout="constrained")
+    axes = figure.subplots(3, 2).ravel()
     for ax, key in zip(axes, TRAINING_PANELS, strict=True):
         drawn = False
         for line in lines:
@@ -693,7 +745,7 @@ def _plot_training(lines: list[LabelLine], path: Path, colors: dict) -> None:
         ax.set_title(f"{key} (moving mean over a tenth of the run)")
         ax.set_xlabel("rollouts consumed")
         ax.grid(alpha=0.3)
-    if crowded:  # one legend for the four panels, beside them, from the panel that drew the most lines
+    if crowded:  # one legend for the panels, beside them, from the panel that drew the most lines
         handles, names = max((ax.get_legend_handles_labels() for ax in axes), key=lambda pair: len(pair[0]))
         if handles:
             figure.legend(handles, names, loc="outside right center", fontsize="x-small")

@@ -43,15 +43,16 @@ def pool():
         yield grading
 
 
-def _train_briefly(variant, sandbox, pool, run_dir):
+def _train_briefly(variant, sandbox, pool, run_dir, overrides=None, steps=STEPS):
     model, task, problems = sandbox
     trainer_cls = VARIANTS.get(variant)
-    config = apply_overrides(trainer_cls.Config(), {**OVERRIDES, **VARIANT_OVERRIDES.get(variant, {})})
+    config = apply_overrides(trainer_cls.Config(), {**OVERRIDES, **VARIANT_OVERRIDES.get(variant, {}),
+                                                    **(overrides or {})})
     policy = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     trainer = trainer_cls(config, model=policy, tokenizer=tokenizer, problems=problems,
                           template=TEMPLATES.get(task.template), answer_format=task.answer_format, grader=task.grader,
-                          max_new_tokens=task.max_new_tokens, budget=Budget(steps=STEPS * config.minibatches),
+                          max_new_tokens=task.max_new_tokens, budget=Budget(steps=steps * config.minibatches),
                           seed=0, run_dir=run_dir, pool=pool, aux_rewards=task.aux_rewards)
     trainer.train()
     return [json.loads(line)["probes"] for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
@@ -61,7 +62,35 @@ def _train_briefly(variant, sandbox, pool, run_dir):
 @pytest.mark.parametrize("variant", VARIANTS.names())
 def test_each_variant_mechanism_acts_on_the_sandbox(variant, sandbox, pool, tmp_path):
     steps = _train_briefly(variant, sandbox, pool, tmp_path)
-    declared = VARIANTS.get(variant).mechanism
-    totals = {name: sum(step.get(name, 0.0) for step in steps) for name in declared}
+    trainer_cls = VARIANTS.get(variant)
+    primary, _ = trainer_cls.primary()
+    totals = {name: sum(step.get(name, 0.0) for step in steps) for name in [primary, *trainer_cls.mechanism]}
     inert = [name for name, total in totals.items() if not total]
     assert not inert, f"{variant}: probes {inert} stayed 0 over {len(steps)} steps ({totals})"
+    if variant == "grpo":  # the reference itself: its update is GRPO's to the last bit
+        assert all(step["update_change"] == 0 for step in steps)
+
+
+# Two steps: the primary probe must read 0 at every one, so a few suffice (the second trains on moved weights).
+OFF_STEPS = 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [name for name in VARIANTS.names()
+                                     if name != "grpo" and VARIANTS.get(name).Config.MECHANISM_OFF is not None])
+def test_primary_probe_reads_zero_with_the_mechanism_switched_off(variant, sandbox, pool, tmp_path):
+    """The variant's `MECHANISM_OFF` settings leave GRPO's update, and its primary probe says so (up to float
+    rounding: a rescaled loss is the same update)."""
+    trainer_cls = VARIANTS.get(variant)
+    primary, _ = trainer_cls.primary()
+    steps = _train_briefly(variant, sandbox, pool, tmp_path, overrides=trainer_cls.Config.MECHANISM_OFF,
+                           steps=OFF_STEPS)
+    assert len(steps) == OFF_STEPS
+    assert all(step[primary] < 1e-6 for step in steps), [step[primary] for step in steps]
+
+
+def test_variants_without_an_off_switch_are_those_that_replace_grpo():
+    """Only an objective or a sampler that replaces GRPO's has no GRPO-equivalent setting; any other variant
+    declares one (a new variant cannot skip it silently)."""
+    assert {name for name in VARIANTS.names() if VARIANTS.get(name).Config.MECHANISM_OFF is None} == {"disco",
+                                                                                                      "mc-grpo"}

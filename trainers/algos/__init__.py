@@ -90,8 +90,9 @@ def clipped_objective(ratio: torch.Tensor, advantages: torch.Tensor, eps_low: fl
 
 
 def clipped_tokens(ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, eps_low: float = 0.2,
-                   eps_high: float = 0.2, dual_clip: float | None = None) -> torch.Tensor:
-    """How many masked tokens each bound of `clipped_objective` cut off the gradient: [low, high, dual].
+                   eps_high: float = 0.2, dual_clip: float | None = None, per_sequence: bool = False) -> torch.Tensor:
+    """How many masked tokens each bound of `clipped_objective` cut off the gradient: [low, high, dual], or with
+    `per_sequence` those counts for each sequence [B, 3] (the sequence-level clip fraction reads them).
 
     The low clip binds where A < 0 and rho < 1 - eps_low, the high clip where A > 0 and rho > 1 + eps_high,
     the dual clip where A < 0 and rho > c (its bound c*A is then above the clipped objective)."""
@@ -100,6 +101,8 @@ def clipped_tokens(ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Te
     low = on & (advantages < 0) & (ratio < 1 - eps_low)
     high = on & (advantages > 0) & (ratio > 1 + eps_high)
     dual = on & (advantages < 0) & (ratio > dual_clip) if dual_clip is not None else torch.zeros_like(on)
+    if per_sequence:
+        return torch.stack([low.sum(dim=-1), high.sum(dim=-1), dual.sum(dim=-1)], dim=-1).float()
     return torch.stack([low.sum(), high.sum(), dual.sum()]).float()
 
 
@@ -110,6 +113,18 @@ def clip_shares(counts: torch.Tensor, tokens: float) -> dict[str, float]:
     shares = {name: count / tokens for name, count in zip(("clip_low", "clip_high", "dual_clip"), counts.tolist(),
                                                           strict=True)}
     return {**shares, "clipped": float(counts.sum()) / tokens}
+
+
+def update_change(weights: torch.Tensor, reference: torch.Tensor) -> float:
+    """How much of an update's per-token weight differs from a reference update's on the same tokens: half the L1
+    distance between the two signed weight vectors (each loss's gradient with respect to the tokens' log-probs),
+    each scaled to unit L1 norm. 0 when the weights are proportional (a loss rescaled by a constant, which AdamW
+    and the gradient clip undo, changes nothing), 1 when they share no weight, e.g. one update is empty."""
+    weights, reference = weights.detach().double(), reference.detach().double()
+    size, reference_size = weights.abs().sum(), reference.abs().sum()
+    if size == 0 or reference_size == 0:
+        return float(size != reference_size)
+    return float(0.5 * (weights / size - reference / reference_size).abs().sum())
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

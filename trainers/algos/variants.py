@@ -175,7 +175,8 @@ def dr_grpo_reward(batch: GroupBatch, cfg):
 
 
 def dr_grpo_advantage(batch: GroupBatch, cfg):
-    advantages = algos.mean_centred_advantages(batch.rewards)
+    advantages = (grpo_advantage(batch, cfg)[0] if cfg.std_normalised
+                  else algos.mean_centred_advantages(batch.rewards))
     return advantages, advantage_change(batch.rewards, advantages, cfg)
 
 
@@ -211,7 +212,8 @@ MATH.register("dapo", VariantMath(reward=dapo_reward, group_filter=non_degenerat
 # ------------------------------------------------------------------------------------- DGPO / MathForge (§7)
 
 def dgpo_advantage(batch: GroupBatch, cfg):
-    advantages = algos.mad_advantages(batch.rewards, cfg.mad_eps)
+    advantages = (algos.mad_advantages(batch.rewards, cfg.mad_eps) if cfg.mad_scaling
+                  else algos.grpo_advantages(batch.rewards, cfg.advantage_eps, cfg.unbiased_std))
     probes = {}
     if cfg.question_weighting:
         accuracy = batch.accuracy.mean(dim=-1)  # p_q from the accuracy component, not a shaped reward
@@ -293,7 +295,8 @@ def a_grae_advantage(batch: GroupBatch, cfg):
         progress = batch_accuracy
     else:
         progress = min(1.0, batch.need("step") / cfg.curriculum_steps)
-    focused = terms.difficulty_focus(advantages, accuracy, progress, cfg.focus_scale, cfg.advantage_eps)
+    focused = (terms.difficulty_focus(advantages, accuracy, progress, cfg.focus_scale, cfg.advantage_eps)
+               if cfg.difficulty_focus else advantages)
     advantages = terms.suppress_correct(focused, batch_accuracy, cfg.suppression_alpha)
     return advantages, advantage_change(batch.rewards, advantages, cfg)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
@@ -45,6 +46,10 @@ class AGRAEConfig(GRPOConfig):
     # Base advantage: GRPO's std-normalised one; False takes Dr. GRPO's mean-centred one (the paper also runs
     # A-GRAE on top of Dr. GRPO; set loss_aggregation to match). The focus terms' eps is advantage_eps.
     std_normalised: bool = True
+    # The difficulty focus on/off (False: the base advantage goes on to the suppression unchanged).
+    difficulty_focus: bool = True
+
+    MECHANISM_OFF: ClassVar[dict[str, object]] = {"difficulty_focus": False, "suppression_alpha": 1e-12}
 
     def __post_init__(self):
         super().__post_init__()
@@ -67,5 +72,9 @@ class AGRAETrainer(GRPOTrainer):
     paper = ("Unveiling Implicit Advantage Symmetry: Why GRPO Struggles with Exploration and Difficulty "
              "Adaptation (arXiv 2602.05548)")
     status = "[code]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("improves GRPO in pass@1", "variants.md §9 (abstract)", "pass@1", "higher"),
+        Claim("improves GRPO in pass@k", "variants.md §9 (abstract)", "pass@max-k", "higher"))
     Config = AGRAEConfig
     mechanism = {"advantage_change": "mean |A - A_GRPO| over the step's samples (GRPO's advantage of the same rewards)"}

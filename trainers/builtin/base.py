@@ -109,6 +109,9 @@ class GRPOConfig:
     # The paper's own update schedule where it differs from the shared one, scaled to prompts_per_step
     # (e.g. 512 prompts a step in minibatches of 128 -> minibatches 4); applied by `--protocol paper`.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 1}
+    # The settings that switch the variant's mechanism off, leaving GRPO's update (its primary probe then reads
+    # 0: tests/test_mechanisms.py); None where no setting does (an objective or sampler that replaces GRPO's).
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {}
 
     def __post_init__(self):
         if self.group_size < 1 or self.prompts_per_step < 1:
@@ -120,6 +123,18 @@ class GRPOConfig:
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         algos.AGGREGATIONS.get(self.loss_aggregation)
+
+
+# GRPO's own mechanism fields (below the line of GRPOConfig); every other field is the shared protocol.
+GRPO_MECHANISM = ("eps_low", "eps_high", "dual_clip", "kl_beta", "loss_aggregation", "unbiased_std", "advantage_eps")
+
+
+def grpo_reference(config: GRPOConfig) -> GRPOConfig:
+    """Plain GRPO under `config`'s shared protocol: what a variant's update is measured against (the
+    `update_change` probe)."""
+    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(GRPOConfig)
+              if f.name not in GRPO_MECHANISM and hasattr(config, f.name)}
+    return GRPOConfig(**shared)
 
 
 def field_docs(config_cls) -> dict[str, str]:
@@ -287,4 +302,5 @@ def _concat_batches(batches: list[RolloutBatch]) -> RolloutBatch:
         pad_cat([b.old_logp for b in batches], 0.0), torch.cat([b.truncated for b in batches]),
         pad_cat([b.candidates for b in batches], 0) if mixed else None,
         pad_cat([b.weights for b in batches], 0.0) if mixed else None,
-        pad_cat([b.mixed for b in batches], False) if mixed else None)
+        pad_cat([b.mixed for b in batches], False) if mixed else None,
+        pad_cat([b.redirected for b in batches], False) if mixed else None)

@@ -53,6 +53,27 @@ def config_changes(trainer_cls) -> dict[str, object]:
             if f.name not in base or base[f.name] != getattr(own, f.name)}
 
 
+def probe_lines(trainer_cls) -> list[str]:
+    """The primary probe with its materiality threshold, then the variant's other probes, each in words."""
+    from trainers.builtin.grpo import UPDATE_CHANGE, GRPOTrainer
+
+    meanings = {"update_change": UPDATE_CHANGE, **GRPOTrainer.mechanism, **trainer_cls.mechanism}
+    primary, materiality = trainer_cls.primary()
+    return [f"  primary probe: {primary} (weak below {materiality:g} a step, inert at 0): {meanings[primary]}",
+            "  other probes:", *(f"    {probe}: {what}" for probe, what in trainer_cls.mechanism.items()
+                                 if probe != primary)]
+
+
+def claim_lines(trainer_cls) -> list[str]:
+    """The paper's headline claims as the leaderboard tests them (harness.claims)."""
+    from harness.claims import MEASURES
+
+    return ["  paper claims (tested on the leaderboard):",
+            *(f"    {c.statement} [{c.section}]: {MEASURES[c.measure].description} {c.direction} than "
+              f"{c.baseline}'s" + (f" (margin {c.margin:g} {MEASURES[c.measure].unit})" if c.margin else "")
+              for c in trainer_cls.claims)]
+
+
 def describe_variants() -> str:
     blocks = []
     for name, trainer_cls in VARIANTS.items():
@@ -63,7 +84,7 @@ def describe_variants() -> str:
                  f"  engines: {engines(name, trainer_cls.Config())}",
                  f"  paper schedule (--protocol paper): {schedule['ppo_epochs']} PPO epoch(s) x "
                  f"{schedule['minibatches']} minibatches",
-                 "  mechanism probes:", *(f"    {probe}: {what}" for probe, what in trainer_cls.mechanism.items())]
+                 *probe_lines(trainer_cls), *claim_lines(trainer_cls)]
         changes = config_changes(trainer_cls) if name != "grpo" else {
             f.name: f.default for f in dataclasses.fields(GRPOConfig)}
         for field_name, value in changes.items():

@@ -11,7 +11,9 @@ MQR (question rewriting) is a data augmentation and lives apart from the trainer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
@@ -19,11 +21,16 @@ from trainers.builtin.grpo import GRPOTrainer
 @dataclass(frozen=True)
 class DGPOConfig(GRPOConfig):
     loss_aggregation: str = "token-mean"
+    # DGAE on/off: False scales by the group std as GRPO does.
+    mad_scaling: bool = True
     # DGAE's epsilon in G*(r-mean)/(sum|r-mean| + eps) (official code).
     mad_eps: float = 1e-4
     # DQW on/off (--enable_dgpo_dqw) and its softmax temperature T (--dgpo_dqw_temp 2.0).
     question_weighting: bool = True
     dqw_temperature: float = 2.0
+
+    MECHANISM_OFF: ClassVar[dict[str, object]] = {"loss_aggregation": "seq-mean-token-mean", "mad_scaling": False,
+                                                  "question_weighting": False}
 
 
 @VARIANTS.register("dgpo")
@@ -31,6 +38,10 @@ class DGPOTrainer(GRPOTrainer):
     name = "dgpo"
     paper = "MathForge: Harder Is Better (arXiv 2601.20614)"
     status = "[code]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("harder is better: the gain is on hard problems", "variants.md §7", "hard pass@1", "higher"),
+        Claim("higher accuracy than GRPO (+2.18 on six benchmarks)", "variants.md §7", "pass@1", "higher"))
     Config = DGPOConfig
     mechanism = {"advantage_change": "mean |A - A_GRPO| over the step's samples (GRPO's advantage of the same rewards)",
                  "weight_spread": "max / min - 1 of the question weights over the step's valid groups"}

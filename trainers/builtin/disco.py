@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
@@ -29,6 +30,8 @@ OBJECTIVES = ("disco", "disco-b")
 
 @dataclass(frozen=True)
 class DisCOConfig(GRPOConfig):
+    # No setting makes the discriminative objective GRPO's clipped surrogate.
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = None
     # The paper's schedule (`--protocol paper`): 128 questions a step in minibatches of 32, kept as a ratio
     # (ours), one PPO epoch. With a single update pi_old = pi_theta throughout, the trust region never binds
     # and L-ratio scores are all 1; the shared schedule also updates several times per batch.
@@ -71,6 +74,10 @@ class DisCOTrainer(GRPOTrainer):
     name = "disco"
     paper = "DisCO, Discriminative Constrained Optimization (arXiv 2505.12366)"
     status = "[code]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("no length growth: responses grow less than under GRPO", "variants.md §13", "length growth", "lower"),
+        Claim("higher accuracy than GRPO", "variants.md §13 (+7% relative)", "pass@1", "higher"))
     Config = DisCOConfig
     mechanism = {
         "discriminated": "share of trained groups with both a correct and a wrong answer (what the "

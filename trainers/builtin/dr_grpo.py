@@ -9,7 +9,9 @@ Responses that hit the length limit without EOS get reward 0; no format bonus; n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
@@ -21,6 +23,11 @@ class DrGRPOConfig(GRPOConfig):
     kl_beta: float = 0.0
     # Truncated responses (no EOS within max_new_tokens) score 0 even if a boxed answer was reached.
     zero_reward_if_truncated: bool = True
+    # Divide advantages by the group std after all (verl's norm_adv_by_std_in_grpo): True undoes deletion 1.
+    std_normalised: bool = False
+
+    MECHANISM_OFF: ClassVar[dict[str, object]] = {"loss_aggregation": "seq-mean-token-mean",
+                                                  "zero_reward_if_truncated": False, "std_normalised": True}
 
 
 @VARIANTS.register("dr-grpo")
@@ -28,5 +35,9 @@ class DrGRPOTrainer(GRPOTrainer):
     name = "dr-grpo"
     paper = "Understanding R1-Zero-Like Training (arXiv 2503.20783)"
     status = "[code+paper]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("wrong answers get shorter than GRPO's (no length bias)", "variants.md §3", "wrong length", "lower"),
+        Claim("accuracy similar to GRPO's", "variants.md §3", "pass@1", "not lower", margin=1.0))
     Config = DrGRPOConfig
     mechanism = {"advantage_change": "mean |A - A_GRPO| over the step's samples (GRPO's advantage of the same rewards)"}

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
 from harness.budget import LIMITS, Budget, Ledger, parameter_count
+from harness.claims import Claim
 from harness.extraction import extract
 from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic
@@ -35,6 +36,7 @@ from trainers.builtin.base import (
     GRPOConfig,
     TrainingError,
     derived_seed,
+    grpo_reference,
     minibatch_groups,
     pass_order,
 )
@@ -42,6 +44,10 @@ from trainers.builtin.prefix_grouper import forward_tokens, prefix_grouped_logpr
 from trainers.builtin.rollout import Mixing, RolloutBatch, sample, token_logprobs
 
 logger = logging.getLogger(__name__)
+
+UPDATE_CHANGE = ("share of the update's per-token weight that differs from plain GRPO's on the same batch (half the "
+                 "L1 distance of the two losses' unit-norm gradients with respect to the tokens' log-probs; 0: the "
+                 "update is GRPO's, up to a constant scale)")
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.jsonl"
@@ -53,12 +59,18 @@ class GRPOTrainer:
     name = "grpo"
     paper = "DeepSeekMath (arXiv 2402.03300) / DeepSeek-R1"
     status = "[code+paper]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (Claim("RL with verifiable rewards raises accuracy over the starting model", "variants.md §2",
+                   "pass@1", "higher", baseline="warm start"),)
     Config = GRPOConfig
     # The statistics that show this variant's defining mechanism acted (probe name -> what it measures). Each
     # is noted once per step with `note()`, logged under the step record's "probes", averaged per step in the
-    # leaderboard's `mechanism` column (a row whose probes are all zero is marked inert) and listed by
-    # `harness list variants`. A variant declares its own; the skeleton logs the clip probes (`clipped`, and
-    # each bound apart: clip_low, clip_high, dual_clip) for every one.
+    # leaderboard's `mechanism` column and listed by `harness list variants`. The skeleton logs, for every
+    # variant, `update_change` (UPDATE_CHANGE) and the clip probes (`clipped`, and each bound apart: clip_low,
+    # clip_high, dual_clip). `primary_probe` names the one that measures the mechanism's effect: 0 when the
+    # update is what GRPO's would be on the same batch, growing with how far it is from it; the page marks a
+    # row inert where it is 0 and weak where it is below `materiality`. The other probes count how often a
+    # formula was applied (secondary: non-zero by construction for some).
     # Whether an engine (vLLM) can generate this variant's rollouts; a variant whose decode loop is its own
     # (N-GRPO's embedding mixing) says False and keeps the built-in sampler under rollout_engine = "vllm".
     engine_rollouts = True
@@ -66,6 +78,16 @@ class GRPOTrainer:
         "clipped": "share of trained response tokens whose gradient a clip bound cut (ratio past 1 - eps_low "
                    "with A < 0, past 1 + eps_high with A > 0, or past the dual clip c)",
     }
+    primary_probe = "update_change"
+    # The primary probe's mean per step below which the page calls the mechanism weak (ours): update_change is a
+    # share of the update's per-token weight, so 0.01 is one part in a hundred.
+    materiality = 0.01
+
+    @classmethod
+    def primary(cls) -> tuple[str, float]:
+        """(primary probe, materiality threshold). GRPO is the reference every update_change is measured against;
+        its own defining act is the clip, material from 1e-3 of the trained tokens (ours)."""
+        return ("clipped", 1e-3) if cls is GRPOTrainer else (cls.primary_probe, cls.materiality)
 
     def __init__(self, config: GRPOConfig, *, model, tokenizer, problems: list[Problem], template,
                  answer_format: str, grader: str, max_new_tokens: int, budget: Budget, seed: int,
@@ -83,6 +105,7 @@ class GRPOTrainer:
         self.chat = bool(getattr(tokenizer, "chat_template", None))
         # FLOPs a token costs through one forward pass (2N; see harness.budget).
         self.flops_per_token = 2 * parameter_count(model)
+        self.grpo_reference = grpo_reference(config)  # plain GRPO under the same protocol (`update_change`)
         self.reference = None
         if config.kl_beta > 0 or config.track_kl:
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
@@ -384,8 +407,12 @@ class GRPOTrainer:
                 old_logp, _ = self.forward(batch)
         self.model.train()
         self._sampler_stats = torch.zeros(3)  # |trainer - sampler| log-prob sum, tokens at the TIS cap, tokens
-        losses, entropies, kls = [], [], []
+        reference_advantages = self.grpo_advantages_of(groups).to(advantages.device)
+        updates = cfg.ppo_epochs * minibatches
+        losses, entropies, kls, old_kls, grad_norms = [], [], [], [], []
         clipped = torch.zeros(3)  # response tokens cut by the low clip, the high clip, the dual clip
+        clipped_sequences = ratio_sum = 0.0
+        ratio_max = 0.0
         for epoch in range(cfg.ppo_epochs):
             for chunk in minibatch_groups(num_groups, minibatches, derived_seed(self.seed, "minibatch", self.step,
                                                                                 epoch)):
@@ -395,28 +422,69 @@ class GRPOTrainer:
                 old = old_logp[rows] if old_logp is not None else logp.detach()
                 kl = algos.k3_kl(logp, ref_logp[rows]) if self.reference is not None else None
                 logp = self.correct_for_sampler(logp, old, sub)  # after the KL: the weight is the policy gradient's
-                loss = self.loss(logp, old, advantages[rows], mask[rows], kl)
+                sub_mask = mask[rows]
+                loss = self.loss(logp, old, advantages[rows], sub_mask, kl)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"non-finite loss at step {self.step}; {self._kept_message()}")
+                self.note("update_change", self.update_change(loss, logp, old, reference_advantages[rows], sub_mask,
+                                                              kl) / updates, add=True)
                 self._set_learning_rate()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)))
                 self.optimizer.step()
                 self.ledger.steps += 1
-                self.observe_minibatch(rows, logp.detach(), old, advantages[rows], mask[rows],
+                self.observe_minibatch(rows, logp.detach(), old, advantages[rows], sub_mask,
                                        None if kl is None else kl.detach())
-                sub_mask = mask[rows]
-                clipped += algos.clipped_tokens(torch.exp(algos.log_ratio(logp.detach(), old)), advantages[rows],
-                                                sub_mask, cfg.eps_low, cfg.eps_high, cfg.dual_clip).cpu()
+                ratio = torch.exp(algos.log_ratio(logp.detach(), old))
+                counts = algos.clipped_tokens(ratio, advantages[rows], sub_mask, cfg.eps_low, cfg.eps_high,
+                                              cfg.dual_clip, per_sequence=True)
+                clipped += counts.sum(dim=0).cpu()
+                clipped_sequences += float((counts.sum(dim=1) > 0).sum())
+                on = sub_mask > 0
+                ratio_sum += float(ratio[on].sum())
+                ratio_max = max(ratio_max, float(ratio[on].max()) if on.any() else 0.0)
                 losses.append(loss.item())
-                entropies.append(float((entropy * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
+                entropies.append(masked_mean(entropy, sub_mask))
+                old_kls.append(masked_mean(algos.k3_kl(logp.detach(), old), sub_mask))
                 if kl is not None:
-                    kls.append(float((kl.detach() * sub_mask).sum() / sub_mask.sum().clamp(min=1)))
+                    kls.append(masked_mean(kl.detach(), sub_mask))
         self.model.eval()
-        self.note_all(algos.clip_shares(clipped, float(mask.sum()) * cfg.ppo_epochs))
+        tokens = float(mask.sum()) * cfg.ppo_epochs
+        self.note_all(algos.clip_shares(clipped, tokens))
+        sequences = float((mask.sum(dim=-1) > 0).sum()) * cfg.ppo_epochs
         return {"loss": sum(losses) / len(losses), "entropy": sum(entropies) / len(entropies),
-                "kl": sum(kls) / len(kls) if kls else None, **self.sampler_stats(), **self.after_update(groups)}
+                "kl": sum(kls) / len(kls) if kls else None, "kl_old": sum(old_kls) / len(old_kls),
+                "clip_sequences": clipped_sequences / max(sequences, 1.0), "ratio_mean": ratio_sum / max(tokens, 1.0),
+                "ratio_max": ratio_max, "grad_norm": sum(grad_norms) / len(grad_norms),
+                "grad_norm_max": max(grad_norms), **self.sampler_stats(), **self.after_update(groups)}
+
+    def grpo_advantages_of(self, groups: Groups) -> torch.Tensor:
+        """Plain GRPO's advantages [rows] of the step's trained samples (its reward: accuracy, plus the shared
+        format reward), group by group (GDRO's steps hold groups of several sizes): what the `update_change`
+        probe compares the variant's update with."""
+        reference, advantages = self.grpo_reference, []
+        for part in getattr(groups, "parts", [groups]):
+            rewards = part.accuracy.float()
+            if reference.format_reward:
+                answered = torch.tensor([a is not None for a in part.answers], dtype=torch.float32)
+                rewards = rewards + reference.format_reward * answered.view_as(rewards)
+            advantages.append(algos.grpo_advantages(rewards, reference.advantage_eps,
+                                                    reference.unbiased_std).reshape(-1))
+        return torch.cat(advantages)
+
+    def update_change(self, loss: torch.Tensor, logp: torch.Tensor, old: torch.Tensor,
+                      reference_advantages: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None) -> float:
+        """The `update_change` probe of one minibatch: the variant's loss and plain GRPO's on the same log-probs,
+        each differentiated with respect to them (the loss's own graph only, not the model's)."""
+        weights = torch.autograd.grad(loss, logp, retain_graph=True, allow_unused=True)[0]
+        if weights is None:
+            weights = torch.zeros_like(logp)
+        probe = logp.detach().requires_grad_()
+        reference_loss, _ = MATH.get("grpo").loss(probe, old, reference_advantages, mask, kl, self.grpo_reference,
+                                                  self.max_new_tokens)
+        reference = torch.autograd.grad(reference_loss, probe, allow_unused=True)[0]
+        return algos.update_change(weights * mask, (reference if reference is not None else 0 * probe) * mask)
 
     def correct_for_sampler(self, logp: torch.Tensor, old: torch.Tensor, sub: RolloutBatch) -> torch.Tensor:
         """Measure how far the sampler's log-probs are from the trainer's (see `sampler_stats`) and, for an
@@ -521,14 +589,28 @@ class GRPOTrainer:
         return self.ledger
 
     def step_stats(self, groups: Groups) -> dict:
-        """Per-step figures for the training log (what the leaderboard's curves show)."""
+        """Per-step figures for the training log (what the leaderboard's curves show): reward mean and spread,
+        accuracy, response length (all, of correct and of wrong answers), truncation, and the share of trained
+        groups whose rewards do not vary (no signal for GRPO's advantage)."""
         if not len(groups.problems):
             return {"reward_mean": float("nan"), "accuracy": float("nan"), "response_length": float("nan"),
                     "groups_trained": 0}
-        return {"reward_mean": float(groups.rewards.mean()), "accuracy": float(groups.accuracy.mean()),
-                "response_length": float(groups.batch.lengths.float().mean()),
+        lengths = groups.batch.lengths.float().cpu()
+        correct = groups.accuracy.reshape(-1).cpu() > 0
+        rewards = groups.rewards.reshape(-1).float()
+        return {"reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+                "accuracy": float(groups.accuracy.mean()), "response_length": float(lengths.mean()),
+                "length_correct": float(lengths[correct].mean()) if correct.any() else None,
+                "length_wrong": float(lengths[~correct].mean()) if (~correct).any() else None,
                 "truncated": float(groups.batch.truncated.float().mean()),
-                "groups_trained": len(groups.problems)}
+                "zero_variance_groups": self.flat_groups_share(groups), "groups_trained": len(groups.problems)}
+
+    @staticmethod
+    def flat_groups_share(groups) -> float:
+        """Share of the step's trained groups whose rewards are all equal (groups of different sizes: GDRO)."""
+        parts = getattr(groups, "parts", [groups])
+        flat = sum(int((part.rewards.max(dim=-1).values == part.rewards.min(dim=-1).values).sum()) for part in parts)
+        return flat / max(1, sum(len(part.problems) for part in parts))
 
     def _spent(self) -> float:
         fractions = [getattr(self.ledger, name) / limit for name in LIMITS
@@ -577,6 +659,10 @@ class GRPOTrainer:
 
     def _append_log(self, record: dict) -> None:
         append_train_log(self.run_dir, record)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((values * mask).sum() / mask.sum().clamp(min=1))
 
 
 def write_ledger(run_dir: Path, budget: Budget, ledger: Ledger, stopped_by: str | None, steps: int) -> None:

@@ -14,13 +14,17 @@ for long responses) are not confirmed by the paper; they sit behind `code_reward
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
 
 @dataclass(frozen=True)
 class GRPOLeadConfig(GRPOConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"length_alpha": 0.0, "wrong_reward": 0.0, "difficulty_weight_low": 1.0,
+                                                         "difficulty_weight_high": 1.0, "rejection_sampling": False}
     # alpha of the length reward exp(-alpha z) for correct responses (code: 0.05); 0 turns it off.
     length_alpha: float = 0.05
     # The explicit penalty: reward of an incorrect response (code: -1).
@@ -70,6 +74,10 @@ class GRPOLeadTrainer(GRPOTrainer):
     name = "grpo-lead"
     paper = "GRPO-LEAD (arXiv 2504.09696)"
     status = "[code]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("shorter correct answers (length-dependent reward)", "variants.md §6", "correct length", "lower"),
+        Claim("more hard problems solved (difficulty-aware advantages)", "variants.md §6", "hard pass@1", "higher"))
     Config = GRPOLeadConfig
     mechanism = {
         "length_term": "mean |r - 1| over correct samples: what the length-dependent reward changed",

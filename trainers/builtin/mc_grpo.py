@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import torch
 
+from harness.claims import Claim
 from trainers.algos.terms import median_pivot, non_pivot_mask, without_pivot
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
@@ -44,6 +45,8 @@ class PivotDropped(Groups):
 
 @dataclass(frozen=True)
 class MCGRPOConfig(GRPOConfig):
+    # No setting makes the pivot rollout and median centring GRPO's mean centring.
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = None
     # The paper's schedule (`--protocol paper`): mu = 2 (TRL's num_iterations) over the batch as one minibatch.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 2, "minibatches": 1}
     # k3 KL coefficient of the MATH recipe. With MAD = 0 the advantages (~2000) swamp it.
@@ -71,6 +74,8 @@ class MCGRPOTrainer(GRPOTrainer):
     name = "mc-grpo"
     paper = "MC-GRPO, Median-Centered GRPO (arXiv 2601.22582)"
     status = "[code] + paper abstract"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (Claim("higher accuracy than GRPO at small G", "variants.md §10", "pass@1", "higher"),)
     Config = MCGRPOConfig
     mechanism = {"advantage_change": "mean |A - A_GRPO| over the trained samples, A_GRPO being GRPO's advantage "
                                      "of their rewards without the pivot (the median/MAD centring's effect)"}

@@ -12,9 +12,11 @@ this implementation mixes the whole response (ours: sandbox responses have no th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 from trainers.builtin.rollout import Mixing, RolloutBatch
@@ -22,6 +24,7 @@ from trainers.builtin.rollout import Mixing, RolloutBatch
 
 @dataclass(frozen=True)
 class NGRPOConfig(GRPOConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"mix_rate": 0.0, "kl_beta": 0.0}
     # Paper Table 6: rho_mix 0.1, k 3, tau 0.7 (official config: mix_top_k 2, weights at the rollout temperature).
     mix_rate: float = 0.1
     mix_top_k: int = 3
@@ -40,8 +43,14 @@ class NGRPOTrainer(GRPOTrainer):
     name = "n-grpo"
     paper = "N-GRPO: Embedding-Level Neighbor Mixing (arXiv 2606.10768)"
     status = "[code+paper]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("the gain is in pass@k", "variants.md §5 (Table 1)", "pass@max-k", "higher"),
+        Claim("more diverse answers than GRPO", "variants.md §5", "distinct answers", "higher"))
     Config = NGRPOConfig
     mechanism = {
+        "token_changed": "share of generated response tokens that differ from what plain sampling would have "
+                         "emitted (a mixed position keeps the greedy anchor where the draw was another token)",
         "mixed_share": "share of generated response positions whose next input was a neighbour mixture",
         "neighbour_weight": "mean weight the mixed inputs put on neighbours rather than the drawn token",
     }
@@ -51,9 +60,13 @@ class NGRPOTrainer(GRPOTrainer):
         on = batch.response_mask.bool()
         mixed = batch.mixed & on if batch.mixed is not None else torch.zeros_like(on)
         self.note("mixed_share", float(mixed.sum() / on.sum().clamp(min=1)))
+        changed = batch.redirected & on if batch.redirected is not None else torch.zeros_like(on)
+        self.note("token_changed", float(changed.sum() / on.sum().clamp(min=1)))
         neighbours = 1 - batch.weights[..., 0][mixed] if batch.weights is not None else torch.zeros(0)
         self.note("neighbour_weight", float(neighbours.mean()) if neighbours.numel() else 0.0)
         return batch
+
+    primary_probe = "token_changed"
 
     engine_rollouts = False  # the mixing happens inside the decode loop, which vLLM cannot run
 

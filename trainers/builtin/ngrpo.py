@@ -14,12 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
 
 @dataclass(frozen=True)
 class NegativeEnhancedGRPOConfig(GRPOConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"eps_low": 0.2, "eps_high": 0.2, "loss_aggregation": "seq-mean-token-mean",
+                                                         "virtual_samples": 0, "drop_all_correct": False}
     # The paper's schedule (`--protocol paper`): 1024 prompts a step in minibatches of 256.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
     # Asymmetric clip (official script): the lower bound 1 - 0.16, which binds for negative advantages, is
@@ -54,6 +57,8 @@ class NegativeEnhancedGRPOTrainer(GRPOTrainer):
     name = "ngrpo"
     paper = "NGRPO: Negative-enhanced GRPO (arXiv 2509.18851)"
     status = "[code+paper(abstract)]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (Claim("outperforms GRPO", "variants.md §8 (abstract)", "pass@1", "higher"),)
     Config = NegativeEnhancedGRPOConfig
     mechanism = {
         "virtual_signal": "share of trained groups with no reward spread that the virtual sample gave advantages",

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import torch
 
+from harness.claims import Claim
 from harness.prompts import TEMPLATES
 from harness.task import Problem
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, derived_seed
@@ -135,6 +136,7 @@ def template_pool(spec: str) -> tuple[AugTemplate, ...]:
 
 @dataclass(frozen=True)
 class PromptAugConfig(GRPOConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"format_reward": 0.0, "eps_high": 0.2, "loss_aggregation": "seq-mean-token-mean"}
     # The paper's schedule (`--protocol paper`): 128 prompts a step in minibatches of 32.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
     # Clip-higher, eps_low 0.2 / eps_high 0.28 (the released script; it enables neither dynamic sampling nor
@@ -167,6 +169,8 @@ class PromptAugTrainer(GRPOTrainer):
     name = "prompt-aug"
     paper = "Prompt Augmentation for GRPO (arXiv 2602.03190)"
     status = "[code+paper(abstract)]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (Claim("higher accuracy than GRPO", "variants.md §17", "pass@1", "higher"),)
     Config = PromptAugConfig
     mechanism = {
         "templated_signal": "share of groups, each under its drawn template, whose rewards vary (zero: the "

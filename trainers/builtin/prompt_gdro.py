@@ -18,9 +18,11 @@ observation). Probes (`mechanism`): weight_spread and revisited.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, Groups
 from trainers.builtin.gdro import (
     GDROConfig,
@@ -36,6 +38,8 @@ from trainers.builtin.gdro import (
 
 @dataclass(frozen=True)
 class PromptGDROConfig(GDROConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"eps_high": 0.2, "kl_beta": 0.0, "loss_aggregation": "seq-mean-token-mean",
+                                                         "advantage_clip": None, "weight_eta": 0.0}
     # eta_q in omega = exp(eta_q * clip(S, -C, C)) (launch script 0.65).
     weight_eta: float = 0.65
     # gamma in the bin mixture q = (1 - gamma) omega / sum(omega) + gamma / B (launch script 0.01); it weighs
@@ -72,6 +76,10 @@ class PromptGDROTrainer(GDROTrainer):
     name = "prompt-gdro"
     paper = "GDRO: Prompt-GDRO (arXiv 2601.19280)"
     status = "[code+paper]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("higher accuracy on the hardest problems", "variants.md §14", "hard pass@1", "higher"),
+        Claim("higher pass@8 than GRPO", "variants.md §14 (Table 1)", "pass@max-k", "higher"))
     Config = PromptGDROConfig
     mechanism = {
         "weight_spread": "largest over smallest advantage weight applied to the step's bins, minus 1 (0: every "

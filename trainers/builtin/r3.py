@@ -31,10 +31,12 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
+from harness.claims import Claim
 from harness.extraction import extract
 from harness.task import Problem
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, derived_seed, group_rows
@@ -99,6 +101,8 @@ def mixed_group_advantages(rewards: torch.Tensor, present: torch.Tensor, std_sca
 
 @dataclass(frozen=True)
 class R3Config(GRPOConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"replay": False, "reflection": False, "ranking_reward": False,
+                                                         "length_bonus_max_length": None}
     # --- R3 mechanism (paper; what it leaves open is the spec's suggestion, ours) ---
     # CCR on/off: replay past responses into all-wrong and all-right groups.
     replay: bool = True
@@ -178,12 +182,20 @@ class R3Trainer(GRPOTrainer):
     name = "r3"
     paper = "R3: Replay, Reflection, and Ranking Rewards (arXiv 2601.19620)"
     status = "[paper]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (Claim("higher accuracy than GRPO", "variants.md §16 (Table 1)", "pass@1", "higher"),)
     Config = R3Config
     mechanism = {
+        "replayed_share": "share of the step's trained responses that are replays of past ones (CCR: each gives an "
+                          "all-right or all-wrong group the signal GRPO's update lacks there)",
         "replays": "past responses replayed into all-right or all-wrong groups this step (CCR)",
         "reflections": "reflection copies of hard questions generated this step (ISR)",
         "ranked_groups": "all-wrong groups given entropy-ranking rewards this step (SERR)",
     }
+
+    # update_change compares with GRPO on the batch as trained, replays included, so it cannot see the replays'
+    # own effect; their share of the batch can.
+    primary_probe = "replayed_share"
 
     def __init__(self, config: R3Config, **kwargs):
         super().__init__(config, **kwargs)
@@ -277,6 +289,7 @@ class R3Trainer(GRPOTrainer):
             copies.pop()
         self.note("reflections", len(copies))
         self.note("replays", 0)
+        self.note("replayed_share", 0)
         groups = self.generate_groups(problems + copies)
         groups = groups.select(self.group_filter(groups))
         trained = self._with_replays(groups) if cfg.replay else groups
@@ -297,7 +310,9 @@ class R3Trainer(GRPOTrainer):
             picks.append(chooser.sample(stored, min(k, len(stored))))
         if not any(picks):
             return groups
-        self.note("replays", sum(len(chosen) for chosen in picks))
+        replays = sum(len(chosen) for chosen in picks)
+        self.note("replays", replays)
+        self.note("replayed_share", replays / (groups.accuracy.numel() + replays))
 
         batch, n, width = groups.batch, len(groups.problems), g + k
         device, pad = batch.response_ids.device, self.tokenizer.pad_token_id

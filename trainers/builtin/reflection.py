@@ -21,7 +21,9 @@ reward (the `marker_rate` and `reflection_paid` probes).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from harness.claims import Claim
 from trainers.algos.terms import distinct_markers
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
@@ -29,6 +31,7 @@ from trainers.builtin.grpo import GRPOTrainer
 
 @dataclass(frozen=True)
 class ReflectionConfig(GRPOConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"format_reward": 0.0, "reflection_reward": 0.0}
     # Weight of the format reward, 1 when an answer can be extracted (0.5 and the rule are ours; the paper's
     # format rule is not published).
     format_reward: float = 0.5
@@ -58,6 +61,9 @@ class ReflectionTrainer(GRPOTrainer):
     name = "reflection"
     paper = "GRPO and Reflection Reward for Mathematical Reasoning in LLMs (arXiv 2603.14041)"
     status = "[secondary]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (Claim("more self-reflection in correct answers", "variants.md §15", "reflection in correct",
+                   "higher"),)
     Config = ReflectionConfig
     mechanism = {
         "marker_rate": "share of responses with at least one self-check marker, right or wrong",

@@ -43,6 +43,9 @@ class RolloutBatch:
     candidates: torch.Tensor | None = None
     weights: torch.Tensor | None = None
     mixed: torch.Tensor | None = None  # [B, T] bool: which positions were mixed
+    # [B, T] bool: mixed positions whose drawn token was not the anchor, so the text differs from what plain
+    # sampling would have emitted there (N-GRPO's primary probe).
+    redirected: torch.Tensor | None = None
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -54,7 +57,8 @@ class RolloutBatch:
             return None if t is None else t[index]
         return RolloutBatch(self.prompt_ids[index], self.prompt_mask[index], self.response_ids[index],
                             self.response_mask[index], self.old_logp[index], self.truncated[index],
-                            pick(self.candidates), pick(self.weights), pick(self.mixed))
+                            pick(self.candidates), pick(self.weights), pick(self.mixed),
+                            pick(self.redirected))
 
 
 def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +120,7 @@ def sample(model, prompt_ids: list[list[int]], *, max_new_tokens: int, temperatu
     # of it has finished: responses end at very different lengths, and decoding pad for them cost about half
     # of every rollout. Outputs are written back to each row's place in the full batch.
     active = torch.arange(batch, device=device)
-    ids, logps, masks, cands, wts, mixed_flags = [], [], [], [], [], []
+    ids, logps, masks, cands, wts, mixed_flags, redirected = [], [], [], [], [], [], []
     for _ in range(max_new_tokens):
         live = alive[active]
         logits = out.logits[:, -1].float() / temperature
@@ -128,6 +132,7 @@ def sample(model, prompt_ids: list[list[int]], *, max_new_tokens: int, temperatu
             candidates, weights, blended = neighbour_mixing(out.logits[:, -1].float(), table, mixing.temperature,
                                                             mixing.k)
             # The text keeps the anchor (the greedy token), as the paper states; its log-prob is the target.
+            redirected.append(_scatter(mix & (token != candidates[:, 0]), active, batch, False))
             token = torch.where(mix, candidates[:, 0], token)
             next_input = torch.where(mix[:, None], blended.to(table.dtype), table[token])
             one_hot = torch.zeros_like(weights)
@@ -161,6 +166,7 @@ def sample(model, prompt_ids: list[list[int]], *, max_new_tokens: int, temperatu
         candidates=torch.stack(cands, dim=1) if mixing else None,
         weights=torch.stack(wts, dim=1) if mixing else None,
         mixed=torch.stack(mixed_flags, dim=1) if mixing else None,
+        redirected=torch.stack(redirected, dim=1) if mixing else None,
     )
 
 
@@ -199,7 +205,7 @@ def trimmed(batch: RolloutBatch) -> RolloutBatch:
         return None if t is None else t[:, :response]
     return RolloutBatch(batch.prompt_ids[:, -prompt:], batch.prompt_mask[:, -prompt:], cut(batch.response_ids),
                         cut(batch.response_mask), cut(batch.old_logp), batch.truncated, cut(batch.candidates),
-                        cut(batch.weights), cut(batch.mixed))
+                        cut(batch.weights), cut(batch.mixed), cut(batch.redirected))
 
 
 def _score(model, batch: RolloutBatch, temperature: float, with_entropy: bool):

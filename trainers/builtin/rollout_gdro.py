@@ -24,9 +24,11 @@ plus gdro_mu. Probes (`mechanism`): rollout_spread and revisited.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS
 from trainers.builtin.gdro import (
     GDROConfig,
@@ -43,6 +45,8 @@ from trainers.builtin.gdro import (
 
 @dataclass(frozen=True)
 class RolloutGDROConfig(GDROConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"eps_high": 0.2, "kl_beta": 0.0, "loss_aggregation": "seq-mean-token-mean",
+                                                         "advantage_clip": None, "min_rollouts": 8, "max_rollouts": 8}
     # Smallest arm n_min (paper 2). The arms are every n from min_rollouts to max_rollouts; group_size is
     # n_bar, the mean rollouts per prompt that every step spends exactly.
     min_rollouts: int = 2
@@ -77,11 +81,21 @@ class RolloutGDROTrainer(GDROTrainer):
     name = "rollout-gdro"
     paper = "GDRO: Rollout-GDRO (arXiv 2601.19280)"
     status = "[code+paper]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("higher accuracy on the hardest problems", "variants.md §14", "hard pass@1", "higher"),
+        Claim("higher pass@8 than GRPO", "variants.md §14 (Table 1)", "pass@max-k", "higher"))
     Config = RolloutGDROConfig
     mechanism = {
+        "rollouts_moved": "share of the step's rollouts the allocation moved away from G per prompt (sum |n_i - G| "
+                          "over 2 N G; 0: every prompt got G, as GRPO's)",
         "rollout_spread": "most minus fewest rollouts given to one prompt this step (0: every prompt got G)",
         "revisited": "share of the step's prompts seen on an earlier step (0: no history to bin them by)",
     }
+
+    # Each ragged group's advantage is GRPO's of that group, so the update on the batch as trained is close to
+    # GRPO's there; the mechanism is the allocation itself.
+    primary_probe = "rollouts_moved"
 
     def __init__(self, config: RolloutGDROConfig, **kwargs):
         super().__init__(config, **kwargs)
@@ -105,6 +119,8 @@ class RolloutGDROTrainer(GDROTrainer):
         rollouts[active] = arms[picks]
         sizes = rollouts[bins]
         self.note("rollout_spread", float(sizes.max() - sizes.min()))
+        group = self.config.group_size
+        self.note("rollouts_moved", float((sizes - group).abs().sum()) / (2 * len(sizes) * group))
         return sizes
 
     def adversary_step(self, step: RaggedGroups, losses: torch.Tensor) -> dict:

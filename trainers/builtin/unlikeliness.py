@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.claims import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 
 
 @dataclass(frozen=True)
 class UnlikelinessConfig(GRPOConfig):
+    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"kl_beta": 0.0, "unlikeliness_beta": 0.0, "skip_uniform_groups": False}
     # The paper's schedule (`--protocol paper`): PPO epochs mu = 2, its companion fix for GRPO's rank bias
     # (examples/lean/grpo.sh), with the train batch as one minibatch.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 2, "minibatches": 1}
@@ -43,5 +45,9 @@ class UnlikelinessTrainer(GRPOTrainer):
     name = "unlikeliness"
     paper = "Rewarding the Unlikely (arXiv 2506.02355)"
     status = "[code]"
+    # The paper's headline claims, tested on the leaderboard (harness.claims).
+    claims = (
+        Claim("improves pass@N over GRPO", "variants.md §12", "pass@max-k", "higher"),
+        Claim("more distinct answers than GRPO", "variants.md §12", "distinct answers", "higher"))
     Config = UnlikelinessConfig
     mechanism = {"rank_penalised": "share of correct samples whose reward the likelihood-rank penalty lowered"}
