@@ -77,3 +77,22 @@ def test_n_grpo_neighbour_mixing():
     assert candidates[0].tolist() == [0, 1, 3]
     assert weights[0].tolist() == approx([0.5783, 0.2831, 0.1386])
     assert mixed[0].tolist() == approx([0.9301, 0.1253])
+
+
+# ------------------------------------------------------------------------------------------ update_change
+
+
+def test_update_change_is_zero_for_a_rescaled_update_and_one_for_disjoint_ones():
+    weights = torch.tensor([[0.5, -0.25, 0.0], [1.0, 0.0, -2.0]])
+    assert algos.update_change(weights, 3.0 * weights) == pytest.approx(0.0, abs=1e-12)
+    assert algos.update_change(weights, -weights) == pytest.approx(1.0)  # the opposite update
+    only_first = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    only_last = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert algos.update_change(only_first, only_last) == pytest.approx(1.0)
+    assert algos.update_change(torch.zeros(2, 3), only_last) == 1.0  # a variant that trains where GRPO has nothing
+    assert algos.update_change(torch.zeros(2, 3), torch.zeros(2, 3)) == 0.0
+
+
+def test_update_change_is_the_share_of_weight_moved():
+    # Reference weight split 50/50 over two tokens; the variant puts 75/25: a quarter of the weight moved.
+    assert algos.update_change(torch.tensor([0.75, 0.25]), torch.tensor([0.5, 0.5])) == pytest.approx(0.25)
