@@ -71,8 +71,8 @@ def test_each_variant_mechanism_acts_on_the_sandbox(variant, sandbox, pool, tmp_
         assert all(step["update_change"] == 0 for step in steps)
 
 
-# Two steps: the primary probe must read 0 at every one, so a few suffice (the second trains on moved weights).
-OFF_STEPS = 2
+# One step: its later minibatches already train on moved weights (ratios off 1), and the probe must read 0 there.
+OFF_STEPS = 1
 
 
 @pytest.mark.slow

@@ -116,6 +116,11 @@ def test_a_whole_trl_step_of_minibatch_updates_matches_the_builtin_step(variant,
     ours = torch.cat([(a - s).flatten() for a, s in zip(builtin.model.parameters(), first.parameters(), strict=True)])
     theirs = torch.cat([(a - s).flatten() for a, s in zip(trl.model.parameters(), first.parameters(), strict=True)])
     assert float(ours.norm()) > 0 and float((ours - theirs).norm()) < 2e-3 * float(ours.norm()), variant
+    # The mechanism probe is the same number on both engines: 0 for GRPO itself, the variant's effect otherwise.
+    (logged,) = [json.loads(line) for line in (tmp_path / "t" / "train_log.jsonl").read_text().splitlines()]
+    change = builtin.probes["update_change"]
+    assert logged["probes"]["update_change"] == pytest.approx(change, rel=1e-3, abs=1e-7), variant
+    assert (change == 0) == (variant == "grpo"), (variant, change)
 
 
 @pytest.mark.parametrize("variant, needs", [("n-grpo", "rollout"), ("r3", "replay buffer"),

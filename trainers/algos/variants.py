@@ -124,6 +124,29 @@ def advantage_change(reference_rewards: torch.Tensor, advantages: torch.Tensor, 
     return {"advantage_change": float((advantages - grpo).abs().mean()) if advantages.numel() else 0.0}
 
 
+def reference_advantages(accuracy: torch.Tensor, answered: torch.Tensor | None, reference_config) -> torch.Tensor:
+    """Plain GRPO's advantages [N, G] of a step's groups under `reference_config` (its reward: accuracy, plus the
+    shared format reward): what `update_change` compares a variant's update with."""
+    rewards = accuracy.float()
+    if reference_config.format_reward:
+        rewards = rewards + reference_config.format_reward * answered.float().view_as(rewards)
+    return algos.grpo_advantages(rewards, reference_config.advantage_eps, reference_config.unbiased_std)
+
+
+def update_change(loss: torch.Tensor, logp: torch.Tensor, old_logp: torch.Tensor, reference_advantages: torch.Tensor,
+                  mask: torch.Tensor, reference_config, max_length: int | None) -> float:
+    """Probe `update_change` of one minibatch (`algos.update_change`): the variant's `loss` and plain GRPO's under
+    `reference_config` (its advantages `reference_advantages` [B]) on the same log-probs, each differentiated with
+    respect to them (through the loss's own graph only, not the model's)."""
+    weights = torch.autograd.grad(loss, logp, retain_graph=True, allow_unused=True)[0]
+    probe = logp.detach().requires_grad_()
+    reference_loss, _ = ppo_clip_loss(probe, old_logp, reference_advantages, mask, None, reference_config, max_length)
+    reference = torch.autograd.grad(reference_loss, probe, allow_unused=True)[0]
+    zeros = torch.zeros_like(probe)
+    return algos.update_change((zeros if weights is None else weights) * mask,
+                               (zeros if reference is None else reference) * mask)
+
+
 @dataclass(frozen=True)
 class VariantMath:
     """One variant's registered math (signatures in the module docstring); GRPO's where a variant keeps it."""

@@ -29,7 +29,14 @@ from harness.runstore import write_json_atomic
 from harness.task import Problem
 from trainers import algos
 from trainers.algos import terms
-from trainers.algos.variants import MATH, GroupBatch, VariantMath, advantage_change
+from trainers.algos.variants import (
+    MATH,
+    GroupBatch,
+    VariantMath,
+    advantage_change,
+    reference_advantages,
+    update_change,
+)
 from trainers.builtin.base import (
     VARIANTS,
     Groups,
@@ -426,8 +433,8 @@ class GRPOTrainer:
                 loss = self.loss(logp, old, advantages[rows], sub_mask, kl)
                 if not torch.isfinite(loss):
                     raise TrainingError(f"non-finite loss at step {self.step}; {self._kept_message()}")
-                self.note("update_change", self.update_change(loss, logp, old, reference_advantages[rows], sub_mask,
-                                                              kl) / updates, add=True)
+                self.note("update_change", update_change(loss, logp, old, reference_advantages[rows], sub_mask,
+                                                         self.grpo_reference, self.max_new_tokens) / updates, add=True)
                 self._set_learning_rate()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -460,31 +467,11 @@ class GRPOTrainer:
                 "grad_norm_max": max(grad_norms), **self.sampler_stats(), **self.after_update(groups)}
 
     def grpo_advantages_of(self, groups: Groups) -> torch.Tensor:
-        """Plain GRPO's advantages [rows] of the step's trained samples (its reward: accuracy, plus the shared
-        format reward), group by group (GDRO's steps hold groups of several sizes): what the `update_change`
-        probe compares the variant's update with."""
-        reference, advantages = self.grpo_reference, []
-        for part in getattr(groups, "parts", [groups]):
-            rewards = part.accuracy.float()
-            if reference.format_reward:
-                answered = torch.tensor([a is not None for a in part.answers], dtype=torch.float32)
-                rewards = rewards + reference.format_reward * answered.view_as(rewards)
-            advantages.append(algos.grpo_advantages(rewards, reference.advantage_eps,
-                                                    reference.unbiased_std).reshape(-1))
-        return torch.cat(advantages)
-
-    def update_change(self, loss: torch.Tensor, logp: torch.Tensor, old: torch.Tensor,
-                      reference_advantages: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None) -> float:
-        """The `update_change` probe of one minibatch: the variant's loss and plain GRPO's on the same log-probs,
-        each differentiated with respect to them (the loss's own graph only, not the model's)."""
-        weights = torch.autograd.grad(loss, logp, retain_graph=True, allow_unused=True)[0]
-        if weights is None:
-            weights = torch.zeros_like(logp)
-        probe = logp.detach().requires_grad_()
-        reference_loss, _ = MATH.get("grpo").loss(probe, old, reference_advantages, mask, kl, self.grpo_reference,
-                                                  self.max_new_tokens)
-        reference = torch.autograd.grad(reference_loss, probe, allow_unused=True)[0]
-        return algos.update_change(weights * mask, (reference if reference is not None else 0 * probe) * mask)
+        """Plain GRPO's advantages [rows] of the step's trained samples, group by group (GDRO's steps hold groups
+        of several sizes): what the `update_change` probe compares the variant's update with."""
+        return torch.cat([reference_advantages(part.accuracy, torch.tensor([a is not None for a in part.answers]),
+                                               self.grpo_reference).reshape(-1)
+                          for part in getattr(groups, "parts", [groups])])
 
     def correct_for_sampler(self, logp: torch.Tensor, old: torch.Tensor, sub: RolloutBatch) -> torch.Tensor:
         """Measure how far the sampler's log-probs are from the trainer's (see `sampler_stats`) and, for an

@@ -43,8 +43,15 @@ from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic, write_text_atomic
 from trainers import algos
 from trainers.algos.terms import mean_token_logp
-from trainers.algos.variants import MATH, GroupBatch, missing_input, refuse_unless_registry_shaped
-from trainers.builtin.base import TrainingError, derived_seed, group_rows, minibatch_groups
+from trainers.algos.variants import (
+    MATH,
+    GroupBatch,
+    missing_input,
+    reference_advantages,
+    refuse_unless_registry_shaped,
+    update_change,
+)
+from trainers.builtin.base import TrainingError, derived_seed, group_rows, grpo_reference, minibatch_groups
 from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
 
 logger = logging.getLogger(__name__)
@@ -137,6 +144,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
     max_new_tokens = config.max_new_tokens or max_new_tokens
     GRPOTrainer.check_budget(config, max_new_tokens, budget, 2 * parameter_count(model))
     math_ = MATH.get(variant)
+    reference = grpo_reference(config)  # plain GRPO under the same protocol: what update_change compares with
     chat = bool(getattr(tokenizer, "chat_template", None))
     group, per_step = config.group_size, config.prompts_per_step
     updates_per_step = GRPOTrainer.updates_per_step(config, per_step)
@@ -184,7 +192,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             super().__init__(**kwargs)
             self.ledger, self.stopped_by, self.rollout_steps = Ledger(), None, 0
             self.last_step, self.record, self.probes = Ledger(), {}, {}
-            self.losses, self.clipped, self.trained_tokens = [], torch.zeros(3), 0.0
+            self.losses, self.clipped, self.trained_tokens, self.changes = [], torch.zeros(3), 0.0, []
             self.started = time.monotonic()
             self.rollout, self.kept_groups = None, None  # the rollout step's batch and the groups its filter kept
 
@@ -243,6 +251,8 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             # The groups are whole across processes (gathered); each process trains its own rows.
             mine = slice(self.accelerator.process_index * rows, (self.accelerator.process_index + 1) * rows)
             out["advantages"] = advantages.reshape(-1)[mine].to(out["advantages"].device)
+            out["grpo_advantages"] = reference_advantages(batch.accuracy, batch.answered, reference).reshape(-1)[
+                mine].to(out["advantages"].device)
             # A dropped group stays in TRL's fixed-shape batch with its loss mask zeroed: it weighs nothing, but
             # TRL still runs its rows through the training forward, so they are charged (tokens per row, kept apart
             # because TRL shuffles and splits every tensor of the batch into its minibatches).
@@ -250,9 +260,16 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             dropped = (~keep).repeat_interleave(group)[mine].to(completion_mask.device)
             out["completion_mask"] = completion_mask * (~dropped)[:, None].to(completion_mask.dtype)
             self.kept_groups = keep
-            self.record = {"reward_mean": float(batch.rewards.mean()), "accuracy": float(batch.accuracy.mean()),
-                           "response_length": float(batch.lengths.float().mean()),
-                           "truncated": float(batch.truncated.float().mean()), "groups_trained": int(keep.sum())}
+            lengths, correct = batch.lengths.float().reshape(-1), batch.accuracy.reshape(-1) > 0
+            kept_rewards = batch.rewards[keep]
+            self.record = {"reward_mean": float(batch.rewards.mean()), "reward_std": float(batch.rewards.std()),
+                           "accuracy": float(batch.accuracy.mean()), "response_length": float(lengths.mean()),
+                           "length_correct": float(lengths[correct].mean()) if correct.any() else None,
+                           "length_wrong": float(lengths[~correct].mean()) if (~correct).any() else None,
+                           "truncated": float(batch.truncated.float().mean()), "groups_trained": int(keep.sum()),
+                           "zero_variance_groups": float((kept_rewards.max(dim=-1).values
+                                                          == kept_rewards.min(dim=-1).values).float().mean())
+                           if keep.any() else 0.0}
             return out
 
         def _variant_batch(self, out) -> GroupBatch:
@@ -310,6 +327,8 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             loss, probes = math_.loss(logp, old, advantages, mask, kl, config, max_new_tokens)
             if not torch.isfinite(loss):
                 raise TrainingError(f"non-finite loss at step {self.rollout_steps}")
+            self.changes.append(update_change(loss, logp, old, inputs["grpo_advantages"], mask, reference,
+                                              max_new_tokens))
             # A forward and a backward over every token of the minibatch, prompts included, as the built-in counts.
             tokens = int(inputs["charged_tokens"].sum())
             self.charge(update_tokens=2 * tokens, update_flops=3 * flops_per_token * tokens)
@@ -328,12 +347,13 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             self.rollout_steps += 1
             elapsed = torch.tensor([time.monotonic() - self.started], device=self.accelerator.device)
             self.ledger.wall_s = float(self.accelerator.gather(elapsed).max())  # the slowest process's clock
-            probes = {**self.probes, **algos.clip_shares(self.clipped, self.trained_tokens)}
+            probes = {**self.probes, **algos.clip_shares(self.clipped, self.trained_tokens),
+                      "update_change": sum(self.changes) / max(1, len(self.changes))}
             if self.accelerator.is_main_process:
                 append_train_log(run_dir, {"step": self.rollout_steps, **self.ledger.to_dict(), **self.record,
                                            "loss": sum(self.losses) / len(self.losses) if self.losses else None,
                                            "entropy": None, "kl": None, "engine": "trl", "probes": probes})
-            self.losses, self.clipped, self.trained_tokens = [], torch.zeros(3), 0.0
+            self.losses, self.clipped, self.trained_tokens, self.changes = [], torch.zeros(3), 0.0, []
             cost = GRPOTrainer.round_cost(config, max_new_tokens, per_step)
             spent = self.ledger.minus(self.last_step)
             cost.prompt_tokens, cost.update_tokens = spent.prompt_tokens, spent.update_tokens
