@@ -597,7 +597,13 @@ def _how_to_read(baseline: str, k_max: int, temperature) -> str:
             "Compute is counted in FLOPs from the model's parameter count N (2N a token through a forward pass, "
             "4N through a backward; generation 2N per prompt and generated token): generation plus every "
             "training-side forward and backward. Diagnostics (forwards made only to log, such as the KL curve "
-            "where the KL is not in the loss) are shown apart and charged to no limit.")
+            "where the KL is not in the loss) are shown apart and charged to no limit.\n\n"
+            "The mechanism column gives each variant's primary probe first, the mean per step of what its mechanism "
+            "changed: for most variants `update_change`, the share of the update's per-token weight that differs "
+            "from plain GRPO's on the same batch (0: GRPO's update, up to a constant scale; 1: nothing in common); "
+            "for GRPO itself the share of tokens a clip cut. It is marked **weak** below the variant's materiality "
+            "threshold and **inert** at 0. The probes after it count how often a formula applied; `harness list "
+            "variants` gives each in words.")
 
 
 # ---------------------------------------------------------------------------------------------- plots

@@ -6,6 +6,10 @@ optimizer), and milliseconds per 1,000 generated tokens, since variants that sam
 different amounts. N-GRPO's decode overhead is its rollout time per token against GRPO's.
 
     python perf/train_step.py [--steps 6] [--variants grpo,dr-grpo,dapo,dgpo,n-grpo] [--model sandbox]
+                              [--probe-cost]
+
+--probe-cost adds, for each variant, the same steps with the `update_change` probe switched off (it reads 0),
+so the update time the probe costs is measured against its baseline in the same run.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from harness.task import TASKS
 from trainers.builtin.base import VARIANTS
 
 
-def measure(variant: str, model_dir, problems, task, steps: int, pool) -> dict:
+def measure(variant: str, model_dir, problems, task, steps: int, pool, probe: bool = True) -> dict:
+    import trainers.builtin.grpo as grpo_module
+
     trainer_cls = VARIANTS.get(variant)
     timings = {"rollout": 0.0, "update": 0.0}
 
@@ -43,15 +49,21 @@ def measure(variant: str, model_dir, problems, task, steps: int, pool) -> dict:
                   "update": timed("update", trainer_cls.update)})
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    real_probe = grpo_module.update_change
+    if not probe:
+        grpo_module.update_change = lambda *args: 0.0
     with tempfile.TemporaryDirectory() as run_dir:
         config = trainer_cls.Config()
         trainer = Timed(config, model=model, tokenizer=tokenizer, problems=problems,
                         template=TEMPLATES.get(task.template), answer_format=task.answer_format, grader=task.grader,
                         max_new_tokens=task.max_new_tokens, budget=Budget(prompts=steps * config.prompts_per_step),
                         seed=0, run_dir=run_dir, pool=pool, aux_rewards=task.aux_rewards)
-        ledger = trainer.train()
+        try:
+            ledger = trainer.train()
+        finally:
+            grpo_module.update_change = real_probe
     trained_steps = trainer.step
-    return {"variant": variant, "steps": trained_steps, "tokens": ledger.tokens, "rollouts": ledger.rollouts,
+    return {"variant": variant + ("" if probe else " (no probe)"), "steps": trained_steps, "tokens": ledger.tokens, "rollouts": ledger.rollouts,
             "rollout_s": timings["rollout"] / trained_steps, "update_s": timings["update"] / trained_steps,
             "rollout_ms_per_1k_tokens": 1000 * timings["rollout"] / ledger.tokens * 1000,
             "total_ms_per_1k_tokens": 1000 * (timings["rollout"] + timings["update"]) / ledger.tokens * 1000}
@@ -62,6 +74,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--variants", default="grpo,dr-grpo,dapo,dgpo,n-grpo")
     parser.add_argument("--model", default="sandbox")
+    parser.add_argument("--probe-cost", action="store_true", help="also time each variant without update_change")
     args = parser.parse_args()
     torch.set_num_threads(2)
     model_dir = resolve_model(args.model).path
@@ -69,14 +82,15 @@ def main() -> None:
     problems = task.load(None).problems
     with GradingPool() as pool:
         measure("grpo", model_dir, problems, task, 1, pool)  # warm-up: first-call costs are nobody's figure
-        rows = [measure(v, model_dir, problems, task, args.steps, pool) for v in args.variants.split(",")]
+        rows = [measure(v, model_dir, problems, task, args.steps, pool, probe)
+                for v in args.variants.split(",") for probe in ((True, False) if args.probe_cost else (True,))]
     base = next((r for r in rows if r["variant"] == "grpo"), rows[0])
     print(f"{args.steps} steps per variant, 16 prompts x G=8, {torch.get_num_threads()} threads, model {args.model}")
-    print(f"{'variant':8} {'rollout s/step':>15} {'update s/step':>14} {'tokens':>8} {'rollout ms/1k tok':>18} "
+    print(f"{'variant':18} {'rollout s/step':>15} {'update s/step':>14} {'tokens':>8} {'rollout ms/1k tok':>18} "
           f"{'total ms/1k tok':>16} {'vs grpo':>8}")
     for r in rows:
         ratio = r["total_ms_per_1k_tokens"] / base["total_ms_per_1k_tokens"]
-        print(f"{r['variant']:8} {r['rollout_s']:15.2f} {r['update_s']:14.2f} {r['tokens']:8d} "
+        print(f"{r['variant']:18} {r['rollout_s']:15.2f} {r['update_s']:14.2f} {r['tokens']:8d} "
               f"{r['rollout_ms_per_1k_tokens']:18.1f} {r['total_ms_per_1k_tokens']:16.1f} {ratio:8.2f}x")
 
 

@@ -20,7 +20,7 @@ from trainers.builtin.grpo import TRAIN_LOG
 # the second visit and Rollout-GDRO's allocation can move from the third; R3 replays and reflects on what it
 # saw before); everything else, the update schedule and learning rate included, is the default. Twelve steps
 # take the learning rate through its 10-step warm-up, after which the policy moves far enough between
-# minibatches for the clip to bind (in a full default run GRPO's clip cuts ~0.014% of tokens, about one a
+# minibatches for the clip to bind (in a full default run GRPO's clip cuts ~0.02% of tokens, a few a
 # step; five steps, still warming up, saw none).
 POOL, STEPS = 8, 12
 OVERRIDES = {"prompts_per_step": 8, "checkpoint_every": 100}
