@@ -55,7 +55,7 @@ def test_several_minibatches_move_the_ratio_and_the_clip_probes_see_it(untrained
                           lr=0.05, warmup_steps=1, minibatches=1)
     single.train()
     assert read_log(tmp_path / "one")[0]["probes"] == {"clip_low": 0.0, "clip_high": 0.0, "dual_clip": 0.0,
-                                                       "clipped": 0.0}
+                                                       "clipped": 0.0, "update_change": 0.0}
 
 
 def test_the_ledger_charges_generation_at_the_rollout_and_every_training_forward(untrained_model_dir, tmp_path,
