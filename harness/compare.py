@@ -28,9 +28,9 @@ from harness.runstore import RunDir, write_json_atomic
 from harness.task import TASKS
 
 # The default budget is compute, the one figure every variant spends alike whatever its mix of generation and
-# updates (harness.budget's FLOPs model). On the sandbox: what 40 GRPO steps of 16 prompts x 8 samples spend under
-# the shared schedule (seed 0: 2.44e12 FLOPs, 4.9e11 of them generation and 1.95e12 updates, about 6.1e10 a step),
-# plus under half a step, so that GRPO itself takes its 40 steps. Every row stops when its next step could exceed
+# updates (harness.budget's FLOPs model). On the sandbox it was set as what 40 GRPO steps of 16 prompts x 8 samples
+# spent under the first shared schedule of one update epoch (2.44e12 FLOPs, about 6.1e10 a step), plus under half
+# a step; under today's two epochs a GRPO step costs about 9.8e10 and GRPO takes 25 steps. Every row stops when its next step could exceed
 # it, so every row ends within one step of the same compute: DAPO's discarded generations, R3's replays and
 # prompt-aug's longer prompts are paid from the same account, and a variant whose steps cost less trains more of
 # them. Another model gets the same compute per parameter (the same token passes), to 3 significant figures: FLOPs

@@ -138,11 +138,6 @@ def square_root_allocation(variances: torch.Tensor, shares: torch.Tensor, mean_r
     return mean_rollouts * root / spread
 
 
-def dual_ascent(mu: float, realized_mean: float, target_mean: float, step_size: float) -> float:
-    """Rollout-GDRO's price of compute: mu <- mu + alpha_mu (n_realized - n_bar)."""
-    return mu + step_size * (realized_mean - target_mean)
-
-
 def sample_losses(per_token: torch.Tensor, mask: torch.Tensor, aggregate, max_length: int | None = None
                   ) -> torch.Tensor:
     """Each sample's part of the minibatch loss `aggregate(per_token, mask)`, times the number of samples [B], so

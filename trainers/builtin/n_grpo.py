@@ -49,6 +49,8 @@ class NGRPOTrainer(GRPOTrainer):
         Claim("more diverse answers than GRPO", "variants.md §5", "distinct answers", "higher"))
     Config = NGRPOConfig
     mechanism = {
+        "rollouts_changed": "share of rollouts in which the mixing changed at least one emitted token from what plain "
+                            "sampling would have emitted: the rollouts, and so the rewards, that differ from GRPO's",
         "token_changed": "share of generated response tokens that differ from what plain sampling would have "
                          "emitted (a mixed position keeps the greedy anchor where the draw was another token)",
         "mixed_share": "share of generated response positions whose next input was a neighbour mixture",
@@ -62,11 +64,15 @@ class NGRPOTrainer(GRPOTrainer):
         self.note("mixed_share", float(mixed.sum() / on.sum().clamp(min=1)))
         changed = batch.redirected & on if batch.redirected is not None else torch.zeros_like(on)
         self.note("token_changed", float(changed.sum() / on.sum().clamp(min=1)))
+        self.note("rollouts_changed", float(changed.any(dim=1).float().mean()))
         neighbours = 1 - batch.weights[..., 0][mixed] if batch.weights is not None else torch.zeros(0)
         self.note("neighbour_weight", float(neighbours.mean()) if neighbours.numel() else 0.0)
         return batch
 
-    primary_probe = "token_changed"
+    # The rollout is the unit the mechanism changes for training (a reward, and so an advantage, is a rollout's):
+    # at the sandbox's low entropy a draw rarely differs from the greedy anchor, so the per-token share is small
+    # (about 0.2%) while one redirected token in a 50-token response still makes a different rollout.
+    primary_probe = "rollouts_changed"
 
     engine_rollouts = False  # the mixing happens inside the decode loop, which vLLM cannot run
 

@@ -8,17 +8,17 @@ arms maximise sum_b log p_b(n_b) subject to sum_b count_b n_b = G x #prompts exa
 G is n_bar, and since n_bar is an arm the exact total always exists, so a step costs exactly what GRPO's
 does). Ties go to the arm nearest n_bar, so before any feedback every prompt gets G (ours). Each prompt is
 rolled out n_b times and GRPO's advantages are taken per group of its own size. After training, only the
-arm each bin played is scored, with the bin's utility J_b = -mean(loss) over its samples less the price
-mu (n_b - n_bar) (paper Eq. 20), and the dual step moves mu by alpha_mu (realised mean - n_bar). A sample's
-loss is its part of the token-mean loss (`trainers.builtin.gdro`'s docstring, 2): a mean of sequence means would add
-about -beta KL to every played arm alike. The allocation being exact, the realised mean is n_bar and mu stays
-at 0 (the spec's mechanism, kept and checkpointed; it would move only under an inexact allocator).
+arm each bin played is scored, with the bin's utility J_b = -mean(loss) over its samples. A sample's loss is its
+part of the token-mean loss (`trainers.builtin.gdro`'s docstring, 2): a mean of sequence means would add about
+-beta KL to every played arm alike. The paper also prices a rollout, scoring J_b - mu (n_b - n_bar) with a dual
+variable mu that ascends on (realised mean - n_bar) (Eq. 20). Here the allocation is exact, so the realised mean
+is always n_bar and mu would stay 0 for ever: the price is left out rather than carried as a dead part (ours).
 
 Logged per step (lists over bins 0..B-1 plus the never-seen bin last; None where the bin had no prompt):
 gdro_bin_prompts, gdro_bin_rollouts_per_prompt (n_b), gdro_bin_rollouts (count x n_b), and
 gdro_bin_sqrt_law_rollouts: the square-root (Neyman) law n_b* = n_bar sqrt(v_b) / sum_j q_j sqrt(v_j), with
 v_b = p_b (1 - p_b) of the bin's accuracy this step (ours), as a reference for the bandit's allocation;
-plus gdro_mu. Probes (`mechanism`): rollout_spread and revisited.
+Probes (`mechanism`): rollout_spread and revisited.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from trainers.builtin.gdro import (
     GDROTrainer,
     RaggedGroups,
     allocate_arms,
-    dual_ascent,
     exp3_mixture,
     per_bin,
     segment_means,
@@ -57,11 +56,8 @@ class RolloutGDROConfig(GDROConfig):
     # gamma of the EXP3P arm probabilities: unconfirmed; ours: Prompt-GDRO's 0.01. It must be > 0: every arm
     # then stays possible, so the exact-budget allocation always exists.
     arm_gamma: float = 0.01
-    # Step size alpha_mu of the dual variable mu, the price of a rollout (mu starts at 0).
-    dual_step_size: float = 0.05
-    # Code/paper sign mismatch. False: the paper's score += J_b - mu (n - n_bar), favouring arms whose bins
-    # gain utility. True: the released controller's score += -(J_b + mu (n - n_bar)), favouring arms whose
-    # bins show higher loss (adversarial reading).
+    # Code/paper sign mismatch. False: the paper's score += J_b, favouring arms whose bins gain utility. True:
+    # the released controller's score += -J_b, favouring arms whose bins show higher loss (adversarial reading).
     adversarial_arm_scores: bool = False
 
     def __post_init__(self):
@@ -72,8 +68,6 @@ class RolloutGDROConfig(GDROConfig):
                              f"min_rollouts={self.min_rollouts}, group_size={self.group_size}, max_rollouts={largest}")
         if self.arm_eta < 0 or not 0 < self.arm_gamma <= 1:
             raise ValueError(f"arm_eta must be >= 0 and arm_gamma in (0, 1], got {self.arm_eta} and {self.arm_gamma}")
-        if self.dual_step_size < 0:
-            raise ValueError(f"dual_step_size must be >= 0, got {self.dual_step_size}")
 
 
 @VARIANTS.register("rollout-gdro")
@@ -105,7 +99,6 @@ class RolloutGDROTrainer(GDROTrainer):
         slots = self.num_bins + 1  # the difficulty bins, then the prompts never seen
         self.arm_scores = torch.zeros(slots, len(self.arms), dtype=torch.float64)
         self.arm_plays = torch.zeros(slots, len(self.arms), dtype=torch.long)
-        self.mu = 0.0
 
     def arm_probabilities(self) -> torch.Tensor:
         return exp3_mixture(self.arm_scores, self.config.arm_eta, self.config.arm_gamma)
@@ -132,25 +125,21 @@ class RolloutGDROTrainer(GDROTrainer):
         row_bins = torch.repeat_interleave(step.bins, step.sizes)
         bin_losses, trained_rows = segment_means(losses, row_bins, slots)
         utility = -bin_losses
-        gain = (-utility if cfg.adversarial_arm_scores else utility) - self.mu * (played - cfg.group_size)
+        gain = -utility if cfg.adversarial_arm_scores else utility
         learned = torch.nonzero(trained_rows > 0).flatten()
         arm = played[learned] - cfg.min_rollouts
         self.arm_scores[learned, arm] += gain[learned]
         self.arm_plays[learned, arm] += 1
-        self.mu = dual_ascent(self.mu, float(step.allocation_sizes.float().mean()), cfg.group_size,
-                              cfg.dual_step_size)
         accuracy, _ = segment_means(step.flat("accuracy"), row_bins, slots)
         reference = square_root_allocation(accuracy * (1 - accuracy), counts / counts.sum(), cfg.group_size)
         present = counts > 0
         return {"gdro_bin_prompts": counts.tolist(), "gdro_bin_rollouts_per_prompt": per_bin(played, present),
                 "gdro_bin_rollouts": (counts * played).tolist(),
-                "gdro_bin_sqrt_law_rollouts": per_bin(reference, present), "gdro_mu": self.mu}
+                "gdro_bin_sqrt_law_rollouts": per_bin(reference, present)}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "arm_scores": self.arm_scores.clone(), "arm_plays": self.arm_plays.clone(),
-                "mu": self.mu}
+        return {**super().state_dict(), "arm_scores": self.arm_scores.clone(), "arm_plays": self.arm_plays.clone()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.arm_scores, self.arm_plays = state["arm_scores"].clone(), state["arm_plays"].clone()
-        self.mu = state["mu"]
