@@ -57,8 +57,8 @@ TEST_SIZE_PER_LEVEL = 60  # 240 test problems: enough for a pass@1 error bar of 
 # Level 1 has only ~1,900 distinct problems (7/8 of them train), so its share is what exists; its moves are
 # all practised inside the other levels anyway.
 TRAIN_SIZE_PER_LEVEL = {1: 1500, 2: 6000, 3: 6000, 4: 6000}
-# The RL train pool: 160 problems, so the default budget (40 steps x 16 prompts = 640 draws) draws each one
-# 4 times, a new seeded order every pass (ours). Level 1 has 199 train problems left outside the warm
+# The RL train pool: 160 problems, so the default budget (GRPO: 25 steps x 16 prompts = 400 draws) draws each
+# one 2-3 times, a new seeded order every pass (ours). Level 1 has 199 train problems left outside the warm
 # start's set, enough for 40.
 POOL_SIZE_PER_LEVEL = 40
 RELATION_TEST_SIZE = 200

@@ -18,11 +18,10 @@ from trainers.builtin.grpo import TRAIN_LOG
 
 # Few questions, each revisited every step, so that what needs history has some (GDRO's bins are played from
 # the second visit and Rollout-GDRO's allocation can move from the third; R3 replays and reflects on what it
-# saw before); everything else, the update schedule included, is the default but the warm-up: at full learning
-# rate from the first step, the policy moves far enough between minibatches for the clip to bind within a few
-# steps (in a full default run GRPO's clip cuts ~1.5e-4 of tokens, a few a step; with the default 10-step
-# warm-up twelve steps were needed).
-POOL, STEPS = 8, 6
+# saw before); everything else, the update schedule included (2 epochs x 4 minibatches), is the default but the
+# warm-up: at full learning rate from the first step the policy moves far enough between updates for the clip
+# to bind within a few steps (in a full default run GRPO's clip cuts ~1.4e-3 of tokens).
+POOL, STEPS = 8, 4
 OVERRIDES = {"prompts_per_step": 8, "checkpoint_every": 100, "warmup_steps": 1}
 # DAPO's overlong punishment acts in the last 20% of the generation limit; sandbox answers (~50 tokens) reach
 # the default limit's (128) only when they derail, which a full run sees (0.16% truncated) and five steps
@@ -52,7 +51,7 @@ def _train_briefly(variant, sandbox, pool, run_dir, overrides=None, steps=STEPS)
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     trainer = trainer_cls(config, model=policy, tokenizer=tokenizer, problems=problems,
                           template=TEMPLATES.get(task.template), answer_format=task.answer_format, grader=task.grader,
-                          max_new_tokens=task.max_new_tokens, budget=Budget(steps=steps * config.minibatches),
+                          max_new_tokens=task.max_new_tokens, budget=Budget(steps=steps * config.ppo_epochs * config.minibatches),
                           seed=0, run_dir=run_dir, pool=pool, aux_rewards=task.aux_rewards)
     trainer.train()
     return [json.loads(line)["probes"] for line in (run_dir / TRAIN_LOG).read_text().splitlines()]

@@ -18,8 +18,8 @@ from trainers.builtin.prefix_grouper import forward_tokens
 
 def test_every_variant_shares_the_schedule_unless_the_paper_protocol_is_asked_for():
     shared = variant_configs(CompareConfig(variants=tuple(VARIANTS.names())))
-    assert {(c.ppo_epochs, c.minibatches) for c in shared.values()} == {(1, GRPOConfig.minibatches)}
-    assert GRPOConfig.minibatches > 1  # so the ratio leaves 1 and the clips can bind
+    assert {(c.ppo_epochs, c.minibatches) for c in shared.values()} == {(GRPOConfig.ppo_epochs, GRPOConfig.minibatches)}
+    assert GRPOConfig.ppo_epochs * GRPOConfig.minibatches > 1  # so the ratio leaves 1 and the clips can bind
     paper = variant_configs(CompareConfig(variants=("grpo", "unlikeliness", "disco", "mc-grpo"), protocol="paper"))
     assert [(c.ppo_epochs, c.minibatches) for c in paper.values()] == [(1, 1), (2, 1), (1, 4), (2, 1)]
     # A user's own setting still wins over either schedule.

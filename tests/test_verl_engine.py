@@ -48,9 +48,9 @@ def test_variants_needing_engine_hooks_are_refused():
 
 
 def test_the_budget_becomes_the_most_rollout_steps_it_pays_for_at_worst_case():
-    cfg = config("grpo")  # 16 prompts x 8 a step, 4 updates a step
+    cfg = config("grpo")  # 16 prompts x 8 a step, 2 epochs x 4 updates a step
     assert rollout_steps(cfg, Budget(rollouts=40 * 128), 64) == 40
-    assert rollout_steps(cfg, Budget(rollouts=40 * 128, steps=12), 64) == 3
+    assert rollout_steps(cfg, Budget(rollouts=40 * 128, steps=24), 64) == 3
     assert rollout_steps(cfg, Budget(tokens=128 * 64 * 7 + 5), 64) == 7
     with pytest.raises(ValueError, match="needs a budget of steps, prompts, rollouts or tokens"):
         rollout_steps(cfg, Budget(update_tokens=10**6), 64)
@@ -117,6 +117,7 @@ def fake_verl_run(verl_dir: Path, model_dir: Path, steps: int) -> None:
             f.write(json.dumps({"step": step, "data": {
                 "critic/score/mean": 0.25 * step, "response_length/mean": 10.0, "prompt_length/mean": 6.0,
                 "actor/pg_loss": 0.1, "actor/harness/clipped": 0.01 * step, "actor/harness/advantage_change": 0.5,
+                "actor/harness/kl_old": 0.002, "actor/harness/ratio_max": 1.3, "actor/grad_norm": 0.7,
                 "timing_s/step": 2.0}}) + "\n")
 
 
@@ -128,18 +129,22 @@ def test_a_finished_verl_run_reads_back_as_a_row(untrained_model_dir, tmp_path):
     assert (final / "config.json").is_file() and list(final.glob("*.safetensors"))
     ledger = json.loads((train / "ledger.json").read_text())
     assert ledger["steps_trained"] == 2
-    consumed = ledger["consumed"]  # 2 steps of 16 prompts x 8, 4 updates a step, verl's mean lengths
-    assert [consumed[k] for k in ("steps", "prompts", "rollouts", "tokens", "prompt_tokens")] == [8, 32, 256, 2560,
+    consumed = ledger["consumed"]  # 2 steps of 16 prompts x 8, 2 epochs x 4 updates a step, verl's mean lengths
+    assert [consumed[k] for k in ("steps", "prompts", "rollouts", "tokens", "prompt_tokens")] == [16, 32, 256, 2560,
                                                                                                    1536]
-    # Estimated: forward + backward in its one epoch and the old policy's forward, over prompts and responses.
-    assert consumed["update_tokens"] == (2560 + 1536) * 3
-    # Its FLOPs from those counts and the model's parameter count N: 2N a generated or prompt token, 2N + 6N a
-    # token of the update (the old policy's forward, then forward and backward).
+    # Estimated: forward + backward in each of its two epochs and the old policy's forward, over prompts and
+    # responses.
+    assert consumed["update_tokens"] == (2560 + 1536) * 5
+    # Its FLOPs from those counts and the model's parameter count N: 2N a generated or prompt token, 2N + 2 x 6N a
+    # token of the update (the old policy's forward, then forward and backward in each epoch).
     n = parameter_count(AutoModelForCausalLM.from_pretrained(untrained_model_dir))
     assert consumed["generation_flops"] == 2 * n * (2560 + 1536)
-    assert consumed["update_flops"] == 8 * n * (2560 + 1536)
+    assert consumed["update_flops"] == 14 * n * (2560 + 1536)
     log = [json.loads(line) for line in (train / "train_log.jsonl").read_text().splitlines()]
     assert [r["accuracy"] for r in log] == [0.25, 0.5] and log[1]["probes"]["clipped"] == 0.02
+    # The plugin's diagnostics are the built-in trainer's fields, not probes; verl's own gradient norm too.
+    assert (log[0]["kl_old"], log[0]["ratio_max"], log[0]["grad_norm"]) == (0.002, 1.3, 0.7)
+    assert set(log[0]["probes"]) == {"clipped", "advantage_change"}
     # A relaunch (resumed after its step 1) logs to a file of its own; the latest record of a step counts.
     with open(verl_dir / "metrics-20261201-130000.jsonl", "w") as f:
         f.write(json.dumps({"step": 2, "data": {"critic/score/mean": 0.75, "response_length/mean": 10.0}}) + "\n")

@@ -17,6 +17,7 @@ from verl.trainer.ppo import core_algos  # noqa: E402
 from verl.trainer.ppo.ray_trainer import compute_advantage  # noqa: E402
 
 from harness.budget import Budget  # noqa: E402
+from trainers import algos  # noqa: E402
 from trainers.algos.variants import MATH, GroupBatch, registry_shaped  # noqa: E402
 
 pytestmark = pytest.mark.verl
@@ -130,6 +131,13 @@ def test_verl_advantage_and_loss_equal_the_builtin_trainers(variant, seed, spec)
     expected_loss.backward()
     assert torch.allclose(logp.grad[sel], ref_logp.grad, atol=1e-7)
     assert "harness/clipped" in metrics
+    # The diagnostics are those of the kept rows alone (a dropped group's zeroed mask leaves it out).
+    kept_mask = mask[sel] > 0
+    kept_ratio = torch.exp(algos.log_ratio(logp.detach()[sel], old[sel]))[kept_mask]
+    assert metrics["harness/ratio_mean"] == pytest.approx(float(kept_ratio.mean()), rel=1e-6)
+    assert metrics["harness/ratio_max"] == pytest.approx(float(kept_ratio.max()), rel=1e-6)
+    kl = algos.k3_kl(logp.detach()[sel], old[sel])[kept_mask]
+    assert metrics["harness/kl_old"] == pytest.approx(float(kl.mean()), rel=1e-6)
 
 
 def test_harness_grpo_equals_verls_own_grpo(spec):

@@ -16,11 +16,13 @@ from trainers.builtin.base import apply_overrides
 from trainers.builtin.grpo import TRAIN_LOG
 from trainers.builtin.rollout import RolloutBatch
 
-# What makes a step take a second: 2 prompts x G=4 = 8 rollouts of at most 12 tokens, a checkpoint every step.
+# What makes a step take a second: 2 prompts x G=4 = 8 rollouts of at most 12 tokens, one epoch over them, a
+# checkpoint every step.
 TINY_OVERRIDES = {"prompts_per_step": 2, "group_size": 4, "max_new_tokens": 12, "checkpoint_every": 1,
-                  "lr": 1e-3, "warmup_steps": 1}
+                  "lr": 1e-3, "warmup_steps": 1, "ppo_epochs": 1}
 
-# Pays for exactly one TINY step: under the shared schedule its 2 groups make 2 minibatch updates.
+# Pays for exactly one TINY step: its 2 groups make 2 minibatch updates (the shared schedule's 4 minibatches, at
+# most one group each).
 ONE_STEP = Budget(steps=2)
 
 

@@ -115,6 +115,19 @@ def clip_shares(counts: torch.Tensor, tokens: float) -> dict[str, float]:
     return {**shares, "clipped": float(counts.sum()) / tokens}
 
 
+def ratio_diagnostics(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, clipped: torch.Tensor
+                      ) -> dict[str, float]:
+    """One minibatch's move away from the policy that sampled it, as an engine that trains elsewhere logs it: k3 KL
+    to the old policy (kl_old), importance ratio mean and max over trained tokens, and the share of sequences with
+    a clipped token (clip_sequences; `clipped` is `clipped_tokens(..., per_sequence=True)`)."""
+    on = mask > 0
+    ratio = torch.exp(log_ratio(logp.detach(), old_logp))
+    tokens = on.sum().clamp(min=1)
+    return {"kl_old": float((k3_kl(logp.detach(), old_logp) * on).sum() / tokens),
+            "ratio_mean": float(ratio[on].sum() / tokens), "ratio_max": float(ratio[on].max()) if on.any() else 0.0,
+            "clip_sequences": float((clipped.sum(dim=1) > 0).sum() / max(1, int(on.any(dim=-1).sum())))}
+
+
 def update_change(weights: torch.Tensor, reference: torch.Tensor) -> float:
     """How much of an update's per-token weight differs from a reference update's on the same tokens: half the L1
     distance between the two signed weight vectors (each loss's gradient with respect to the tokens' log-probs),

@@ -56,15 +56,23 @@ def update_passes(config) -> int:
     return 2 * config.ppo_epochs + 1 + (1 if config.kl_beta > 0 else 0)
 
 
+# What the plugin's loss logs beside the probes: the built-in trainer's per-step diagnostics of the same names.
+# verl averages a step's micro-batch figures, so ratio_max is there the mean of each minibatch's max.
+PLUGIN_DIAGNOSTICS = ("kl_old", "ratio_mean", "ratio_max", "clip_sequences")
+
+
 def step_record(metrics: dict, ledger: Ledger) -> dict:
-    """One train-log record (the built-in trainer's fields) from verl's metrics of one step."""
-    probes = {key.split(PROBE_PREFIX, 1)[1]: value for key, value in metrics.items() if PROBE_PREFIX in key}
+    """One train-log record (the built-in trainer's fields) from verl's metrics of one step. Not in verl's metrics,
+    so not logged: update_change (the loss sees no accuracy to build GRPO's reference from), reward SD, lengths of
+    right and wrong answers, groups with no reward spread."""
+    ours = {key.split(PROBE_PREFIX, 1)[1]: value for key, value in metrics.items() if PROBE_PREFIX in key}
+    diagnostics = {name: ours.pop(name) for name in PLUGIN_DIAGNOSTICS if name in ours}
     score = metrics.get("critic/score/mean")
     return {"step": metrics["step"], **ledger.to_dict(), "reward_mean": metrics.get("critic/rewards/mean", score),
             "accuracy": score, "response_length": metrics.get("response_length/mean"),
             "truncated": metrics.get("response_length/clip_ratio"), "loss": metrics.get("actor/pg_loss"),
-            "entropy": metrics.get("actor/entropy"), "kl": metrics.get("actor/kl_loss"), "engine": "verl",
-            "probes": probes}
+            "entropy": metrics.get("actor/entropy"), "kl": metrics.get("actor/kl_loss"),
+            "grad_norm": metrics.get("actor/grad_norm"), **diagnostics, "engine": "verl", "probes": ours}
 
 
 def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path | None:

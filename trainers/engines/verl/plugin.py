@@ -104,8 +104,10 @@ def policy_loss(variant: str, old_log_prob: torch.Tensor, log_prob: torch.Tensor
                                           spec.max_length)
     ratio = torch.exp(algos.log_ratio(log_prob.detach(), old_log_prob))
     cfg = spec.config
-    clipped = algos.clipped_tokens(ratio, per_sequence, mask, cfg.eps_low, cfg.eps_high, cfg.dual_clip)
-    probes = {**probes, **algos.clip_shares(clipped, float(mask.sum()))}
+    clipped = algos.clipped_tokens(ratio, per_sequence, mask, cfg.eps_low, cfg.eps_high, cfg.dual_clip,
+                                   per_sequence=True)
+    probes = {**probes, **algos.clip_shares(clipped.sum(dim=0), float(mask.sum())),
+              **algos.ratio_diagnostics(log_prob, old_log_prob, mask, clipped)}
     return loss, {f"harness/{name}": value for name, value in probes.items()}
 
 
