@@ -6,7 +6,7 @@ import pytest
 
 from harness.cli import main
 
-TINY = ["--budget", "steps=2", "--set", "all.prompts_per_step=2", "--set", "all.group_size=4",
+TINY = ["--budget", "steps=4", "--set", "all.prompts_per_step=2", "--set", "all.group_size=4",
         "--set", "all.max_new_tokens=12", "--n", "2", "--k", "1,2", "--limit", "6", "--quiet"]
 
 
@@ -21,14 +21,14 @@ def test_compare_trains_each_variant_within_budget_and_renders_a_leaderboard(unt
     assert sorted(p.name for p in rows.iterdir() if p.is_dir()) == ["dgpo-seed0", "grpo-seed0", "warm-start"]
     for variant in ("grpo", "dgpo"):
         ledger = json.loads((rows / f"{variant}-seed0" / "train" / "ledger.json").read_text())
-        # steps=2 pays for one step: its 2 groups make 2 minibatch updates under the shared schedule.
-        assert ledger["consumed"]["steps"] == 2 and ledger["stopped_by"] == "steps"
+        # steps=4 pays for one step: its 2 groups make 2 minibatch updates in each of the shared schedule's 2 epochs.
+        assert ledger["consumed"]["steps"] == 4 and ledger["stopped_by"] == "steps"
         assert (rows / f"{variant}-seed0" / "train" / "final" / "config.json").is_file()
         assert json.loads((rows / f"{variant}-seed0" / "eval" / "metrics.json").read_text())["tasks"]["sandbox"][
             "num_problems"] == 6
     board = (tmp_path / "boards" / "tiny.md").read_text()
     assert "| warm start |" in board and "| grpo |" in board and "| dgpo |" in board
-    assert "| 8 / " in board and "| 2 / " in board  # rollouts (1 step x 2 prompts x G=4) / updates
+    assert "| 8 / " in board and "| 4 / " in board  # rollouts (1 step x 2 prompts x G=4) / updates (2 x 2)
     assert "harness compare --model" in board
     assert (tmp_path / "boards" / "tiny-training.png").read_bytes()[:4] == b"\x89PNG"
 

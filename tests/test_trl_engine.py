@@ -21,7 +21,7 @@ pytest.importorskip("trl")
 REGISTRY_SHAPED = ["grpo", "dr-grpo", "dapo", "dgpo", "ngrpo", "gdpo", "a-grae", "grpo-lead", "reflection",
                    "unlikeliness"]
 # On the sandbox warm start, whose answers end (a random model's rarely do, and Dr. GRPO would see only zeros).
-PARITY = {"prompts_per_step": 4, "group_size": 4, "max_new_tokens": 64, "minibatches": 1}
+PARITY = {"prompts_per_step": 4, "group_size": 4, "max_new_tokens": 64, "minibatches": 1, "ppo_epochs": 1}
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,8 @@ def test_one_trl_step_gives_the_builtin_advantages_and_loss(variant, warm_start_
                                             ("grpo", {"ppo_epochs": 2})])
 def test_a_whole_trl_step_of_minibatch_updates_matches_the_builtin_step(variant, extra, warm_start_dir, tmp_path,
                                                                           train_problems):
-    """A full rollout step under the shared schedule (4 minibatch updates, so later ones see ratios off 1 and the
-    clips can bind): TRL, fed the built-in sampler's responses, takes the built-in trainer's minibatches (whole
+    """A full rollout step of 4 minibatch updates, so later ones see ratios off 1 and the clips can bind (one epoch;
+    the shared schedule's two in the last case): TRL, fed the built-in sampler's responses, takes the built-in trainer's minibatches (whole
     groups, the run seed's order), computes the same loss on each and makes the same update, up to float
     rounding."""
     from trainers.engines.trl import make_trl_trainer
@@ -153,7 +153,8 @@ def test_compare_with_trl_ranks_rows_with_the_budget_consumed(untrained_model_di
         ledger = json.loads((train / "ledger.json").read_text())
         # Two rollout steps of 4 x 4: the budget's first limit stops it, as the built-in trainer.
         assert ledger["consumed"]["rollouts"] == 32 and ledger["stopped_by"] == "rollouts", ledger
-        assert ledger["consumed"]["steps"] == 8 and ledger["steps_trained"] == 2  # 4 minibatch updates a step
+        # 2 epochs x 4 minibatch updates a step (the shared schedule)
+        assert ledger["consumed"]["steps"] == 16 and ledger["steps_trained"] == 2
         assert ledger["consumed"]["update_tokens"] > 0 and ledger["consumed"]["tokens"] > 0
         log = [json.loads(line) for line in (train / "train_log.jsonl").read_text().splitlines()]
         assert [r["step"] for r in log] == [1, 2] and all(r["engine"] == "trl" for r in log)

@@ -42,8 +42,8 @@ def test_config_validates_and_keeps_the_code_defaults():
 
 
 def test_round_cost_charges_g_plus_one_rollouts():
-    config = MCGRPOConfig(prompts_per_step=2, group_size=4, max_new_tokens=12)
-    assert MCGRPOTrainer.round_cost(config, 100, 2) == Ledger(steps=2, prompts=2, rollouts=10, tokens=120)
+    config = MCGRPOConfig(prompts_per_step=2, group_size=4, max_new_tokens=12)  # 2 epochs x 2 minibatch updates
+    assert MCGRPOTrainer.round_cost(config, 100, 2) == Ledger(steps=4, prompts=2, rollouts=10, tokens=120)
     assert GRPOTrainer.round_cost(config, 100, 2).rollouts == 8
     # 9 rollouts pay for a GRPO step but not for an MC-GRPO one.
     with pytest.raises(TrainingError, match="10 rollouts"):
