@@ -123,7 +123,7 @@ def test_compare_trains_smollm2_with_vllm_rollouts(benchmarks_dir, tmp_path):
     pushed after the first update, the update measures the sampler/trainer gap and weights tokens by the
     truncated ratio; generation is charged as with the built-in sampler."""
     code = main(["compare", "--model", "smollm2-135m", "--train-task", "gsm8k", "--eval-tasks", "gsm8k",
-                 "--data-dir", str(benchmarks_dir), "--variants", "grpo", "--budget", "steps=4",
+                 "--data-dir", str(benchmarks_dir), "--variants", "grpo", "--budget", "steps=8",
                  "--rollout-engine", "vllm", "--set", "all.prompts_per_step=2", "--set", "all.group_size=4",
                  "--set", "all.max_new_tokens=48", "--n", "1", "--k", "1", "--limit", "2", "--max-new-tokens", "24",
                  "--quiet", "--out", str(tmp_path / "runs"), "--leaderboard-dir", str(tmp_path / "boards"),
