@@ -196,6 +196,10 @@ def test_all_right_group_replays_a_wrong_answer_and_other_groups_get_an_empty_sl
     advantages = trainer.advantage(second)
     assert advantages[0].tolist() == approx([0.4472] * 4 + [-1.7889])
     assert advantages[1].tolist() == approx([0.866, -0.866, 0.866, -0.866, 0.0])
+    # What the update_change probe compares R3 with: GRPO on the generated responses alone, 0 in the replay
+    # slots (GRPO would not have trained them), so the replayed wrong answer counts wholly as R3's.
+    reference = trainer.grpo_advantages_of(second).view(2, 5)
+    assert reference.reshape(-1).tolist() == approx([0.0] * 5 + [0.866, -0.866, 0.866, -0.866, 0.0])
     # The empty slot is no sequence: the loss is the one over the nine real rows.
     logp = torch.randn(10, 6)
     mask = second.batch.response_mask[:, :6].float()

@@ -39,8 +39,9 @@ from harness.backends.base import DEFAULT_STOP, cut_at_stop
 from harness.claims import Claim
 from harness.extraction import extract
 from harness.task import Problem
+from trainers.algos.variants import reference_advantages
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, derived_seed, group_rows
-from trainers.builtin.grpo import GRPOTrainer
+from trainers.builtin.grpo import UPDATE_CHANGE, GRPOTrainer
 from trainers.builtin.rollout import RolloutBatch
 
 # Problem.meta key that makes a problem a reflection copy; its value is the past wrong response shown.
@@ -186,6 +187,8 @@ class R3Trainer(GRPOTrainer):
     claims = (Claim("higher accuracy than GRPO", "variants.md §16 (Table 1)", "pass@1", "higher"),)
     Config = R3Config
     mechanism = {
+        "update_change": UPDATE_CHANGE + " (GRPO's update being on the step's generated responses alone, so a "
+                         "replayed response's weight counts wholly as R3's)",
         "replayed_share": "share of the step's trained responses that are replays of past ones (CCR: each gives an "
                           "all-right or all-wrong group the signal GRPO's update lacks there)",
         "replays": "past responses replayed into all-right or all-wrong groups this step (CCR)",
@@ -193,9 +196,22 @@ class R3Trainer(GRPOTrainer):
         "ranked_groups": "all-wrong groups given entropy-ranking rewards this step (SERR)",
     }
 
-    # update_change compares with GRPO on the batch as trained, replays included, so it cannot see the replays'
-    # own effect; their share of the batch can.
-    primary_probe = "replayed_share"
+    # The primary probe is update_change against GRPO on the generated responses (`grpo_advantages_of`): it sees
+    # all three parts that change the update, the ranking rewards and length bonus (SERR) and the replays (CCR).
+    # The replays alone need history, so they act only from a question's second visit: on the sandbox's default
+    # budget (15 R3 steps, the pool's second pass from step 11) they are under 1% of the trained responses.
+
+    def grpo_advantages_of(self, groups: Groups) -> torch.Tensor:
+        """Plain GRPO's advantages [rows] on the step as generated: GRPO's own over each group's G sampled
+        responses, and 0 in the replay slots, which GRPO would not have trained."""
+        g, width = self.config.group_size, groups.accuracy.shape[-1]
+        if width == g:
+            return super().grpo_advantages_of(groups)
+        n = groups.accuracy.shape[0]
+        answered = torch.tensor([a is not None for a in groups.answers]).view(n, width)[:, :g]
+        reference = torch.zeros(n, width)
+        reference[:, :g] = reference_advantages(groups.accuracy[:, :g], answered, self.grpo_reference)
+        return reference.reshape(-1)
 
     def __init__(self, config: R3Config, **kwargs):
         super().__init__(config, **kwargs)
