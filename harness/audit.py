@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.grading import GradingPool
+from harness.grading_pool import GradingPool
 from harness.outcomes import Outcomes, RunInputError
 from harness.regress import load_golds, regrade
 

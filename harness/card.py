@@ -38,7 +38,7 @@ def machine_info() -> dict[str, str | int]:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count() or 0, "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "python": platform.python_version()}
 
 
 def canonical_json(obj) -> str:

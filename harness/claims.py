@@ -1,5 +1,6 @@
-"""Each paper's signature claims, as statements over eval metrics or training diagnostics against a baseline,
-tested at the level they are made: training runs (`stats.seed_aware_test`, seed-to-seed variance included).
+"""Each paper's signature claims (`harness.claim.Claim`), as statements over eval metrics or training diagnostics
+against a baseline, tested at the level they are made: training runs (`stats.seed_aware_test`, seed-to-seed
+variance included).
 
 A variant declares its claims (`claims` on its trainer class, listed by `harness list variants` with the paper's
 section); the leaderboard's "Paper claims on this setup" gives each a verdict:
@@ -26,28 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from harness import stats
+from harness.claim import Claim
+from harness.markers import marker_count
 from harness.metrics import pass_at_k
 
-DIRECTIONS = ("higher", "lower", "not lower")
 # The share of training steps a "late" training diagnostic averages over: the end of the run, where a mechanism
 # has had time to act.
 LATE = 0.25
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One headline claim of a paper against its baseline, as a statement this harness can test."""
-
-    statement: str  # what the paper says, in short
-    section: str  # where it is recorded (variants.md section, the paper's own where known)
-    measure: str  # a MEASURES key
-    direction: str  # "higher", "lower" or "not lower" (no loss beyond `margin`)
-    margin: float = 0.0  # for "not lower": the loss that still counts as none, in the measure's units
-    baseline: str = "grpo"  # the label it is tested against ("warm start" for the starting model)
-
-    def __post_init__(self):
-        if self.direction not in DIRECTIONS:
-            raise ValueError(f"claim direction must be one of {DIRECTIONS}, got {self.direction!r}")
 
 
 @dataclass(frozen=True)
@@ -109,9 +95,7 @@ def _sample_mean(value: Callable[[dict], float | None], keep: Callable[[dict], b
 
 
 def _has_marker(sample: dict) -> float:
-    from trainers.algos.terms import distinct_markers
-
-    return float(distinct_markers([sample.get("completion") or ""])[0] > 0)
+    return float(marker_count(sample.get("completion") or "") > 0)
 
 
 def _late(key: str):

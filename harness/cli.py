@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from harness.machine import pin_cpu_kernels
 from harness.registry import UnknownNameError
 from harness.runstore import RunMismatchError
 from harness.task import DataError
@@ -403,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pin_cpu_kernels()  # before anything imports torch (harness.machine says why)
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     try:

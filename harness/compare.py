@@ -21,7 +21,7 @@ import torch
 from harness.budget import Budget
 from harness.card import card_hash, library_versions, machine_info
 from harness.evaluate import EvalConfig, run_eval
-from harness.grading import GradingPool
+from harness.grading_pool import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.runstore import RunDir, write_json_atomic

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from harness.backends.base import BACKENDS, SamplingParams
 from harness.card import card_hash, library_versions
 from harness.extraction import EXTRACTION_MODES, extract
-from harness.grading import GradingPool
+from harness.grading_pool import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES, PromptTemplate, render_prompt
 from harness.report import write_summary_markdown

@@ -8,8 +8,8 @@ deviations: `malformed_operators=True` for the prediction, because `\\frac12` an
 TeX that the open-r1 setting cannot parse (graded wrong there); and no `equations=True`, which
 math-verify 0.9 deprecates because its parser now handles equations itself.
 
-`GradingPool` (harness/grading_pool.py, re-exported here) runs graders in worker processes with a hard
-per-item time limit; `cluster_answers` groups equivalent answers through it.
+`GradingPool` (harness/grading_pool.py) runs these graders in worker processes with a hard per-item time
+limit; this module knows nothing of it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from fractions import Fraction
 from functools import lru_cache
 
 from harness.extraction import normalize_relation
-from harness.grading_pool import GradeRequest, GradingPool  # noqa: F401  (re-exported: import the pool from here)
 from harness.registry import Registry, UnknownNameError
 
 logger = logging.getLogger(__name__)
@@ -224,6 +223,12 @@ def answer_extraction_config():
         normalization_config=NormalizationConfig(nits=False, malformed_operators=True, basic_latex=True,
                                                  boxed="all", units=True),
         boxed_match_priority=0, try_extract_without_anchor=False)
+
+
+def load_parsers() -> None:
+    """Import sympy, math-verify and the LaTeX parser now (seconds), so that a grading worker's first deadline
+    times grading, not imports."""
+    _parse_answer("0")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -472,45 +477,9 @@ def grade(grader: str, golds: Sequence[str], answer: str | None) -> bool:
     return bool(resolve_grader(grader)(tuple(golds), answer))
 
 
-def _grade_safely(grader: str, golds: tuple[str, ...], answer: str) -> bool:
+def grade_safely(grader: str, golds: tuple[str, ...], answer: str) -> bool:
     try:
         return grade(grader, golds, answer)
     except Exception:  # a grader bug or a sympy crash on one answer must not stop the run
         logger.warning("grader %r raised on answer %r; graded wrong", grader, answer, exc_info=True)
         return False
-
-
-# ------------------------------------------------------------------------------------------ clustering
-def cluster_answers(grader: str, answers: Sequence[str | None], pool: GradingPool | None = None,
-                    ) -> list[int | None]:
-    """Cluster ids (0, 1, ... by first appearance) such that equivalent answers share one; None stays None.
-
-    Identical strings (after stripping) are merged for free; every pair of distinct strings is then asked
-    of the grader in one batch (the earlier string as gold), and "equivalent" is closed transitively.
-    An answer that exceeds the time limit on its own (graded against "0") is a cluster of its own rather
-    than the cause of one timeout per pair. Without a pool the comparisons run in-process (tests only).
-    """
-    keys = [a.strip() if a is not None and a.strip() else None for a in answers]
-    distinct = list(dict.fromkeys(k for k in keys if k is not None))
-    comparable = range(len(distinct))
-    if pool is not None and len(distinct) > 1:
-        pool.grade([(grader, ("0",), text) for text in distinct if text not in pool.unusable_answers], retry=False)
-        comparable = [k for k, text in enumerate(distinct) if text not in pool.unusable_answers]
-    pairs = [(i, j) for n, j in enumerate(comparable) for i in comparable[:n]]
-    requests = [(grader, (distinct[i],), distinct[j]) for i, j in pairs]
-    verdicts = pool.grade(requests, retry=False) if pool is not None else [grade(*request) for request in requests]
-    parent = list(range(len(distinct)))
-
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for (i, j), same in zip(pairs, verdicts, strict=True):
-        if same:
-            a, b = root(i), root(j)
-            parent[max(a, b)] = min(a, b)
-    labels: dict[int, int] = {}
-    cluster_of = {text: labels.setdefault(root(k), len(labels)) for k, text in enumerate(distinct)}
-    return [None if k is None else cluster_of[k] for k in keys]

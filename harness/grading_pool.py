@@ -7,8 +7,7 @@ item that hits the limit is graded again once with a longer one (`retry_timeout_
 final timeout is graded wrong but recorded as a timeout, not memoised as a verdict. Answers whose shape alone
 says they are not the gold and would cost minutes (`harness.grading.screen`) never reach a worker.
 
-Import it from harness.grading, which re-exports it. This module imports harness.grading only inside
-functions, so that either module can be imported first (a spawned worker imports this one first).
+It stands on harness.grading (the graders, looked up by name in the workers); grading knows nothing of the pool.
 """
 
 from __future__ import annotations
@@ -21,6 +20,15 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import wait
+
+from harness.grading import (
+    ABSOLUTE_REASONS,
+    grade_safely,
+    load_parsers,
+    resolve_grader,
+    screen,
+    speed_up_parsing,
+)
 
 logger = logging.getLogger("harness.grading")  # one logger for all of grading, as before the split
 
@@ -62,13 +70,11 @@ def _worker_main(conn, die_with_parent: bool = True) -> None:
     in harness.grading live as long as the worker, i.e. across batches."""
     import signal
 
-    from harness.grading import _grade_safely, _parse_answer, speed_up_parsing
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _worker_limits(die_with_parent)
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # the pool reports timeouts itself
     speed_up_parsing()
-    _parse_answer("0")  # import sympy, math-verify and the antlr parser before the first deadline starts
+    load_parsers()
     conn.send(_READY)
     while True:
         try:
@@ -78,7 +84,7 @@ def _worker_main(conn, die_with_parent: bool = True) -> None:
         if chunk is None:
             return
         for index, grader, golds, answer in chunk:
-            conn.send((index, _grade_safely(grader, golds, answer)))
+            conn.send((index, grade_safely(grader, golds, answer)))
 
 
 class _Worker:
@@ -157,8 +163,6 @@ class GradingPool:
     @property
     def unusable_answers(self) -> set[str]:
         """Answers not worth comparing again: they timed out or were screened out."""
-        from harness.grading import ABSOLUTE_REASONS
-
         return self.timed_out_answers | {a for a, why in self.rejected_answers.items() if why in ABSOLUTE_REASONS}
 
     def is_timeout(self, grader: str, golds, answer: str | None) -> bool:
@@ -191,8 +195,6 @@ class GradingPool:
     def grade(self, requests: Sequence[GradeRequest], retry: bool = True) -> list[bool]:
         """Verdicts in request order. `retry`: an item that hits the limit is graded once more with the longer
         limit before it is final (clustering, which only asks whether two answers are one, passes False)."""
-        from harness.grading import resolve_grader, screen
-
         keys: list[tuple | None] = []
         todo: dict[tuple, None] = {}
         for grader, golds, answer in requests:

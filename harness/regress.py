@@ -22,7 +22,7 @@ import numpy as np
 
 from harness import metrics, stats
 from harness.card import card_differences
-from harness.grading import GradingPool
+from harness.grading_pool import GradingPool
 from harness.outcomes import Outcomes, RunInputError, load_outcomes
 from harness.scoring import maj_at_k, problem_clusters
 

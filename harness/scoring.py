@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 
 from harness import diversity, metrics, stats
-from harness.grading import GradingPool, cluster_answers
+from harness.grading import grade
+from harness.grading_pool import GradingPool
 
 # Above this many samples per problem, maj@k is a seeded Monte Carlo estimate (statistics.md allows it).
 EXACT_MAJ_MAX_N = 256
@@ -20,6 +22,41 @@ def group_by_problem(samples: list[dict]) -> dict[str, list[dict]]:
     for group in grouped.values():
         group.sort(key=lambda s: s["sample_index"])
     return dict(grouped)
+
+
+def cluster_answers(grader: str, answers: Sequence[str | None], pool: GradingPool | None = None,
+                    ) -> list[int | None]:
+    """Cluster ids (0, 1, ... by first appearance) such that equivalent answers share one; None stays None.
+
+    Identical strings (after stripping) are merged for free; every pair of distinct strings is then asked
+    of the grader in one batch (the earlier string as gold), and "equivalent" is closed transitively.
+    An answer that exceeds the time limit on its own (graded against "0") is a cluster of its own rather
+    than the cause of one timeout per pair. Without a pool the comparisons run in-process (tests only).
+    """
+    keys = [a.strip() if a is not None and a.strip() else None for a in answers]
+    distinct = list(dict.fromkeys(k for k in keys if k is not None))
+    comparable = range(len(distinct))
+    if pool is not None and len(distinct) > 1:
+        pool.grade([(grader, ("0",), text) for text in distinct if text not in pool.unusable_answers], retry=False)
+        comparable = [k for k, text in enumerate(distinct) if text not in pool.unusable_answers]
+    pairs = [(i, j) for n, j in enumerate(comparable) for i in comparable[:n]]
+    requests = [(grader, (distinct[i],), distinct[j]) for i, j in pairs]
+    verdicts = pool.grade(requests, retry=False) if pool is not None else [grade(*request) for request in requests]
+    parent = list(range(len(distinct)))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for (i, j), same in zip(pairs, verdicts, strict=True):
+        if same:
+            a, b = root(i), root(j)
+            parent[max(a, b)] = min(a, b)
+    labels: dict[int, int] = {}
+    cluster_of = {text: labels.setdefault(root(k), len(labels)) for k, text in enumerate(distinct)}
+    return [None if k is None else cluster_of[k] for k in keys]
 
 
 def problem_clusters(group: list[dict], grader: str, pool: GradingPool) -> tuple[list[int], list[bool]]:

@@ -14,6 +14,10 @@ seconds per rollout step (generation, grading and the step's minibatch updates),
 
 from __future__ import annotations
 
+from harness.machine import pin_cpu_kernels
+
+pin_cpu_kernels()  # before torch loads: the kernels `harness` commands use (harness/machine.py)
+
 import argparse
 import copy
 import dataclasses
@@ -148,7 +152,7 @@ def step_times(variant: str, model_dir: Path, problems, task, steps: int) -> tup
     """Seconds per rollout step: (built-in, TRL), same model, prompts, seed, budget and real grading."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.grading import GradingPool
+    from harness.grading_pool import GradingPool
     from trainers.builtin.base import VARIANTS
     from trainers.engines.trl import make_trl_trainer
 

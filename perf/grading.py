@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import grading  # noqa: E402
 from harness.extraction import extract  # noqa: E402
+from harness.grading_pool import GradingPool  # noqa: E402
 from harness.task import TASKS  # noqa: E402
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -99,7 +100,7 @@ def main() -> None:
           f"cpu_count={os.cpu_count()}")
 
     started = time.perf_counter()
-    with grading.GradingPool(workers=args.workers) as pool:
+    with GradingPool(workers=args.workers) as pool:
         pool.start()
         startup = time.perf_counter() - started
         pids = [worker.process.pid for worker in pool._workers]  # perf only: the workers' CPU time

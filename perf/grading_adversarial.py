@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.grading import GradingPool  # noqa: E402
+from harness.grading_pool import GradingPool  # noqa: E402
 from harness.task import TASKS  # noqa: E402
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"

@@ -13,6 +13,10 @@ after one warm-up, and the largest log-prob difference between the two forwards 
 
 from __future__ import annotations
 
+from harness.machine import pin_cpu_kernels
+
+pin_cpu_kernels()  # before torch loads: the kernels `harness` commands use (harness/machine.py)
+
 import argparse
 import statistics
 import time

@@ -14,6 +14,10 @@ so the update time the probe costs is measured against its baseline in the same 
 
 from __future__ import annotations
 
+from harness.machine import pin_cpu_kernels
+
+pin_cpu_kernels()  # before torch loads: the kernels `harness` commands use (harness/machine.py)
+
 import argparse
 import tempfile
 import time
@@ -22,7 +26,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget
-from harness.grading import GradingPool
+from harness.grading_pool import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.task import TASKS

@@ -22,6 +22,9 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 
 
 def main() -> None:
+    from harness.machine import pin_cpu_kernels
+
+    pin_cpu_kernels()  # before torch loads: the kernels `harness` commands use (harness/machine.py)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -117,7 +120,7 @@ def grpo_steps(path, args) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.budget import Budget
-    from harness.grading import GradingPool
+    from harness.grading_pool import GradingPool
     from harness.prompts import TEMPLATES
     from harness.task import TASKS
     from trainers.builtin.base import GRPOConfig

@@ -196,7 +196,7 @@ def with_self_check(solution: str, expression: str) -> str:
 
     The line restates the problem with the value the work arrived at, right or wrong, so it is a function of
     what the model can see (the prompt and its own last line) and a tiny model can learn to write it. Its
-    words are one of `trainers.builtin.reflection.REFLECTION_MARKERS`, so the reflection detector counts it.
+    words are one of `harness.markers.REFLECTION_MARKERS`, so the reflection detector counts it.
     """
     work, boxed = solution.rsplit("\n", 1)
     value = boxed.removeprefix("\\boxed{").removesuffix("}")

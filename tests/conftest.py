@@ -1,7 +1,11 @@
 import os
 from pathlib import Path
 
-import pytest
+from harness.machine import pin_cpu_kernels
+
+pin_cpu_kernels()  # before any test imports torch, so the suite runs the kernels `harness` commands run
+
+import pytest  # noqa: E402
 
 # Nothing in the suite may reach a hub.
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from test_leaderboard import column, table, write_row
 
-from harness.claims import MEASURES, Claim, judge
+from harness.claim import Claim
+from harness.claims import MEASURES, judge
 from harness.leaderboard import load_rows, render_leaderboard
 from trainers.builtin.base import VARIANTS
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from harness.extraction import RELATION_OPTIONS, extract, last_boxed
-from harness.grading import GradingPool
+from harness.grading_pool import GradingPool
 from harness.task import TASKS, read_jsonl
 from tasks.benchmarks import MINERVA_MISALIGNED_ALTERNATIVES
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from harness import grading
-from harness.grading import GRADERS, GradingPool, cluster_answers, grade
+from harness.grading import GRADERS, grade
+from harness.grading_pool import GradingPool
+from harness.scoring import cluster_answers
 
 
 @pytest.mark.parametrize("gold, answer", [
@@ -320,7 +322,7 @@ def test_shard_keeps_a_gold_on_one_worker_across_batches():
 
 ORPHAN_SCRIPT = """
 import sys, time
-from harness.grading import GradingPool
+from harness.grading_pool import GradingPool
 if __name__ == "__main__":
     pool = GradingPool(workers=2, timeout_s=60)
     pool.start()

@@ -2,19 +2,34 @@
 default (shared) protocol, shows with its own probes that its defining mechanism acted (slow: it needs the
 warm start and a few real training steps per variant)."""
 
+import hashlib
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget
-from harness.grading import GradingPool
+from harness.grading_pool import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.task import TASKS
 from trainers.builtin.base import VARIANTS, apply_overrides
 from trainers.builtin.grpo import TRAIN_LOG
+
+# The sha256 of each variant's train log below (wall-clock fields dropped), pinned so that moving a variant's code
+# (issue 21) provably moves no number: every reward, loss, probe and FLOP of four steps. Regenerate after a
+# deliberate change with HARNESS_REGEN_GOLDEN=1 and say why in the commit.
+TRAIN_LOG_DIGESTS = Path(__file__).parent / "golden" / "train_log_digests.json"
+TIMING = ("wall_s", "weight_push_s")
+
+
+def train_log_digest(run_dir: Path) -> str:
+    records = [json.loads(line) for line in (run_dir / TRAIN_LOG).read_text().splitlines()]
+    stable = [{k: v for k, v in record.items() if k not in TIMING} for record in records]
+    return hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
 
 # Few questions, each revisited every step, so that what needs history has some (GDRO's bins are played from
 # the second visit and Rollout-GDRO's allocation can move from the third; R3 replays and reflects on what it
@@ -68,6 +83,12 @@ def test_each_variant_mechanism_acts_on_the_sandbox(variant, sandbox, pool, tmp_
     assert not inert, f"{variant}: probes {inert} stayed 0 over {len(steps)} steps ({totals})"
     if variant == "grpo":  # the reference itself: its update is GRPO's to the last bit
         assert all(step["update_change"] == 0 for step in steps)
+    digest = train_log_digest(tmp_path)
+    if os.environ.get("HARNESS_REGEN_GOLDEN"):
+        golden = json.loads(TRAIN_LOG_DIGESTS.read_text()) if TRAIN_LOG_DIGESTS.is_file() else {}
+        TRAIN_LOG_DIGESTS.write_text(json.dumps({**golden, variant: digest}, indent=1, sort_keys=True) + "\n")
+    assert digest == json.loads(TRAIN_LOG_DIGESTS.read_text()).get(variant), (
+        f"{variant}: four sandbox steps no longer give the same train log (a number moved)")
 
 
 # One step: its later minibatches already train on moved weights (ratios off 1), and the probe must read 0 there.

@@ -10,6 +10,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from harness.aug_templates import template_pool
+from harness.markers import marker_count
 from harness.models import weights_sha256
 from harness.sandbox import warmstart_data
 from harness.sandbox.model import SandboxModelConfig, build_model, parameter_count
@@ -26,8 +28,6 @@ from harness.sandbox.warmstart import (
 from harness.task import TASKS, sha256_of_file, sha256_of_records
 from tasks import synthetic
 from tasks.column_check import check_column_work, process_reward
-from trainers.algos.terms import distinct_markers
-from trainers.builtin.prompt_aug import template_pool
 
 TINY_MODEL = SandboxModelConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2)
 TINY_WARM_START = WarmStartConfig(model=TINY_MODEL, max_steps=4, warmup_steps=2, eval_interval=2,
@@ -257,7 +257,7 @@ def test_a_self_check_line_restates_the_work_and_the_reflection_detector_counts_
     checked = synthetic.with_self_check(solution, "37+48")
     assert checked.split("\n")[-2] == f"{synthetic.SELF_CHECK_PREFIX}37+48={answer}"
     assert last_boxed(checked) == answer != "85"  # it restates what the work arrived at, right or wrong
-    assert distinct_markers([checked, solution]).tolist() == [1.0, 0.0]
+    assert [marker_count(checked), marker_count(solution)] == [1, 0]
 
 
 def test_warm_start_data_holds_self_checks_and_prompt_aug_templates_at_their_shares():

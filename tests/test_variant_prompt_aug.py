@@ -9,13 +9,14 @@ import torch
 from trainer_helpers import ONE_STEP, blank_batch, make_trainer, read_log
 from transformers import AutoTokenizer
 
+from harness.aug_templates import PAPER_TEMPLATES, template_pool
 from harness.budget import Budget
 from harness.extraction import extract
 from harness.grading import grade
 from harness.task import Problem
 from trainers.builtin.base import Groups, apply_overrides
 from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
-from trainers.builtin.prompt_aug import PAPER_TEMPLATES, PromptAugConfig, PromptAugTrainer, template_pool
+from trainers.builtin.prompt_aug import PromptAugConfig, PromptAugTrainer
 
 OPEN_R1_COMPLETION = "<think>\nx\n</think>\n<answer>\n\\boxed{2}\n</answer>"
 

@@ -12,6 +12,8 @@ from collections import defaultdict
 
 import torch
 
+from harness.markers import marker_count
+
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 SAMPLED = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0}  # the policy itself
 GREEDY = {"do_sample": False}
@@ -48,8 +50,6 @@ def measure_pass_at_1(model, tokenizer, records: list[dict], max_new_tokens: int
     """Pass@1 on `records` ({"prompt", "answer", group_by}): sampled (`samples` each, temperature 1, no
     top-k/top-p) and greedy, overall and by `group_by`, and the share of sampled completions in which the
     reflection detector finds a self-check marker."""
-    from trainers.builtin.reflection import distinct_markers
-
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
@@ -62,5 +62,5 @@ def measure_pass_at_1(model, tokenizer, records: list[dict], max_new_tokens: int
     greedy = [last_boxed(t) == r["answer"] for t, r in zip(greedy_texts, records, strict=True)]
     return {"sampled": sum(sampled) / len(sampled), "greedy": sum(greedy) / len(greedy),
             f"sampled_by_{group_by}": _share_by(sampled, [r[group_by] for r in jobs]),
-            "marker_rate": float((distinct_markers(sampled_texts) > 0).float().mean()),
+            "marker_rate": float(torch.tensor([marker_count(t) > 0 for t in sampled_texts], dtype=torch.float32).mean()),
             "samples_per_problem": samples, "problems": len(records)}

@@ -48,6 +48,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from harness.aug_templates import template_pool
 from harness.cache import atomic_directory, cache_root
 from harness.sandbox import warmstart_data as data
 from harness.sandbox.measure import last_boxed, measure_pass_at_1
@@ -103,7 +104,7 @@ class WarmStartConfig:
     # greedy). A templated prompt is 10-20x a bare one; length-bucketed batches keep the build's time about
     # the same as without them (520 s against 512 s of training on the same shared machine).
     template_fraction: float = 0.15
-    # prompt-aug's template pool spec ('paper': the paper's 13, as `trainers.builtin.prompt_aug.template_pool` reads it).
+    # prompt-aug's template pool spec ('paper': the paper's 13, as `harness.aug_templates.template_pool` reads it).
     templates: str = "paper"
     # Examples held out from the end of each train split to decide when to stop. They come from the
     # TRAIN split: the `sandbox` test split is never trained or selected on.
@@ -258,7 +259,7 @@ def _measure(model, tokenizer, config: WarmStartConfig) -> dict:
 
     test = synthetic.sandbox_test()
     arithmetic = [{"prompt": r["problem"], **r} for r in test[: config.pass_at_1_problems]]
-    templates = data.warm_start_templates(config.templates)
+    templates = template_pool(config.templates)
     templated = [{**r, "prompt": templates[i % len(templates)].render(r["problem"]),
                   "template": templates[i % len(templates)].name}
                  for i, r in enumerate(test[: config.problems_per_template * len(templates)])]

@@ -6,7 +6,7 @@ What the tiny model sees before RL, and why each ingredient is there (the shares
 - a self-check line before the answer on `self_check_rate` of them ('let me check: 37+48=85', the
   expression restated with the value the work arrived at), so the reflection detector has something to
   count before RL, and the reflection and R3 variants a behaviour to reward;
-- prompt-aug's own templates (`trainers.builtin.prompt_aug.template_pool`, rendered by `AugTemplate.render` as that
+- prompt-aug's own templates (`harness.aug_templates.template_pool`, rendered by `AugTemplate.render` as that
   variant renders them) around `template_fraction` of the prompts, so accuracy under them is above zero and
   prompt-aug's groups carry signal;
 - relation problems at `relation_fraction`, so the relation task starts above chance too.
@@ -19,17 +19,11 @@ import random
 
 import torch
 
+from harness.aug_templates import template_pool
 from tasks import synthetic
 
 # Seed offsets of the per-ingredient streams (added to the config's seed).
 _SLIP_STREAM, _SELF_CHECK_STREAM, _TEMPLATE_STREAM = 1, 2, 3
-
-
-def warm_start_templates(spec: str):
-    """prompt-aug's templates named by `spec` ('paper' = its 13), imported late: trainers import harness."""
-    from trainers.builtin.prompt_aug import template_pool
-
-    return template_pool(spec)
 
 
 def under_template(template, problem: str, solution: str) -> tuple[str, str]:
@@ -48,7 +42,7 @@ def arithmetic_records(config) -> list[dict]:
     slips = synthetic.Slips(config.slip_rate, random.Random(config.seed + _SLIP_STREAM)) if config.slip_rate else None
     self_checks = random.Random(config.seed + _SELF_CHECK_STREAM)
     template_draws = random.Random(config.seed + _TEMPLATE_STREAM)
-    templates = warm_start_templates(config.templates)
+    templates = template_pool(config.templates)
     selected = []
     for record in records:  # a prefix of each level, in the split's seeded order
         if kept[record["level"]] >= quota[record["level"]]:

@@ -7,10 +7,9 @@ Imports torch and the shared primitives only, like the rest of `trainers.algos`,
 
 from __future__ import annotations
 
-import re
-
 import torch
 
+from harness.markers import marker_count
 from trainers import algos
 
 # ---- gdpo ----
@@ -236,24 +235,9 @@ def not_all_correct(accuracy: torch.Tensor) -> torch.Tensor:
 
 # ---- reflection ----
 
-# Self-check markers (ours; variants.md §15's list). "wait" is a whole word so "await" or "waiting" are no
-# reflection.
-REFLECTION_MARKERS = tuple(re.compile(p, re.IGNORECASE) for p in (
-    r"\bwait\b", r"let me (re)?check", r"let me verify", r"double-check", r"re-examine", r"hold on",
-    r"actually,", r"that's (wrong|incorrect)",
-))
-
-
-def reasoning_segment(text: str) -> str:
-    """The part of a response that reasons: before the last </think> in R1 style, else all of it."""
-    end = text.rfind("</think>")
-    return text if end == -1 else text[:end]
-
-
 def distinct_markers(texts: list[str]) -> torch.Tensor:
     """How many different self-check markers occur in each text's reasoning segment `[len(texts)]`."""
-    return torch.tensor([sum(bool(m.search(reasoning_segment(t))) for m in REFLECTION_MARKERS) for t in texts],
-                        dtype=torch.float32)
+    return torch.tensor([marker_count(t) for t in texts], dtype=torch.float32)
 
 
 def rewarded_markers(accuracy: torch.Tensor, markers: torch.Tensor, cap: int = 3,

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import torch
 
-from harness.claims import Claim
+from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 

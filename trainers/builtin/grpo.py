@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
 from harness.budget import LIMITS, Budget, Ledger, parameter_count
-from harness.claims import Claim
+from harness.claim import Claim
 from harness.extraction import extract
 from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic

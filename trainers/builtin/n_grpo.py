@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import torch
 
-from harness.claims import Claim
+from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 from trainers.builtin.rollout import Mixing, RolloutBatch

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 
-from harness.claims import Claim
+from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, Groups
 from trainers.builtin.gdro import (
     GDROConfig,

@@ -36,7 +36,7 @@ from typing import ClassVar
 import torch
 
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
-from harness.claims import Claim
+from harness.claim import Claim
 from harness.extraction import extract
 from harness.task import Problem
 from trainers.algos.variants import reference_advantages

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from harness.claims import Claim
+from harness.claim import Claim
 from trainers.algos.terms import distinct_markers
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer

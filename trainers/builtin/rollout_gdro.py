@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from harness.claims import Claim
+from harness.claim import Claim
 from trainers.builtin.base import VARIANTS
 from trainers.builtin.gdro import (
     GDROConfig,
