@@ -142,7 +142,8 @@ def variant_configs(config: CompareConfig) -> dict[str, object]:
         raise ValueError(f"--set names {unknown}, which are not among --variants {list(config.variants)}")
     if config.protocol not in PROTOCOLS:
         raise ValueError(f"--protocol {config.protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    from trainers.builtin.base import VARIANTS, apply_overrides, paper_schedule
+    from trainers.builtin.base import VARIANTS
+    from trainers.protocol.overrides import apply_overrides, paper_schedule
 
     if config.engine not in ENGINES:
         raise ValueError(f"--engine {config.engine!r} is not one of {', '.join(ENGINES)}")
@@ -370,9 +371,9 @@ def verl_row(variant: str, variant_config, config: CompareConfig, model, train_t
     """The row's final model read back from its finished verl run; otherwise its verl launch files are written
     (once) and PendingEngineRuns names the script to run on a GPU machine."""
     from harness.prompts import render_prompt
-    from trainers.builtin.grpo import GRPOTrainer
     from trainers.engines.verl.checkpoints import read_back
     from trainers.engines.verl.config import LAUNCH, prompt_tokens, write_row
+    from trainers.protocol import schedule
 
     row_dir = train_dir.parent
     final = read_back(row_dir / "verl", train_dir, variant_config, config.budget)
@@ -382,7 +383,8 @@ def verl_row(variant: str, variant_config, config: CompareConfig, model, train_t
     if not launch.is_file():
         problems = train_data.problems
         max_new_tokens = variant_config.max_new_tokens or train_task.max_new_tokens
-        order = GRPOTrainer.prompt_order(variant_config, max_new_tokens, config.budget, len(problems), seed)
+        steps = schedule.most_steps_paid(schedule.first_round_cost(variant_config, max_new_tokens), config.budget)
+        order = schedule.prompt_order(variant_config, steps, len(problems), seed)
         # The user's message unrendered: verl applies the model's chat template itself (when it has one).
         prompts = [render_prompt(template, problems[i].problem, None) for i in order]
         longest = max(prompt_tokens(tokenizer, p) for p in prompts[: len(problems)])

@@ -103,7 +103,7 @@ def logprob_gap(model, tokenizer, prompt_ids, responses, device) -> tuple[float,
     import torch
 
     from trainers.builtin.rollout import token_logprobs
-    from trainers.engines.vllm_rollout import rollout_batch
+    from trainers.builtin.vllm_rollout import rollout_batch
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     batch = rollout_batch(prompt_ids, responses, pad, device)

@@ -22,19 +22,15 @@ ALGOS_MAY_IMPORT = {"harness.registry", "harness.claim", "harness.markers"}
 KNOWN: set[tuple[str, str]] = {
     ("harness.cli", "trainers.builtin.catalog"),
     ("harness.compare", "trainers.builtin.base"),
-    ("harness.compare", "trainers.builtin.grpo"),
     ("harness.compare", "trainers.engines.trl"),
+    ("harness.compare", "trainers.protocol.overrides"),
+    ("harness.compare", "trainers.protocol.schedule"),
     ("harness.compare", "trainers.engines.verl.checkpoints"),
     ("harness.compare", "trainers.engines.verl.config"),
     ("harness.leaderboard", "trainers.builtin.base"),
     ("trainers.builtin.catalog", "trainers.engines.trl"),
     ("trainers.builtin.catalog", "trainers.engines.verl.config"),
-    ("trainers.builtin.grpo", "trainers.engines.vllm_rollout"),
     ("trainers.engines.trl", "trainers.builtin.base"),
-    ("trainers.engines.trl", "trainers.builtin.grpo"),
-    ("trainers.engines.verl.checkpoints", "trainers.builtin.grpo"),
-    ("trainers.engines.verl.config", "trainers.builtin.grpo"),
-    ("trainers.engines.vllm_rollout", "trainers.builtin.rollout"),
 }
 
 

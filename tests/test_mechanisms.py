@@ -16,8 +16,9 @@ from harness.grading_pool import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.task import TASKS
-from trainers.builtin.base import VARIANTS, apply_overrides
-from trainers.builtin.grpo import TRAIN_LOG
+from trainers.builtin.base import VARIANTS
+from trainers.protocol.overrides import apply_overrides
+from trainers.protocol.runlog import TRAIN_LOG
 
 # The sha256 of each variant's train log below (wall-clock fields dropped), pinned so that moving a variant's code
 # (issue 21) provably moves no number: every reward, loss, probe and FLOP of four steps. Regenerate after a

@@ -15,10 +15,11 @@ from harness.prompts import TEMPLATES
 from harness.task import TASKS
 from trainers import algos
 from trainers.builtin import prefix_grouper
-from trainers.builtin.base import apply_overrides
-from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer
+from trainers.builtin.grpo import GRPOTrainer
 from trainers.builtin.prefix_grouper import group_starts, prefix_grouped_logprobs
 from trainers.builtin.rollout import RolloutBatch, left_pad, sample, token_logprobs
+from trainers.protocol.overrides import apply_overrides
+from trainers.protocol.runlog import TRAIN_LOG
 
 
 def load(model_dir, dtype):

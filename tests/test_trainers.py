@@ -20,10 +20,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget, Ledger
 from harness.registry import UnknownNameError
-from trainers.builtin.base import VARIANTS, TrainingError, apply_overrides
+from trainers.builtin.base import VARIANTS
 from trainers.builtin.dapo import DAPOTrainer
 from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
 from trainers.builtin.rollout import Mixing, sample, token_logprobs
+from trainers.protocol.overrides import apply_overrides
+from trainers.protocol.runlog import TrainingError
 
 
 def test_budget_parse_and_errors():
@@ -192,8 +194,8 @@ def test_unknown_variant_and_unknown_field_list_the_known_ones():
 
 
 def test_every_variant_documents_its_config_and_hooks():
-    from trainers.builtin.base import field_docs
     from trainers.builtin.catalog import overridden_hooks
+    from trainers.protocol.config import field_docs
 
     expected = {"grpo": ["advantage", "loss"], "dr-grpo": ["reward", "advantage"], "dgpo": ["advantage", "loss"],
                 "dapo": ["sampler", "reward", "group_filter"], "n-grpo": ["rollout"]}
@@ -203,6 +205,9 @@ def test_every_variant_documents_its_config_and_hooks():
         docs = field_docs(trainer.Config)
         assert {f.name for f in dataclasses.fields(trainer.Config)} <= set(docs), name  # every field is read
         assert docs["lr"].startswith("AdamW peak learning rate")
+    for name in VARIANTS.names():  # documented where declared (dataclass metadata), inherited where redeclared
+        undocumented = [f for f, doc in field_docs(VARIANTS.get(name).Config).items() if not doc]
+        assert not undocumented, f"{name}: fields without documentation: {undocumented}"
 
 
 @pytest.mark.parametrize("tied", [True, False])

@@ -12,8 +12,9 @@ from harness.budget import Budget
 from harness.cli import main
 from harness.prompts import TEMPLATES
 from trainers.algos.variants import registry_shaped
-from trainers.builtin.base import VARIANTS, apply_overrides
+from trainers.builtin.base import VARIANTS
 from trainers.engines import parity
+from trainers.protocol.overrides import apply_overrides
 
 pytest.importorskip("trl")
 

@@ -12,8 +12,9 @@ from harness.budget import Budget
 from trainers import algos
 from trainers.algos.terms import difficulty_focus, suppress_correct
 from trainers.builtin.a_grae import AGRAEConfig, AGRAETrainer
-from trainers.builtin.base import VARIANTS, Groups, field_docs
+from trainers.builtin.base import VARIANTS, Groups
 from trainers.builtin.catalog import overridden_hooks
+from trainers.protocol.config import field_docs
 
 
 def approx(values, abs=1e-4):

@@ -10,8 +10,9 @@ from harness.budget import Budget
 from harness.task import TASKS
 from trainers import algos
 from trainers.algos.terms import batch_whiten, decoupled_group_advantages, gdpo_advantages
-from trainers.builtin.base import Groups, apply_overrides
+from trainers.builtin.base import Groups
 from trainers.builtin.gdpo import GDPOConfig, GDPOTrainer
+from trainers.protocol.overrides import apply_overrides
 
 # The spec's two groups (G = 4): correctness and format per sample.
 CORRECT = [[1.0, 1, 0, 0], [1, 0, 0, 0]]

@@ -14,7 +14,7 @@ from trainer_helpers import ONE_STEP, bias_towards_eos, killed_after, make_train
 from harness.budget import Budget
 from harness.task import TASKS, Problem
 from trainers import algos
-from trainers.builtin.base import Groups, field_docs
+from trainers.builtin.base import Groups
 from trainers.builtin.catalog import overridden_hooks
 from trainers.builtin.gdro import (
     DifficultyClassifier,
@@ -31,6 +31,7 @@ from trainers.builtin.gdro import (
 from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
 from trainers.builtin.prompt_gdro import PromptGDROConfig, PromptGDROTrainer
 from trainers.builtin.rollout_gdro import RolloutGDROConfig, RolloutGDROTrainer
+from trainers.protocol.config import field_docs
 
 DECILES = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], dtype=torch.float64)
 

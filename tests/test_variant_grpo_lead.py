@@ -10,10 +10,11 @@ from trainer_helpers import ONE_STEP, approx, make_trainer, train_and_check
 from harness.budget import Budget
 from trainers import algos
 from trainers.algos.terms import difficulty_reweighted, is_degenerate, lead_rewards, logistic_weight
-from trainers.builtin.base import VARIANTS, Groups, field_docs
+from trainers.builtin.base import VARIANTS, Groups
 from trainers.builtin.catalog import overridden_hooks
 from trainers.builtin.grpo_lead import GRPOLeadConfig, GRPOLeadTrainer
 from trainers.builtin.rollout import RolloutBatch
+from trainers.protocol.config import field_docs
 
 
 def make_groups(accuracy, lengths, texts=None, answers=None) -> Groups:

@@ -8,9 +8,9 @@ from trainer_helpers import make_trainer, read_log
 
 from harness.budget import Budget, Ledger
 from trainers.algos.terms import median_advantages, median_pivot, without_pivot
-from trainers.builtin.base import TrainingError
 from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
 from trainers.builtin.mc_grpo import MCGRPOConfig, MCGRPOTrainer, PivotDropped
+from trainers.protocol.runlog import TrainingError
 
 
 def test_spec_numbers():

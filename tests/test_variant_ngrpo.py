@@ -11,10 +11,11 @@ from trainer_helpers import ONE_STEP, ConstantPool, approx, make_trainer, read_l
 from harness.budget import Budget
 from trainers import algos
 from trainers.algos.terms import not_all_correct, virtual_max_advantages
-from trainers.builtin.base import VARIANTS, field_docs
+from trainers.builtin.base import VARIANTS
 from trainers.builtin.catalog import overridden_hooks
 from trainers.builtin.n_grpo import NGRPOTrainer
 from trainers.builtin.ngrpo import NegativeEnhancedGRPOConfig, NegativeEnhancedGRPOTrainer
+from trainers.protocol.config import field_docs
 
 # ------------------------------------------------------------------------------------------- spec numbers
 

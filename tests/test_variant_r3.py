@@ -10,7 +10,6 @@ from trainer_helpers import ONE_STEP, approx, killed_after, make_trainer, read_l
 
 from harness.budget import Budget
 from trainers import algos
-from trainers.builtin.base import field_docs
 from trainers.builtin.catalog import overridden_hooks
 from trainers.builtin.grpo import CHECKPOINT
 from trainers.builtin.r3 import (
@@ -24,6 +23,7 @@ from trainers.builtin.r3 import (
     ranking_rewards,
 )
 from trainers.builtin.rollout import token_logprobs
+from trainers.protocol.config import field_docs
 
 
 class ScriptedPool:

@@ -23,6 +23,7 @@ from typing import ClassVar
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 CURRICULA = ("batch-accuracy", "linear-schedule")
 
@@ -31,23 +32,26 @@ CURRICULA = ("batch-accuracy", "linear-schedule")
 class AGRAEConfig(GRPOConfig):
     # The paper's schedule (`--protocol paper`): 1024 prompts a step in minibatches of 256.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
-    # alpha of the suppression min(1, mu_B / alpha) of positive advantages: 1 for math, 0.5 for the
-    # geometry/medical MLLM tasks (released code; unconfirmed against the paper, so ours).
-    suppression_alpha: float = 1.0
-    # The 0.5 factor of both difficulty-focus terms (released code; unconfirmed against the paper, so ours).
-    focus_scale: float = 0.5
-    # What moves the difficulty focus from easy to hard questions. "batch-accuracy": mu_B, the mean group
-    # accuracy of the current batch, zero-variance groups included (the released branch). "linear-schedule":
-    # min(1, step / curriculum_steps), standing in for the code's linearly decaying weight (ours). The
-    # suppression always uses mu_B (ours: a schedule there would zero every positive advantage at step 0).
-    curriculum: str = "batch-accuracy"
-    # Steps over which "linear-schedule" goes from the easy-focused to the hard-focused term (ours).
-    curriculum_steps: int = 100
-    # Base advantage: GRPO's std-normalised one; False takes Dr. GRPO's mean-centred one (the paper also runs
-    # A-GRAE on top of Dr. GRPO; set loss_aggregation to match). The focus terms' eps is advantage_eps.
-    std_normalised: bool = True
-    # The difficulty focus on/off (False: the base advantage goes on to the suppression unchanged).
-    difficulty_focus: bool = True
+    suppression_alpha: float = setting(
+        1.0, "alpha of the suppression min(1, mu_B / alpha) of positive advantages: 1 for math, 0.5 for the "
+        "geometry/medical MLLM tasks (released code; unconfirmed against the paper, so ours).")
+    focus_scale: float = setting(
+        0.5, "The 0.5 factor of both difficulty-focus terms (released code; unconfirmed against the paper, "
+        "so ours).")
+    curriculum: str = setting(
+        "batch-accuracy", 'What moves the difficulty focus from easy to hard questions. "batch-accuracy": '
+        "mu_B, the mean group accuracy of the current batch, zero-variance groups included (the released "
+        'branch). "linear-schedule": min(1, step / curriculum_steps), standing in for the code\'s linearly '
+        "decaying weight (ours). The suppression always uses mu_B (ours: a schedule there would zero every "
+        "positive advantage at step 0).")
+    curriculum_steps: int = setting(
+        100, 'Steps over which "linear-schedule" goes from the easy-focused to the hard-focused term (ours).')
+    std_normalised: bool = setting(
+        True, "Base advantage: GRPO's std-normalised one; False takes Dr. GRPO's mean-centred one (the paper"
+        " also runs A-GRAE on top of Dr. GRPO; set loss_aggregation to match). The focus terms' eps is "
+        "advantage_eps.")
+    difficulty_focus: bool = setting(
+        True, "The difficulty focus on/off (False: the base advantage goes on to the suppression unchanged).")
 
     MECHANISM_OFF: ClassVar[dict[str, object]] = {"difficulty_focus": False, "suppression_alpha": 1e-12}
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 from trainers.algos.variants import MATH, missing_input
-from trainers.builtin.base import HOOKS, VARIANTS, GRPOConfig, field_docs
+from trainers.builtin.base import HOOKS, VARIANTS, GRPOConfig
+from trainers.protocol.config import field_docs
 
 # Hook name -> the methods that implement it on the skeleton.
 HOOK_METHODS = {"sampler": ("sampler", "collect"), "prompt": ("prompt",), "rollout": ("rollout", "mixing"),

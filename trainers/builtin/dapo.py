@@ -20,6 +20,7 @@ import torch
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
@@ -30,22 +31,27 @@ class DAPOConfig(GRPOConfig):
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 16}
     eps_low: float = 0.2
     eps_high: float = 0.28
-    # The verl DAPO script's dual clip c for negative advantages.
-    dual_clip: float | None = 10.0
+    dual_clip: float | None = setting(10.0, "The verl DAPO script's dual clip c for negative advantages.")
     loss_aggregation: str = "token-mean"
     kl_beta: float = 0.0
-    # Correctness reward: +1 right, -1 otherwise (the DAPO reward manager).
-    reward_correct: float = 1.0
-    reward_wrong: float = -1.0
-    # Overlong buffer L_cache as a share of L_max. Paper: 4096 of 20480 = 0.2; the share is ours, so that the
-    # same rule scales to the sandbox's short generation limit.
-    overlong_buffer_fraction: float = 0.2
-    overlong_penalty_factor: float = 1.0
-    # Dynamic sampling: prompts generated per round = this x prompts_per_step (gen_batch_size = 3 x train
-    # batch), and at most this many rounds per step (then train on what was found).
-    generation_batch_multiplier: int = 3
-    max_generation_rounds: int = 10
-    dynamic_sampling: bool = True
+    reward_correct: float = setting(
+        1.0, "Correctness reward: +1 right, -1 otherwise (the DAPO reward manager).")
+    reward_wrong: float = setting(
+        -1.0, "Reward of a wrong (or unanswered) sample; -1 in the DAPO reward manager.")
+    overlong_buffer_fraction: float = setting(
+        0.2, "Overlong buffer L_cache as a share of L_max. Paper: 4096 of 20480 = 0.2; the share is ours, so"
+        " that the same rule scales to the sandbox's short generation limit.")
+    overlong_penalty_factor: float = setting(
+        1.0, "Scale of the soft overlong punishment: a response inside the buffer loses up to this much "
+        "reward.")
+    generation_batch_multiplier: int = setting(
+        3, "Dynamic sampling: prompts generated per round = this x prompts_per_step (gen_batch_size = 3 x "
+        "train batch), and at most this many rounds per step (then train on what was found).")
+    max_generation_rounds: int = setting(
+        10, "Dynamic sampling's most generation rounds a step; then it trains on the groups found.")
+    dynamic_sampling: bool = setting(
+        True, "Drop groups whose samples are all right or all wrong and generate more until the step's "
+        "groups are filled.")
 
 
 @VARIANTS.register("dapo")

@@ -16,18 +16,18 @@ from typing import ClassVar
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
 class DGPOConfig(GRPOConfig):
     loss_aggregation: str = "token-mean"
-    # DGAE on/off: False scales by the group std as GRPO does.
-    mad_scaling: bool = True
-    # DGAE's epsilon in G*(r-mean)/(sum|r-mean| + eps) (official code).
-    mad_eps: float = 1e-4
-    # DQW on/off (--enable_dgpo_dqw) and its softmax temperature T (--dgpo_dqw_temp 2.0).
-    question_weighting: bool = True
-    dqw_temperature: float = 2.0
+    mad_scaling: bool = setting(True, "DGAE on/off: False scales by the group std as GRPO does.")
+    mad_eps: float = setting(1e-4, "DGAE's epsilon in G*(r-mean)/(sum|r-mean| + eps) (official code).")
+    question_weighting: bool = setting(
+        True, "DQW on/off (--enable_dgpo_dqw) and its softmax temperature T (--dgpo_dqw_temp 2.0).")
+    dqw_temperature: float = setting(
+        2.0, "Temperature of the question-level weighting's softmax over difficulties (DQW).")
 
     MECHANISM_OFF: ClassVar[dict[str, object]] = {"loss_aggregation": "seq-mean-token-mean", "mad_scaling": False,
                                                   "question_weighting": False}

@@ -23,6 +23,7 @@ from typing import ClassVar
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 SCORES = ("log-l", "l-ratio")
 OBJECTIVES = ("disco", "disco-b")
@@ -36,17 +37,18 @@ class DisCOConfig(GRPOConfig):
     # (ours), one PPO epoch. With a single update pi_old = pi_theta throughout, the trust region never binds
     # and L-ratio scores are all 1; the shared schedule also updates several times per batch.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
-    # The score s(o): "log-l" (mean token log-prob) or "l-ratio" (mean token ratio to pi_old). The spec names
-    # no default; log-L, the first it gives, is ours.
-    score: str = "log-l"
-    # "disco" (log-mean-exp over negatives, hard negatives weigh more) or "disco-b" (plain mean).
-    objective: str = "disco"
-    # tau of DisCO's log-mean-exp; None takes the score's own: 10 for log-L, 1 for L-ratio.
-    tau: float | None = None
-    # beta of the squared-hinge trust region beta/2 * [KL - delta]_+^2.
-    constraint_beta: float = 1000.0
-    # delta: the KL (k1, token mean over the minibatch) allowed before the penalty starts.
-    constraint_delta: float = 1e-4
+    score: str = setting(
+        "log-l", 'The score s(o): "log-l" (mean token log-prob) or "l-ratio" (mean token ratio to pi_old). '
+        "The spec names no default; log-L, the first it gives, is ours.")
+    objective: str = setting(
+        "disco", '"disco" (log-mean-exp over negatives, hard negatives weigh more) or "disco-b" (plain '
+        "mean).")
+    tau: float | None = setting(
+        None, "tau of DisCO's log-mean-exp; None takes the score's own: 10 for log-L, 1 for L-ratio.")
+    constraint_beta: float = setting(
+        1000.0, "beta of the squared-hinge trust region beta/2 * [KL - delta]_+^2.")
+    constraint_delta: float = setting(
+        1e-4, "delta: the KL (k1, token mean over the minibatch) allowed before the penalty starts.")
 
     def __post_init__(self):
         super().__post_init__()

@@ -14,17 +14,21 @@ from typing import ClassVar
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
 class DrGRPOConfig(GRPOConfig):
-    # Token sums over N * L_max, L_max = max_new_tokens (official code: constant_normalizer=generate_max_length).
-    loss_aggregation: str = "seq-mean-token-sum-norm"
+    loss_aggregation: str = setting(
+        "seq-mean-token-sum-norm", "Token sums over N * L_max, L_max = max_new_tokens (official code: "
+        "constant_normalizer=generate_max_length).")
     kl_beta: float = 0.0
-    # Truncated responses (no EOS within max_new_tokens) score 0 even if a boxed answer was reached.
-    zero_reward_if_truncated: bool = True
-    # Divide advantages by the group std after all (verl's norm_adv_by_std_in_grpo): True undoes deletion 1.
-    std_normalised: bool = False
+    zero_reward_if_truncated: bool = setting(
+        True, "Truncated responses (no EOS within max_new_tokens) score 0 even if a boxed answer was "
+        "reached.")
+    std_normalised: bool = setting(
+        False, "Divide advantages by the group std after all (verl's norm_adv_by_std_in_grpo): True undoes "
+        "deletion 1.")
 
     MECHANISM_OFF: ClassVar[dict[str, object]] = {"loss_aggregation": "seq-mean-token-mean",
                                                   "zero_reward_if_truncated": False, "std_normalised": True}

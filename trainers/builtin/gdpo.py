@@ -29,6 +29,7 @@ from typing import ClassVar
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 BATCH_NORM_UNITS = ("samples", "tokens")
 
@@ -36,17 +37,18 @@ BATCH_NORM_UNITS = ("samples", "tokens")
 @dataclass(frozen=True)
 class GDPOConfig(GRPOConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"format_reward": 0.0, "aux_reward_weight": 0.0, "advantage_eps": 1e-6}
-    # Epsilon of both normalisations, std + 1e-4 (the TRL implementation; the std stays torch.std's unbiased).
-    advantage_eps: float = 1e-4
-    # Weight of the format component (1 when an answer can be extracted). The TRL GSM8K recipe weighs its
-    # three binary rewards (format, correctness, integer answer) 1 each.
-    format_reward: float = 1.0
-    # Weight of each of the train task's auxiliary rewards (`Task.aux_rewards`; the sandbox's "process").
-    # 0.5 keeps accuracy the leading term where both vary (ours); 0 leaves them out.
-    aux_reward_weight: float = 0.5
-    # What the batch whitening counts: "samples" (TRL, the spec's numbers) or "tokens" (verl's whitening over
-    # all response tokens, so long responses weigh more in the mean and std).
-    batch_norm_over: str = "samples"
+    advantage_eps: float = setting(
+        1e-4, "Epsilon of both normalisations, std + 1e-4 (the TRL implementation; the std stays torch.std's"
+        " unbiased).")
+    format_reward: float = setting(
+        1.0, "Weight of the format component (1 when an answer can be extracted). The TRL GSM8K recipe "
+        "weighs its three binary rewards (format, correctness, integer answer) 1 each.")
+    aux_reward_weight: float = setting(
+        0.5, "Weight of each of the train task's auxiliary rewards (`Task.aux_rewards`; the sandbox's "
+        '"process"). 0.5 keeps accuracy the leading term where both vary (ours); 0 leaves them out.')
+    batch_norm_over: str = setting(
+        "samples", 'What the batch whitening counts: "samples" (TRL, the spec\'s numbers) or "tokens" (verl\'s'
+        " whitening over all response tokens, so long responses weigh more in the mean and std).")
 
     def __post_init__(self):
         super().__post_init__()

@@ -56,9 +56,12 @@ import torch
 
 from harness.task import Problem
 from trainers import algos
-from trainers.builtin.base import Groups, GRPOConfig, TrainingError, group_rows
+from trainers.builtin.base import Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 from trainers.builtin.rollout import RolloutBatch
+from trainers.protocol.config import setting
+from trainers.protocol.runlog import TrainingError
+from trainers.protocol.seeds import group_rows
 
 # Estimates are means of 0/1 visits: 0.43 must count as passing 0.4 by 0.03 although 0.4 + 0.03 rounds above it.
 HYSTERESIS_TOLERANCE = 1e-9
@@ -183,27 +186,31 @@ class GDROConfig(GRPOConfig):
     # Launch script: 512 prompts a step in minibatches of 128, one epoch.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
 
-    # Launch script: clip 0.2 / 0.28 (the paper's GRPO baseline uses it too).
-    eps_high: float = 0.28
-    # Launch script: k3 KL loss with beta 0.001; also the beta_KL of the adversaries' loss signal.
-    kl_beta: float = 0.001
-    # Launch script: verl's default loss_agg_mode, token-mean (the script leaves it). The adversaries' signal is
-    # each sample's part of this loss (ours, module docstring 2): under token-mean it is live; under
-    # seq-mean-token-mean it is the spec's sequence mean, which a group-normalised advantage makes ~beta KL.
-    loss_aggregation: str = "token-mean"
-    # Launch script: advantages clipped to [-5, 5], here to GRPO's advantages before Prompt-GDRO's weight
-    # (ours, module docstring 3); None = no clip. With binary rewards it never binds below G = 27: a group of n
-    # with one success has the largest |A|, (n - 1) / sqrt(n) (2.47 at G = 8, 3.75 at Rollout-GDRO's 16). Kept
-    # for the paper's scale and shaped rewards; inert on the sandbox, and switching it off changes no number.
-    advantage_clip: float | None = 5.0
-    # Inner edges of the pass@k bins, increasing in (0, 1) (paper: equal-width deciles accbin_0..accbin_9;
-    # the launch scripts also use 0.1,0.2,0.4,0.6,0.8,0.9).
-    bin_edges: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    # Sliding window H of visits in a prompt's pass@k estimate (launch script 100); 0 keeps every visit.
-    # c_t comes from the step's own rollouts, as the code does (ours: the paper's k = 8 scale is unconfirmed).
-    history_window: int = 100
-    # Hysteresis delta: a prompt leaves its bin only when its estimate passes a boundary by this much.
-    bin_margin: float = 0.03
+    eps_high: float = setting(0.28, "Launch script: clip 0.2 / 0.28 (the paper's GRPO baseline uses it too).")
+    kl_beta: float = setting(
+        0.001, "Launch script: k3 KL loss with beta 0.001; also the beta_KL of the adversaries' loss signal.")
+    loss_aggregation: str = setting(
+        "token-mean", "Launch script: verl's default loss_agg_mode, token-mean (the script leaves it). The "
+        "adversaries' signal is each sample's part of this loss (ours, module docstring 2): under token-mean"
+        " it is live; under seq-mean-token-mean it is the spec's sequence mean, which a group-normalised "
+        "advantage makes ~beta KL.")
+    advantage_clip: float | None = setting(
+        5.0, "Launch script: advantages clipped to [-5, 5], here to GRPO's advantages before Prompt-GDRO's "
+        "weight (ours, module docstring 3); None = no clip. With binary rewards it never binds below G = 27:"
+        " a group of n with one success has the largest |A|, (n - 1) / sqrt(n) (2.47 at G = 8, 3.75 at "
+        "Rollout-GDRO's 16). Kept for the paper's scale and shaped rewards; inert on the sandbox, and "
+        "switching it off changes no number.")
+    bin_edges: tuple[float, ...] = setting(
+        (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "Inner edges of the pass@k bins, increasing in (0, 1)"
+        " (paper: equal-width deciles accbin_0..accbin_9; the launch scripts also use "
+        "0.1,0.2,0.4,0.6,0.8,0.9).")
+    history_window: int = setting(
+        100, "Sliding window H of visits in a prompt's pass@k estimate (launch script 100); 0 keeps every "
+        "visit. c_t comes from the step's own rollouts, as the code does (ours: the paper's k = 8 scale is "
+        "unconfirmed).")
+    bin_margin: float = setting(
+        0.03, "Hysteresis delta: a prompt leaves its bin only when its estimate passes a boundary by this "
+        "much.")
 
     def __post_init__(self):
         super().__post_init__()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +23,6 @@ from harness.budget import LIMITS, Budget, Ledger, parameter_count
 from harness.claim import Claim
 from harness.extraction import extract
 from harness.prompts import render_prompt
-from harness.runstore import write_json_atomic
 from harness.task import Problem
 from trainers import algos
 from trainers.algos import terms
@@ -37,18 +34,12 @@ from trainers.algos.variants import (
     reference_advantages,
     update_change,
 )
-from trainers.builtin.base import (
-    VARIANTS,
-    Groups,
-    GRPOConfig,
-    TrainingError,
-    derived_seed,
-    grpo_reference,
-    minibatch_groups,
-    pass_order,
-)
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, grpo_reference
 from trainers.builtin.prefix_grouper import forward_tokens, prefix_grouped_logprobs
 from trainers.builtin.rollout import Mixing, RolloutBatch, sample, token_logprobs
+from trainers.protocol import schedule
+from trainers.protocol.runlog import TRAIN_LOG, TrainingError, append_train_log, trim_train_log, write_ledger
+from trainers.protocol.seeds import derived_seed, minibatch_groups, pass_order
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +48,6 @@ UPDATE_CHANGE = ("share of the update's per-token weight that differs from plain
                  "update is GRPO's, up to a constant scale)")
 
 CHECKPOINT = "checkpoint.pt"
-TRAIN_LOG = "train_log.jsonl"
-LEDGER = "ledger.json"
 
 
 @VARIANTS.register("grpo")
@@ -181,7 +170,7 @@ class GRPOTrainer:
                 self._engine_refused = True
             return None
         if self._engine is None:
-            from trainers.engines.vllm_rollout import VLLMRollouts
+            from trainers.builtin.vllm_rollout import VLLMRollouts
 
             self._engine = VLLMRollouts(self.model, self.tokenizer, dtype=self.config.rollout_dtype)
         return self._engine
@@ -314,11 +303,7 @@ class GRPOTrainer:
 
     @classmethod
     def round_cost(cls, config: GRPOConfig, max_new_tokens: int, num_prompts: int, first: bool = True) -> Ledger:
-        """Worst-case cost of one generation round (every sequence runs to max_new_tokens), plus the step's
-        optimizer updates when it is the step's first round."""
-        rollouts = num_prompts * cls.rollouts_per_prompt(config)
-        return Ledger(steps=cls.updates_per_step(config, config.prompts_per_step) if first else 0,
-                      prompts=num_prompts, rollouts=rollouts, tokens=rollouts * (config.max_new_tokens or max_new_tokens))
+        return schedule.round_cost(config, max_new_tokens, num_prompts, cls.rollouts_per_prompt(config), first)
 
     @classmethod
     def first_round_cost(cls, config: GRPOConfig, max_new_tokens: int) -> Ledger:
@@ -326,39 +311,12 @@ class GRPOTrainer:
 
     @classmethod
     def most_steps_paid(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget) -> int | None:
-        """The most rollout steps `budget` pays for with every response at the generation limit, from its count
-        limits (steps, prompts, rollouts, tokens); None when none of them bounds it. An engine that fixes its
-        number of steps before starting (verl) or shows it (TRL's progress) reads it."""
-        cost = cls.first_round_cost(config, max_new_tokens)
-        bounds = [getattr(budget, name) // getattr(cost, name) for name in ("steps", "prompts", "rollouts", "tokens")
-                  if getattr(budget, name) and getattr(cost, name)]
-        return min(bounds) if bounds else None
-
-    @classmethod
-    def prompt_order(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget, num_problems: int,
-                     seed: int) -> list[int]:
-        """The question indices `sampler` draws, in order, for as many passes over the data as the budget can pay
-        for (an engine that reads a prepared dataset gets the built-in trainer's order)."""
-        steps = cls.most_steps_paid(config, max_new_tokens, budget)
-        prompts = (steps + 1) * config.prompts_per_step if steps else 100 * num_problems
-        passes = max(1, math.ceil(prompts / num_problems))
-        return [index for epoch in range(passes) for index in pass_order(num_problems, seed, epoch)]
+        return schedule.most_steps_paid(cls.first_round_cost(config, max_new_tokens), budget)
 
     @classmethod
     def check_budget(cls, config: GRPOConfig, max_new_tokens: int, budget: Budget, flops_per_token: int = 0) -> None:
-        """Refuse, before any work, a budget that cannot pay for one step (its generation FLOPs too, given the
-        model's `flops_per_token`)."""
-        cost = cls.first_round_cost(config, max_new_tokens)
-        cost.generation_flops = flops_per_token * cost.tokens
-        if budget.allows(Ledger(), cost):
-            limits = ", ".join(f"{k}={v}" for k, v in budget.to_dict().items() if v is not None)
-            raise TrainingError(
-                f"the budget {limits} cannot pay for one step of {cls.name}: a step costs {cost.steps} optimizer "
-                f"update(s), {cost.prompts} prompts, {cost.rollouts} rollouts and up to {cost.tokens} tokens "
-                f"({cost.prompts} prompts x {cls.rollouts_per_prompt(config)} rollouts x "
-                f"{config.max_new_tokens or max_new_tokens} "
-                f"max new tokens{f', {cost.flops:.3g} FLOPs' if cost.flops else ''}); raise the budget or lower "
-                "prompts_per_step")
+        schedule.check_budget(cls.name, config, cls.first_round_cost(config, max_new_tokens),
+                              cls.rollouts_per_prompt(config), max_new_tokens, budget, flops_per_token)
 
     def collect(self) -> Groups | None:
         """The groups one step trains on; None when the budget cannot pay for them."""
@@ -388,12 +346,6 @@ class GRPOTrainer:
             cost.update_flops = self.last_step.update_flops
         cost.generation_flops = self.flops_per_token * (cost.tokens + cost.prompt_tokens)
         return cost
-
-    @staticmethod
-    def updates_per_step(config: GRPOConfig, num_groups: int) -> int:
-        """Optimizer updates a step over `num_groups` groups makes: mu epochs of minibatches, one minibatch per
-        group when groups are fewer."""
-        return config.ppo_epochs * max(1, min(config.minibatches, num_groups))
 
     def update(self, groups: Groups) -> dict:
         """Advantages, then mu epochs of minibatch updates; returns the step's statistics."""
@@ -560,7 +512,7 @@ class GRPOTrainer:
             steps_before = self.ledger.steps
             stats = self.update(groups) if len(groups.problems) else {"loss": None, "entropy": None, "kl": None}
             if self.ledger.steps == steps_before:  # nothing survived the filter: the step still counts as spent
-                self.ledger.steps += self.updates_per_step(self.config, self.config.prompts_per_step)
+                self.ledger.steps += schedule.updates_per_step(self.config, self.config.prompts_per_step)
             self.step += 1
             self.ledger.wall_s = time.monotonic() - started
             self.last_step = self.ledger.minus(before)
@@ -634,14 +586,7 @@ class GRPOTrainer:
         self.ledger = Ledger.from_dict(state["ledger"])
         self.last_step = Ledger.from_dict(state.get("last_step", {}))
         self.load_state_dict(state["variant_state"])
-        # Steps logged after the checkpoint will be trained again: drop them so none is logged twice.
-        log = self.run_dir / TRAIN_LOG
-        if log.is_file():
-            kept = [line for line in log.read_text().splitlines(keepends=True)
-                    if line.endswith("\n") and json.loads(line)["step"] <= self.step]
-            tmp = log.with_suffix(".tmp")
-            tmp.write_text("".join(kept))
-            os.replace(tmp, log)
+        trim_train_log(self.run_dir, self.step)
         return True
 
     def _append_log(self, record: dict) -> None:
@@ -650,18 +595,3 @@ class GRPOTrainer:
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     return float((values * mask).sum() / mask.sum().clamp(min=1))
-
-
-def write_ledger(run_dir: Path, budget: Budget, ledger: Ledger, stopped_by: str | None, steps: int) -> None:
-    """The run's `ledger.json`: its limits, what it consumed and why it stopped (every engine writes the same)."""
-    write_json_atomic(run_dir / LEDGER, {"limits": budget.to_dict(), "consumed": ledger.to_dict(),
-                                         "stopped_by": stopped_by, "steps_trained": steps})
-
-
-def append_train_log(run_dir: Path, record: dict) -> None:
-    """One step's record appended to `train_log.jsonl` and synced (NaN written as null)."""
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in record.items()}
-    with open(run_dir / TRAIN_LOG, "a", encoding="utf-8") as f:
-        f.write(json.dumps(clean) + "\n")
-        f.flush()
-        os.fsync(f.fileno())

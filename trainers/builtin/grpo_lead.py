@@ -19,38 +19,38 @@ from typing import ClassVar
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
 class GRPOLeadConfig(GRPOConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"length_alpha": 0.0, "wrong_reward": 0.0, "difficulty_weight_low": 1.0,
                                                          "difficulty_weight_high": 1.0, "rejection_sampling": False}
-    # alpha of the length reward exp(-alpha z) for correct responses (code: 0.05); 0 turns it off.
-    length_alpha: float = 0.05
-    # The explicit penalty: reward of an incorrect response (code: -1).
-    wrong_reward: float = -1.0
-    # A_min of the logistic difficulty weight w(x) = A_min + (B_max - A_min) / (1 + exp(k (x - x0))) (code: 0.4).
-    # Equal A_min and B_max turn the reweighting into a constant scale.
-    difficulty_weight_low: float = 0.4
-    # B_max of the logistic difficulty weight (code: 1.5).
-    difficulty_weight_high: float = 1.5
-    # x0, the success rate where the weight is halfway between A_min and B_max (code: 0.75).
-    difficulty_midpoint: float = 0.75
-    # k, the steepness of the logistic weight (code: 10).
-    difficulty_steepness: float = 10.0
-    # The stage-1 script's rejection sampling: drop groups whose rewards are all <= 0, or all exactly 1 (an
-    # all-correct group that the length term differentiated is kept). Dropped groups are still charged.
-    rejection_sampling: bool = True
-    # The official code's reward map, unconfirmed by the paper (off by default; on for faithful-to-code runs):
-    # no extractable answer (or, with a thinking template, no </think>) -> 0 instead of the penalty;
-    # degenerate repetition -> repetition_reward, whatever the answer (that precedence is ours); and the
-    # length term only for groups whose 3 shortest responses average more than length_term_min_tokens.
-    code_reward_rules: bool = False
-    # With code_reward_rules: the reward of a degenerate, repetitive response (code: -2).
-    repetition_reward: float = -2.0
-    # With code_reward_rules: the length gate in tokens (code: 4000). On the sandbox's short generation limit
-    # it keeps the length term off; lower it to scale the rule down (ours).
-    length_term_min_tokens: float = 4000.0
+    length_alpha: float = setting(
+        0.05, "alpha of the length reward exp(-alpha z) for correct responses (code: 0.05); 0 turns it off.")
+    wrong_reward: float = setting(-1.0, "The explicit penalty: reward of an incorrect response (code: -1).")
+    difficulty_weight_low: float = setting(
+        0.4, "A_min of the logistic difficulty weight w(x) = A_min + (B_max - A_min) / (1 + exp(k (x - x0)))"
+        " (code: 0.4). Equal A_min and B_max turn the reweighting into a constant scale.")
+    difficulty_weight_high: float = setting(1.5, "B_max of the logistic difficulty weight (code: 1.5).")
+    difficulty_midpoint: float = setting(
+        0.75, "x0, the success rate where the weight is halfway between A_min and B_max (code: 0.75).")
+    difficulty_steepness: float = setting(10.0, "k, the steepness of the logistic weight (code: 10).")
+    rejection_sampling: bool = setting(
+        True, "The stage-1 script's rejection sampling: drop groups whose rewards are all <= 0, or all "
+        "exactly 1 (an all-correct group that the length term differentiated is kept). Dropped groups are "
+        "still charged.")
+    code_reward_rules: bool = setting(
+        False, "The official code's reward map, unconfirmed by the paper (off by default; on for "
+        "faithful-to-code runs): no extractable answer (or, with a thinking template, no </think>) -> 0 "
+        "instead of the penalty; degenerate repetition -> repetition_reward, whatever the answer (that "
+        "precedence is ours); and the length term only for groups whose 3 shortest responses average more "
+        "than length_term_min_tokens.")
+    repetition_reward: float = setting(
+        -2.0, "With code_reward_rules: the reward of a degenerate, repetitive response (code: -2).")
+    length_term_min_tokens: float = setting(
+        4000.0, "With code_reward_rules: the length gate in tokens (code: 4000). On the sandbox's short "
+        "generation limit it keeps the length term off; lower it to scale the rule down (ours).")
 
     def __post_init__(self):
         super().__post_init__()

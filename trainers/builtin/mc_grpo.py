@@ -21,6 +21,7 @@ from harness.claim import Claim
 from trainers.algos.terms import median_pivot, non_pivot_mask, without_pivot
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 
 @dataclass
@@ -49,16 +50,15 @@ class MCGRPOConfig(GRPOConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = None
     # The paper's schedule (`--protocol paper`): mu = 2 (TRL's num_iterations) over the batch as one minibatch.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 2, "minibatches": 1}
-    # k3 KL coefficient of the MATH recipe. With MAD = 0 the advantages (~2000) swamp it.
-    kl_beta: float = 0.04
-    # Reward for a correct answer; the official code's accuracy reward is {0, 2}. Set 1 for the project's
-    # {0, 1} scale in a controlled comparison (variants.md §20).
-    reward_correct: float = 2.0
-    # eps added to the MAD (official code: 1e-3).
-    mad_eps: float = 1e-3
-    # When a group's MAD is 0, scale it by the std of its G+1 rewards (plus mad_eps) instead; the spec's
-    # `mad_floor` option for ablations (ours, unconfirmed). Off = the official behaviour.
-    mad_floor: bool = False
+    kl_beta: float = setting(
+        0.04, "k3 KL coefficient of the MATH recipe. With MAD = 0 the advantages (~2000) swamp it.")
+    reward_correct: float = setting(
+        2.0, "Reward for a correct answer; the official code's accuracy reward is {0, 2}. Set 1 for the "
+        "project's {0, 1} scale in a controlled comparison (variants.md §20).")
+    mad_eps: float = setting(1e-3, "eps added to the MAD (official code: 1e-3).")
+    mad_floor: bool = setting(
+        False, "When a group's MAD is 0, scale it by the std of its G+1 rewards (plus mad_eps) instead; the "
+        "spec's `mad_floor` option for ablations (ours, unconfirmed). Off = the official behaviour.")
 
     def __post_init__(self):
         super().__post_init__()

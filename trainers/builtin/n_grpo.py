@@ -20,17 +20,19 @@ from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 from trainers.builtin.rollout import Mixing, RolloutBatch
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
 class NGRPOConfig(GRPOConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"mix_rate": 0.0, "kl_beta": 0.0}
-    # Paper Table 6: rho_mix 0.1, k 3, tau 0.7 (official config: mix_top_k 2, weights at the rollout temperature).
-    mix_rate: float = 0.1
-    mix_top_k: int = 3
-    mix_temperature: float = 0.7
-    # Paper: KL beta 0.001 (k3); the official config uses 0.01.
-    kl_beta: float = 0.001
+    mix_rate: float = setting(
+        0.1, "Paper Table 6: rho_mix 0.1, k 3, tau 0.7 (official config: mix_top_k 2, weights at the rollout"
+        " temperature).")
+    mix_top_k: int = setting(
+        3, "Candidates mixed into the embedding: the top k tokens of the policy's distribution.")
+    mix_temperature: float = setting(0.7, "Temperature of the mixture's weights over the top k candidates.")
+    kl_beta: float = setting(0.001, "Paper: KL beta 0.001 (k3); the official config uses 0.01.")
 
     def __post_init__(self):
         super().__post_init__()

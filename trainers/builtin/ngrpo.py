@@ -17,6 +17,7 @@ from typing import ClassVar
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
@@ -25,22 +26,22 @@ class NegativeEnhancedGRPOConfig(GRPOConfig):
                                                          "virtual_samples": 0, "drop_all_correct": False}
     # The paper's schedule (`--protocol paper`): 1024 prompts a step in minibatches of 256.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
-    # Asymmetric clip (official script): the lower bound 1 - 0.16, which binds for negative advantages, is
-    # tighter than GRPO's...
-    eps_low: float = 0.16
-    # ...and the upper bound 1 + 0.24, which binds for positive advantages, looser.
-    eps_high: float = 0.24
-    # verl masked_mean over the tokens of the minibatch.
-    loss_aggregation: str = "token-mean"
-    # r_max of the virtual sample. None: the reward's own maximum, 1 + format_reward (ours; the paper uses 1,
-    # the maximum of its {0, 1} reward).
-    max_reward: float | None = None
-    # How many virtual maximum-reward samples enter each group's mean and std (add_max_reward_num; paper: 1).
-    # 0 gives plain GRPO advantages.
-    virtual_samples: int = 1
-    # Drop all-correct groups (A = 0 even with the virtual sample); all-wrong groups are kept. Dropped groups
-    # are not replaced by new generations (ours: whether the official run regenerates them is unconfirmed).
-    drop_all_correct: bool = True
+    eps_low: float = setting(
+        0.16, "Asymmetric clip (official script): the lower bound 1 - 0.16, which binds for negative "
+        "advantages, is tighter than GRPO's...")
+    eps_high: float = setting(
+        0.24, "...and the upper bound 1 + 0.24, which binds for positive advantages, looser.")
+    loss_aggregation: str = setting("token-mean", "verl masked_mean over the tokens of the minibatch.")
+    max_reward: float | None = setting(
+        None, "r_max of the virtual sample. None: the reward's own maximum, 1 + format_reward (ours; the "
+        "paper uses 1, the maximum of its {0, 1} reward).")
+    virtual_samples: int = setting(
+        1, "How many virtual maximum-reward samples enter each group's mean and std (add_max_reward_num; "
+        "paper: 1). 0 gives plain GRPO advantages.")
+    drop_all_correct: bool = setting(
+        True, "Drop all-correct groups (A = 0 even with the virtual sample); all-wrong groups are kept. "
+        "Dropped groups are not replaced by new generations (ours: whether the official run regenerates them"
+        " is unconfirmed).")
 
     def __post_init__(self):
         super().__post_init__()

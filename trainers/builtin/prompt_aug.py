@@ -22,8 +22,10 @@ import torch
 from harness.aug_templates import AugTemplate, template_pool
 from harness.claim import Claim
 from harness.task import Problem
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, derived_seed
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
+from trainers.protocol.seeds import derived_seed
 
 
 @dataclass(frozen=True)
@@ -31,23 +33,22 @@ class PromptAugConfig(GRPOConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"format_reward": 0.0, "eps_high": 0.2, "loss_aggregation": "seq-mean-token-mean"}
     # The paper's schedule (`--protocol paper`): 128 prompts a step in minibatches of 32.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 4}
-    # Clip-higher, eps_low 0.2 / eps_high 0.28 (the released script; it enables neither dynamic sampling nor
-    # overlong shaping).
-    eps_high: float = 0.28
-    # Token-mean over the minibatch (the released script).
-    loss_aggregation: str = "token-mean"
-    # No KL term and no reference model (the released script).
-    kl_beta: float = 0.0
-    # Weight of the group template's format reward in [0, 1], added to accuracy (paper: 1).
-    format_reward: float = 1.0
-    # Templates drawn uniformly per question draw, comma-separated: "paper" is the paper's 13; harness templates
-    # ('plain', 'boxed_cot', 'r1_think') may be added (ours). Replaces `template` during training only.
-    # On the sandbox the warm start saw these templates around 15% of its problems (issue 9), so it answers
-    # under them, if worse than under its plain prompt: 4.6% sampled pass@1 (13% greedy) on the test split,
-    # and 9 of 32 groups on the train pool carry signal (the `templated_signal` probe). A sandbox run shows the
-    # mechanism (per-question draws, per-template format rewards, budget); it cannot show the paper's claim
-    # (stable long training of a model that follows instructions).
-    templates: str = "paper"
+    eps_high: float = setting(
+        0.28, "Clip-higher, eps_low 0.2 / eps_high 0.28 (the released script; it enables neither dynamic "
+        "sampling nor overlong shaping).")
+    loss_aggregation: str = setting("token-mean", "Token-mean over the minibatch (the released script).")
+    kl_beta: float = setting(0.0, "No KL term and no reference model (the released script).")
+    format_reward: float = setting(
+        1.0, "Weight of the group template's format reward in [0, 1], added to accuracy (paper: 1).")
+    templates: str = setting(
+        "paper", 'Templates drawn uniformly per question draw, comma-separated: "paper" is the paper\'s 13; '
+        "harness templates ('plain', 'boxed_cot', 'r1_think') may be added (ours). Replaces `template` "
+        "during training only. On the sandbox the warm start saw these templates around 15% of its problems "
+        "(issue 9), so it answers under them, if worse than under its plain prompt: 4.6% sampled pass@1 (13%"
+        " greedy) on the test split, and 9 of 32 groups on the train pool carry signal (the "
+        "`templated_signal` probe). A sandbox run shows the mechanism (per-question draws, per-template "
+        "format rewards, budget); it cannot show the paper's claim (stable long training of a model that "
+        "follows instructions).")
 
     def __post_init__(self):
         super().__post_init__()

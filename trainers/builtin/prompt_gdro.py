@@ -34,30 +34,29 @@ from trainers.builtin.gdro import (
     per_bin,
     segment_means,
 )
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
 class PromptGDROConfig(GDROConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"eps_high": 0.2, "kl_beta": 0.0, "loss_aggregation": "seq-mean-token-mean",
                                                          "advantage_clip": None, "weight_eta": 0.0}
-    # eta_q in omega = exp(eta_q * clip(S, -C, C)) (launch script 0.65).
-    weight_eta: float = 0.65
-    # gamma in the bin mixture q = (1 - gamma) omega / sum(omega) + gamma / B (launch script 0.01); it weighs
-    # advantages only with normalised_weights.
-    mixture_gamma: float = 0.01
-    # beta of the per-bin EMA score S (launch script 0.12).
-    ema_beta: float = 0.12
-    # Cap omega_max on an advantage weight (launch script 15).
-    max_weight: float = 15.0
-    # Clip C on the scores: unconfirmed (the code clips only under an optional z-scoring, at +-3); ours: 10,
-    # effectively inactive.
-    score_clip: float = 10.0
-    # Divide a bin's mean prompt loss by the bin's share of the batch before the EMA (scripts:
-    # loss_norm_by_class=True).
-    loss_norm_by_share: bool = True
-    # Code/paper mismatch. False: the paper's unnormalised omega. True: the released controller's normalised
-    # mixture q over the bins present in the batch, capped at omega_max (shrinks advantages by about 1/B).
-    normalised_weights: bool = False
+    weight_eta: float = setting(0.65, "eta_q in omega = exp(eta_q * clip(S, -C, C)) (launch script 0.65).")
+    mixture_gamma: float = setting(
+        0.01, "gamma in the bin mixture q = (1 - gamma) omega / sum(omega) + gamma / B (launch script 0.01);"
+        " it weighs advantages only with normalised_weights.")
+    ema_beta: float = setting(0.12, "beta of the per-bin EMA score S (launch script 0.12).")
+    max_weight: float = setting(15.0, "Cap omega_max on an advantage weight (launch script 15).")
+    score_clip: float = setting(
+        10.0, "Clip C on the scores: unconfirmed (the code clips only under an optional z-scoring, at +-3); "
+        "ours: 10, effectively inactive.")
+    loss_norm_by_share: bool = setting(
+        True, "Divide a bin's mean prompt loss by the bin's share of the batch before the EMA (scripts: "
+        "loss_norm_by_class=True).")
+    normalised_weights: bool = setting(
+        False, "Code/paper mismatch. False: the paper's unnormalised omega. True: the released controller's "
+        "normalised mixture q over the bins present in the batch, capped at omega_max (shrinks advantages by"
+        " about 1/B).")
 
     def __post_init__(self):
         super().__post_init__()

@@ -40,9 +40,11 @@ from harness.claim import Claim
 from harness.extraction import extract
 from harness.task import Problem
 from trainers.algos.variants import reference_advantages
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, derived_seed, group_rows
+from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import UPDATE_CHANGE, GRPOTrainer
 from trainers.builtin.rollout import RolloutBatch
+from trainers.protocol.config import setting
+from trainers.protocol.seeds import derived_seed, group_rows
 
 # Problem.meta key that makes a problem a reflection copy; its value is the past wrong response shown.
 ATTEMPT = "r3_attempt"
@@ -105,36 +107,36 @@ class R3Config(GRPOConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"replay": False, "reflection": False, "ranking_reward": False,
                                                          "length_bonus_max_length": None}
     # --- R3 mechanism (paper; what it leaves open is the spec's suggestion, ours) ---
-    # CCR on/off: replay past responses into all-wrong and all-right groups.
-    replay: bool = True
-    # k, the past responses replayed into each such group, fewer when fewer are stored (unconfirmed; ours: 1,
-    # so off-policy rows stay few).
-    replay_count: int = 1
-    # Past responses kept per question and per outcome (right / wrong), the oldest dropped first (ours: the
-    # paper keeps every rollout; one group's worth bounds the checkpoint).
-    buffer_capacity: int = 8
-    # ISR on/off: give questions the policy keeps failing a reflection copy.
-    reflection: bool = True
-    # tau: a question whose mean accuracy over all its past rollouts is below this gets a reflection copy
-    # (unconfirmed; ours: 0.2, on accuracy rather than the shaped reward).
-    reflection_threshold: float = 0.2
-    # p_r, the instruction after the question and the past wrong response (unconfirmed; the wording is ours).
-    # The past response is cut, keeping its head, so that the prompt plus max_new_tokens fits the model's
-    # max_position_embeddings (ours: the sandbox model has 256 positions and 100 new tokens).
-    reflection_instruction: str = "The solution above is wrong. Find the mistake and solve it again."
-    # SERR on/off: rank the responses of all-wrong groups by their entropy profile.
-    ranking_reward: bool = True
-    # p: E_peak is the mean of the top max(1, floor(p L)) token entropies (unconfirmed; ours: 0.1).
-    ranking_peak_fraction: float = 0.1
-    # R_max, the best-ranked failed response's reward (unconfirmed; ours: 0.5, below a correct answer's 1).
-    ranking_reward_max: float = 0.5
-    # L_max of the correct-answer length bonus max(0, 1 - l / L_max), added to the 1 of a correct answer (the
-    # sum is ours; paper: L_max 32768, which on the sandbox's 100-token answers is a near-constant ~1);
-    # None = no bonus.
-    length_bonus_max_length: int | None = 32768
-    # alpha, the scale on the mixed group's std; lambda is advantage_eps (unconfirmed; ours: 1, i.e. GRPO's
-    # advantage on every group without replay).
-    advantage_std_scale: float = 1.0
+    replay: bool = setting(True, "CCR on/off: replay past responses into all-wrong and all-right groups.")
+    replay_count: int = setting(
+        1, "k, the past responses replayed into each such group, fewer when fewer are stored (unconfirmed; "
+        "ours: 1, so off-policy rows stay few).")
+    buffer_capacity: int = setting(
+        8, "Past responses kept per question and per outcome (right / wrong), the oldest dropped first "
+        "(ours: the paper keeps every rollout; one group's worth bounds the checkpoint).")
+    reflection: bool = setting(True, "ISR on/off: give questions the policy keeps failing a reflection copy.")
+    reflection_threshold: float = setting(
+        0.2, "tau: a question whose mean accuracy over all its past rollouts is below this gets a reflection"
+        " copy (unconfirmed; ours: 0.2, on accuracy rather than the shaped reward).")
+    reflection_instruction: str = setting(
+        "The solution above is wrong. Find the mistake and solve it again.", "p_r, the instruction after the"
+        " question and the past wrong response (unconfirmed; the wording is ours). The past response is cut,"
+        " keeping its head, so that the prompt plus max_new_tokens fits the model's max_position_embeddings "
+        "(ours: the sandbox model has 256 positions and 100 new tokens).")
+    ranking_reward: bool = setting(
+        True, "SERR on/off: rank the responses of all-wrong groups by their entropy profile.")
+    ranking_peak_fraction: float = setting(
+        0.1, "p: E_peak is the mean of the top max(1, floor(p L)) token entropies (unconfirmed; ours: 0.1).")
+    ranking_reward_max: float = setting(
+        0.5, "R_max, the best-ranked failed response's reward (unconfirmed; ours: 0.5, below a correct "
+        "answer's 1).")
+    length_bonus_max_length: int | None = setting(
+        32768, "L_max of the correct-answer length bonus max(0, 1 - l / L_max), added to the 1 of a correct "
+        "answer (the sum is ours; paper: L_max 32768, which on the sandbox's 100-token answers is a "
+        "near-constant ~1); None = no bonus.")
+    advantage_std_scale: float = setting(
+        1.0, "alpha, the scale on the mixed group's std; lambda is advantage_eps (unconfirmed; ours: 1, i.e."
+        " GRPO's advantage on every group without replay).")
 
     def __post_init__(self):
         super().__post_init__()

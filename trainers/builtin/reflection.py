@@ -27,23 +27,23 @@ from harness.claim import Claim
 from trainers.algos.terms import distinct_markers
 from trainers.builtin.base import VARIANTS, Groups, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
 class ReflectionConfig(GRPOConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"format_reward": 0.0, "reflection_reward": 0.0}
-    # Weight of the format reward, 1 when an answer can be extracted (0.5 and the rule are ours; the paper's
-    # format rule is not published).
-    format_reward: float = 0.5
-    # Reward per distinct self-check marker (ours).
-    reflection_reward: float = 0.1
-    # At most this many distinct markers are rewarded (ours).
-    reflection_cap: int = 3
-    # Pay the reflection term only on correct answers (ours), so reflecting on a wrong answer earns nothing.
-    reflection_only_if_correct: bool = True
-    # Steps of the paper's stage 2 (accuracy + format only) before the reflection term joins (stage 3). 0 adds
-    # it from the first step, i.e. stage 2 is whatever run produced the starting model (ours).
-    reflection_start_step: int = 0
+    format_reward: float = setting(
+        0.5, "Weight of the format reward, 1 when an answer can be extracted (0.5 and the rule are ours; the"
+        " paper's format rule is not published).")
+    reflection_reward: float = setting(0.1, "Reward per distinct self-check marker (ours).")
+    reflection_cap: int = setting(3, "At most this many distinct markers are rewarded (ours).")
+    reflection_only_if_correct: bool = setting(
+        True, "Pay the reflection term only on correct answers (ours), so reflecting on a wrong answer earns"
+        " nothing.")
+    reflection_start_step: int = setting(
+        0, "Steps of the paper's stage 2 (accuracy + format only) before the reflection term joins (stage "
+        "3). 0 adds it from the first step, i.e. stage 2 is whatever run produced the starting model (ours).")
 
     def __post_init__(self):
         super().__post_init__()

@@ -40,25 +40,27 @@ from trainers.builtin.gdro import (
     segment_means,
     square_root_allocation,
 )
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
 class RolloutGDROConfig(GDROConfig):
     MECHANISM_OFF: ClassVar[dict[str, object] | None] = {"eps_high": 0.2, "kl_beta": 0.0, "loss_aggregation": "seq-mean-token-mean",
                                                          "advantage_clip": None, "min_rollouts": 8, "max_rollouts": 8}
-    # Smallest arm n_min (paper 2). The arms are every n from min_rollouts to max_rollouts; group_size is
-    # n_bar, the mean rollouts per prompt that every step spends exactly.
-    min_rollouts: int = 2
-    # Largest arm n_max; None = 2 x group_size (paper: n_max = 2 n_bar).
-    max_rollouts: int | None = None
-    # eta of the EXP3P arm probabilities: unconfirmed; ours: Prompt-GDRO's eta_q, 0.65.
-    arm_eta: float = 0.65
-    # gamma of the EXP3P arm probabilities: unconfirmed; ours: Prompt-GDRO's 0.01. It must be > 0: every arm
-    # then stays possible, so the exact-budget allocation always exists.
-    arm_gamma: float = 0.01
-    # Code/paper sign mismatch. False: the paper's score += J_b, favouring arms whose bins gain utility. True:
-    # the released controller's score += -J_b, favouring arms whose bins show higher loss (adversarial reading).
-    adversarial_arm_scores: bool = False
+    min_rollouts: int = setting(
+        2, "Smallest arm n_min (paper 2). The arms are every n from min_rollouts to max_rollouts; group_size"
+        " is n_bar, the mean rollouts per prompt that every step spends exactly.")
+    max_rollouts: int | None = setting(
+        None, "Largest arm n_max; None = 2 x group_size (paper: n_max = 2 n_bar).")
+    arm_eta: float = setting(
+        0.65, "eta of the EXP3P arm probabilities: unconfirmed; ours: Prompt-GDRO's eta_q, 0.65.")
+    arm_gamma: float = setting(
+        0.01, "gamma of the EXP3P arm probabilities: unconfirmed; ours: Prompt-GDRO's 0.01. It must be > 0: "
+        "every arm then stays possible, so the exact-budget allocation always exists.")
+    adversarial_arm_scores: bool = setting(
+        False, "Code/paper sign mismatch. False: the paper's score += J_b, favouring arms whose bins gain "
+        "utility. True: the released controller's score += -J_b, favouring arms whose bins show higher loss "
+        "(adversarial reading).")
 
     def __post_init__(self):
         super().__post_init__()

@@ -16,6 +16,7 @@ from typing import ClassVar
 from harness.claim import Claim
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
+from trainers.protocol.config import setting
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,13 @@ class UnlikelinessConfig(GRPOConfig):
     # The paper's schedule (`--protocol paper`): PPO epochs mu = 2, its companion fix for GRPO's rank bias
     # (examples/lean/grpo.sh), with the train batch as one minibatch.
     PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 2, "minibatches": 1}
-    # k3 KL-to-reference coefficient of the paper's recipe.
-    kl_beta: float = 0.1
-    # beta_rank: the most likely correct sample's reward is scaled by 1 - beta_rank * (G-1) / G.
-    unlikeliness_beta: float = 0.25
-    # Drop groups whose rewards are all equal, as the recipe does; judged before the rank penalty (ours). The
-    # recipe then samples more until a full train batch has accumulated; that refill is not done here (ours):
-    # a step trains on the groups that survive, so a step costs GRPO's rollouts.
-    skip_uniform_groups: bool = True
+    kl_beta: float = setting(0.1, "k3 KL-to-reference coefficient of the paper's recipe.")
+    unlikeliness_beta: float = setting(
+        0.25, "beta_rank: the most likely correct sample's reward is scaled by 1 - beta_rank * (G-1) / G.")
+    skip_uniform_groups: bool = setting(
+        True, "Drop groups whose rewards are all equal, as the recipe does; judged before the rank penalty "
+        "(ours). The recipe then samples more until a full train batch has accumulated; that refill is not "
+        "done here (ours): a step trains on the groups that survive, so a step costs GRPO's rollouts.")
 
     def __post_init__(self):
         super().__post_init__()

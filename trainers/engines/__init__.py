@@ -1,3 +1,3 @@
-"""Adapters that run the harness's variants on other engines: vLLM rollouts for the built-in trainer
-(`vllm_rollout`), TRL's GRPOTrainer (`trl`) and verl (`verl`). Each calls the registered variant math
-(`trainers.algos.variants`); none copies the trainer."""
+"""Adapters that train the harness's variants on other engines: TRL's GRPOTrainer (`trl`) and verl (`verl`). Each
+calls the registered variant math (`trainers.algos`) and the shared protocol (`trainers.protocol`); none imports
+or copies the built-in trainer."""

@@ -40,7 +40,7 @@ from harness.backends.base import DEFAULT_STOP, cut_at_stop
 from harness.budget import Budget, Ledger, parameter_count
 from harness.extraction import extract
 from harness.prompts import render_prompt
-from harness.runstore import write_json_atomic, write_text_atomic
+from harness.runstore import write_json_atomic
 from trainers import algos
 from trainers.algos.terms import mean_token_logp
 from trainers.algos.variants import (
@@ -51,8 +51,10 @@ from trainers.algos.variants import (
     refuse_unless_registry_shaped,
     update_change,
 )
-from trainers.builtin.base import TrainingError, derived_seed, group_rows, grpo_reference, minibatch_groups
-from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
+from trainers.builtin.base import grpo_reference
+from trainers.protocol import schedule
+from trainers.protocol.runlog import TRAIN_LOG, TrainingError, append_train_log, trim_train_log, write_ledger
+from trainers.protocol.seeds import derived_seed, group_rows, minibatch_groups
 
 logger = logging.getLogger(__name__)
 
@@ -142,23 +144,26 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
 
     check_supported(variant, config)
     max_new_tokens = config.max_new_tokens or max_new_tokens
-    GRPOTrainer.check_budget(config, max_new_tokens, budget, 2 * parameter_count(model))
+    first_round = schedule.first_round_cost(config, max_new_tokens)
+    schedule.check_budget(variant, config, first_round, config.group_size, max_new_tokens, budget,
+                          2 * parameter_count(model))
     math_ = MATH.get(variant)
     reference = grpo_reference(config)  # plain GRPO under the same protocol: what update_change compares with
     chat = bool(getattr(tokenizer, "chat_template", None))
     group, per_step = config.group_size, config.prompts_per_step
-    updates_per_step = GRPOTrainer.updates_per_step(config, per_step)
+    updates_per_step = schedule.updates_per_step(config, per_step)
+    most_steps = schedule.most_steps_paid(first_round, budget)
     flops_per_token = 2 * parameter_count(model)  # a token through one forward pass (harness.budget)
     # The sampling policy's log-probs cost TRL a forward when the policy does not move within a step: only when read.
     reads_likelihood = missing_input(variant, config, ("lengths", "truncated", "answered", "texts", "aux", "step",
                                                        "max_length")) == "likelihood"
-    order = GRPOTrainer.prompt_order(config, max_new_tokens, budget, len(problems), seed)
+    order = schedule.prompt_order(config, most_steps, len(problems), seed)
     data = datasets.Dataset.from_dict({
         "prompt": [render_prompt(template, problems[i].problem, tokenizer if chat else None) for i in order],
         "problem_index": order})
     # TRL needs a step count up front (its progress bar and schedule): the most the budget pays for; the budget's
     # own check still stops the run at its first limit.
-    max_steps = updates_per_step * (GRPOTrainer.most_steps_paid(config, max_new_tokens, budget) or 10**6)
+    max_steps = updates_per_step * (most_steps or 10**6)
     args = TRLConfig(
         output_dir=str(run_dir / TRL_DIR), report_to="none", logging_steps=updates_per_step,
         # TRL's checkpoints (model, optimizer, schedule, RNG and data position) every checkpoint_every rollout
@@ -179,7 +184,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.adam_betas, eps=config.adam_eps,
                                   weight_decay=config.weight_decay)
     # The built-in warm-up: linear over rollout steps (not optimizer updates), then constant.
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda update: min(1.0, (update // updates_per_step + 1) / max(1, config.warmup_steps)))
 
     def accuracy_reward(prompts, completions, **_):  # TRL requires a reward function; the grading is below
@@ -354,7 +359,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
                                            "loss": sum(self.losses) / len(self.losses) if self.losses else None,
                                            "entropy": None, "kl": None, "engine": "trl", "probes": probes})
             self.losses, self.clipped, self.trained_tokens, self.changes = [], torch.zeros(3), 0.0, []
-            cost = GRPOTrainer.round_cost(config, max_new_tokens, per_step)
+            cost = schedule.first_round_cost(config, max_new_tokens)
             spent = self.ledger.minus(self.last_step)
             cost.prompt_tokens, cost.update_tokens = spent.prompt_tokens, spent.update_tokens
             cost.update_flops = spent.update_flops
@@ -375,11 +380,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
             self.ledger, self.last_step = Ledger.from_dict(saved["ledger"]), Ledger.from_dict(saved["last_step"])
             self.rollout_steps, self.stopped_by = saved["rollout_steps"], saved["stopped_by"]
             self.started = time.monotonic() - self.ledger.wall_s
-            log = run_dir / TRAIN_LOG
-            if log.is_file():
-                kept = [line for line in log.read_text().splitlines(keepends=True)
-                        if line.endswith("\n") and json.loads(line)["step"] <= self.rollout_steps]
-                write_text_atomic(log, "".join(kept))
+            trim_train_log(run_dir, self.rollout_steps)
 
         def finish(self) -> Ledger:
             self.ledger.wall_s = max(self.ledger.wall_s, time.monotonic() - self.started)
@@ -399,7 +400,7 @@ def make_trl_trainer(variant: str, config, *, model, tokenizer, problems, templa
                 write_json_atomic(folder / HARNESS_STATE, trainer.harness_state())
 
     trainer = HarnessTRLTrainer(model=model, reward_funcs=[accuracy_reward], args=args, train_dataset=data,
-                                processing_class=tokenizer, callbacks=[Budgeted()], optimizers=(optimizer, schedule),
+                                processing_class=tokenizer, callbacks=[Budgeted()], optimizers=(optimizer, lr_schedule),
                                 rollout_func=rollout_func)
     return trainer
 

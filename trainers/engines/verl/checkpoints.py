@@ -20,6 +20,7 @@ from pathlib import Path
 
 from harness.budget import Budget, Ledger
 from harness.models import parameter_count_of
+from trainers.protocol import schedule
 
 PROBE_PREFIX = "harness/"
 
@@ -79,7 +80,7 @@ def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path |
     """Write the row's train/ledger.json, train_log.jsonl and final/ from a finished verl run; returns final/, or
     None while the run has no checkpoint yet."""
     from harness.cache import atomic_directory
-    from trainers.builtin.grpo import TRAIN_LOG, GRPOTrainer, append_train_log, write_ledger
+    from trainers.protocol.runlog import TRAIN_LOG, append_train_log, write_ledger
 
     found = latest_model(verl_dir)
     if found is None:
@@ -95,7 +96,7 @@ def read_back(verl_dir: Path, train_dir: Path, config, budget: Budget) -> Path |
     for metrics in read_metrics(verl_dir)[:steps]:
         response = metrics.get("response_length/mean", 0) * rows
         prompt = metrics.get("prompt_length/mean", 0) * rows
-        ledger.add(Ledger(steps=GRPOTrainer.updates_per_step(config, config.prompts_per_step),
+        ledger.add(Ledger(steps=schedule.updates_per_step(config, config.prompts_per_step),
                           prompts=config.prompts_per_step, rollouts=rows, tokens=round(response),
                           prompt_tokens=round(prompt), update_tokens=round((prompt + response) * passes),
                           generation_flops=round(per_token * (prompt + response)),

@@ -27,6 +27,7 @@ from pathlib import Path
 from harness.budget import Budget
 from trainers.algos.variants import missing_input, refuse_unless_registry_shaped
 from trainers.engines.verl import verl_name
+from trainers.protocol import schedule
 
 # What verl's advantage step hands the variant math (see plugin.py); a variant reading anything else is refused.
 VERL_INPUTS = ("lengths", "truncated", "max_length")  # and the accuracy
@@ -64,9 +65,7 @@ def prompt_tokens(tokenizer, message: str) -> int:
 def rollout_steps(config, budget: Budget, max_new_tokens: int) -> int:
     """The most rollout steps `budget` pays for, every response at the generation limit (verl cannot stop on a
     count mid-run). Update compute and wall-clock are not known in advance and are not bounded here."""
-    from trainers.builtin.grpo import GRPOTrainer
-
-    steps = GRPOTrainer.most_steps_paid(config, max_new_tokens, budget)
+    steps = schedule.most_steps_paid(schedule.first_round_cost(config, max_new_tokens), budget)
     if steps is None:
         raise ValueError("the verl engine needs a budget of steps, prompts, rollouts or tokens: it fixes the number "
                          "of rollout steps before launching (update_tokens, prompt_tokens, flops and wall_s alone cannot), "
@@ -80,10 +79,8 @@ def verl_overrides(variant: str, config, *, model_path: str, train_files: str, v
                    checkpoint_dir: str, steps: int, seed: int, max_new_tokens: int,
                    max_prompt_length: int, reward_path: str, gpus: int = 1, name: str = "harness") -> list[str]:
     """Hydra overrides of verl's `ppo_trainer` config that train `variant` under the shared protocol."""
-    from trainers.builtin.grpo import GRPOTrainer
-
     registered = verl_name(variant)
-    updates = GRPOTrainer.updates_per_step(config, config.prompts_per_step)
+    updates = schedule.updates_per_step(config, config.prompts_per_step)
     mini = config.prompts_per_step // config.minibatches
     actor = "actor_rollout_ref.actor"
     values = {
