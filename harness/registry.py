@@ -21,12 +21,19 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str | None = None, builtins_module: str | None = None):
+    """Name -> item. `validate(name, item)` raises on a plugin that is incomplete (a missing attribute, a
+    config field without documentation); such a plugin, or one whose import fails, is kept in `broken` with the
+    reason and never breaks the others: `names()` leaves it out, `get()` on it names the reason."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None, builtins_module: str | None = None,
+                 validate: Callable[[str, T], None] | None = None):
         self.kind = kind
         self.entry_point_group = entry_point_group
         # The module whose import registers the built-ins (kept lazy to avoid import cycles).
         self.builtins_module = builtins_module
+        self.validate = validate
         self._items: dict[str, T] = {}
+        self.broken: dict[str, str] = {}  # plugin name -> why it cannot be used
         self._plugins_loaded = False
 
     def register(self, name: str, item: T | None = None):
@@ -56,11 +63,22 @@ class Registry(Generic[T]):
         if self.entry_point_group is None:
             return
         for ep in entry_points(group=self.entry_point_group):
-            if ep.name not in self._items:
-                self._items[ep.name] = ep.load()
+            if ep.name in self._items:
+                continue
+            try:  # a third party's code: any failure is its own, reported, and must not stop the others
+                item = ep.load()
+                if self.validate is not None:
+                    self.validate(ep.name, item)
+            except Exception as error:
+                self.broken[ep.name] = f"{type(error).__name__}: {error} (entry point {ep.value})"
+                continue
+            self._items[ep.name] = item
 
     def get(self, name: str) -> T:
         self._load_plugins()
+        if name in self.broken:
+            raise UnknownNameError(f"{self.kind} {name!r} is installed but broken: {self.broken[name]}; fix or "
+                                   "uninstall the package that provides it")
         if name not in self._items:
             known = ", ".join(sorted(self._items)) or "(none)"
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")

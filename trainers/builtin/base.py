@@ -20,10 +20,37 @@ from harness.registry import Registry
 from harness.task import Problem
 from trainers import algos
 from trainers.builtin.rollout import RolloutBatch
-from trainers.protocol.config import SharedConfig, setting, shared_settings
+from trainers.protocol.config import SharedConfig, field_docs, setting, shared_settings
 from trainers.protocol.seeds import group_rows
 
-VARIANTS: Registry[type] = Registry("variant", "harness.trainers", builtins_module="trainers.builtin")
+
+def check_variant(name: str, trainer_cls) -> None:
+    """What a variant plugin must have before it is listed or trained: a trainer class with a `Config` dataclass
+    deriving the shared protocol, every field documented, and math (its own `variant_math`, or registered under its
+    name); raises with the missing piece otherwise (the registry keeps the plugin aside as broken)."""
+    import dataclasses
+
+    from trainers.algos.variants import MATH
+
+    config = getattr(trainer_cls, "Config", None)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config) and issubclass(config, SharedConfig)):
+        raise TypeError(f"{name}: its trainer's Config must be a dataclass deriving GRPOConfig")
+    undocumented = [f for f, doc in field_docs(config).items() if not doc]
+    if undocumented:
+        raise ValueError(f"{name}: config fields without documentation (declare them with "
+                         f"trainers.protocol.config.setting): {', '.join(undocumented)}")
+    own_math = getattr(trainer_cls, "variant_math", None)
+    if own_math is not None:
+        MATH.register(name, own_math)  # one entry point registers the whole variant: engines find its math too
+    elif name not in MATH:
+        raise ValueError(f"{name}: no variant math (set variant_math on its trainer class)")
+    if getattr(trainer_cls, "name", None) != name:
+        raise ValueError(f"{name}: its trainer's `name` is {getattr(trainer_cls, 'name', None)!r}, not its entry "
+                         "point's name")
+
+
+VARIANTS: Registry[type] = Registry("variant", "harness.trainers", builtins_module="trainers.builtin",
+                                    validate=check_variant)
 HOOKS = ("sampler", "prompt", "rollout", "reward", "group_filter", "advantage", "loss", "forward", "state")
 
 

@@ -76,20 +76,31 @@ def claim_lines(trainer_cls) -> list[str]:
 
 
 def describe_variants() -> str:
+    """Every registered variant described; a plugin that is broken, or that fails to describe, is listed with its
+    reason and never stops the listing of the others."""
     blocks = []
-    for name, trainer_cls in VARIANTS.items():
-        docs = field_docs(trainer_cls.Config)
-        schedule = trainer_cls.Config.PAPER_SCHEDULE
-        lines = [f"{name}  {trainer_cls.status}  {trainer_cls.paper}",
-                 f"  hooks: {', '.join(overridden_hooks(trainer_cls))}",
-                 f"  engines: {engines(name, trainer_cls.Config())}",
-                 f"  paper schedule (--protocol paper): {schedule['ppo_epochs']} PPO epoch(s) x "
-                 f"{schedule['minibatches']} minibatches",
-                 *probe_lines(trainer_cls), *claim_lines(trainer_cls)]
-        changes = config_changes(trainer_cls) if name != "grpo" else {
-            f.name: f.default for f in dataclasses.fields(GRPOConfig)}
-        for field_name, value in changes.items():
-            doc = docs.get(field_name, "")
-            lines.append(f"  {field_name} = {value!r}" + (f"  # {doc}" if doc else ""))
-        blocks.append("\n".join(lines))
+    for name in VARIANTS.names():
+        try:
+            blocks.append(describe_variant(name, VARIANTS.get(name)))
+        except Exception as error:  # a plugin's own bug: reported in its place
+            blocks.append(f"{name}  BROKEN: cannot describe it: {type(error).__name__}: {error}")
+    blocks += [f"{name}  BROKEN: {why}" for name, why in sorted(VARIANTS.broken.items())]
     return "\n\n".join(blocks)
+
+
+def describe_variant(name: str, trainer_cls) -> str:
+    """One variant's block of `harness list variants`."""
+    docs = field_docs(trainer_cls.Config)
+    schedule = trainer_cls.Config.PAPER_SCHEDULE
+    lines = [f"{name}  {trainer_cls.status}  {trainer_cls.paper}",
+             f"  hooks: {', '.join(overridden_hooks(trainer_cls))}",
+             f"  engines: {engines(name, trainer_cls.Config())}",
+             f"  paper schedule (--protocol paper): {schedule['ppo_epochs']} PPO epoch(s) x "
+             f"{schedule['minibatches']} minibatches",
+             *probe_lines(trainer_cls), *claim_lines(trainer_cls)]
+    changes = config_changes(trainer_cls) if name != "grpo" else {
+        f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+    for field_name, value in changes.items():
+        doc = docs.get(field_name, "")
+        lines.append(f"  {field_name} = {value!r}" + (f"  # {doc}" if doc else ""))
+    return "\n".join(lines)

@@ -70,6 +70,8 @@ class GRPOTrainer:
     # Whether an engine (vLLM) can generate this variant's rollouts; a variant whose decode loop is its own
     # (N-GRPO's embedding mixing) says False and keeps the built-in sampler under rollout_engine = "vllm".
     engine_rollouts = True
+    # A plugin variant's math (trainers.algos.variants.VariantMath); the built-ins register theirs by name there.
+    variant_math: VariantMath | None = None
     mechanism: dict[str, str] = {
         "clipped": "share of trained response tokens whose gradient a clip bound cut (ratio past 1 - eps_low "
                    "with A < 0, past 1 + eps_high with A > 0, or past the dual clip c)",
@@ -187,7 +189,7 @@ class GRPOTrainer:
 
     @property
     def math(self) -> VariantMath:
-        return MATH.get(self.name)
+        return MATH.get(self.name)  # a plugin's own `variant_math` is registered there when it loads
 
     def group_batch(self, groups: Groups, with_aux: bool = False) -> GroupBatch:
         """What the variant math reads about `groups` (`with_aux`: the train task's auxiliary rewards too)."""
