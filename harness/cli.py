@@ -131,23 +131,17 @@ def add_compare_parser(commands) -> None:
                         "and truncated importance sampling (same as --set all.rollout_engine=vllm)")
     p.add_argument("--eval-backend", choices=("hf", "vllm"), default="hf",
                    help="generation backend of the evaluations (default hf)")
-    p.add_argument("--engine", choices=("builtin", "trl", "verl"), default="builtin",
-                   help="training engine of every row: builtin (default, the reference), trl (TRL's GRPOTrainer) or "
-                        "verl (writes each row's verl launch files; run them on GPUs, then this command again reads "
-                        "the checkpoints back); every engine calls the same registered variant math")
+    p.add_argument("--engine", default="builtin",
+                   help="training engine of every row (`harness list engines`): builtin (default, the reference), trl "
+                        "(TRL's GRPOTrainer) or verl (writes each row's verl launch files; run them on GPUs, then this "
+                        "command again reads the checkpoints back); every engine calls the same registered variant math")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run_compare_command)
 
 
 def run_compare_command(args) -> int:
     from harness.budget import Budget
-    from harness.compare import (
-        CompareConfig,
-        PendingEngineRuns,
-        parse_overrides,
-        parse_variant_labels,
-        run_compare,
-    )
+    from harness.compare import CompareConfig, parse_overrides, parse_variant_labels, run_compare
 
     variants = parse_variant_labels(args.variants)
     rollout_engine = [f"all.rollout_engine={args.rollout_engine}"] if args.rollout_engine else []
@@ -159,16 +153,14 @@ def run_compare_command(args) -> int:
         leaderboard_dir=args.leaderboard_dir, overrides=parse_overrides(args.set + rollout_engine),
         data_dir=args.data_dir, device=args.device, protocol=args.protocol, eval_backend=args.eval_backend,
         engine=args.engine)
-    try:
-        path = run_compare(config, progress=not args.quiet, command=args.command_line)
-    except PendingEngineRuns as pending:
-        print(f"{len(pending.launches)} row(s) wait for verl, which trains on GPUs. On a machine with CUDA GPUs and "
-              "the verl environment (bash envs/verl.sh; . .venv-verl/bin/activate), run:")
-        print("\n".join(f"  {launch}" for launch in pending.launches))
-        print("then run this command again: it reads their checkpoints back, evaluates them and writes the "
-              "leaderboard.")
+    result = run_compare(config, progress=not args.quiet, command=args.command_line)
+    if result.pending:
+        for instructions in dict.fromkeys(p.instructions for p in result.pending):
+            rows = [p for p in result.pending if p.instructions == instructions]
+            print(f"{len(rows)} row(s) {instructions}")
+            print("\n".join(f"  {launch}" for p in rows for launch in p.launches))
         return 0
-    print(f"leaderboard: {path}")
+    print(f"leaderboard: {result.leaderboard}")
     return 0
 
 
@@ -177,7 +169,7 @@ def add_list_parser(commands) -> None:
                             description="List registered tasks (with size, data sha256, template and grader), "
                                         "training variants (paper, hooks, config defaults, status), model "
                                         "aliases, prompt templates or generation backends.")
-    p.add_argument("what", choices=["tasks", "variants", "models", "templates", "backends"])
+    p.add_argument("what", choices=["tasks", "variants", "models", "templates", "backends", "engines"])
     p.add_argument("--data-dir", help="folder of normalized benchmark JSONL (default $HARNESS_DATA_DIR)")
     p.set_defaults(handler=run_list_command)
 
@@ -211,6 +203,11 @@ def run_list_command(args) -> int:
 
         for name, template in TEMPLATES.items():
             print(f"{name:10} sha256 {template.sha256[:12]}  {template.text!r}")
+    elif args.what == "engines":
+        from harness.engines import ENGINES
+
+        print("\n".join(f"{name:8} records {', '.join(ENGINES.get(name).packages) or '(the harness only)'}"
+                        for name in ENGINES.names()))
     else:
         from harness.backends import BACKENDS
 

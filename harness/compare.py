@@ -16,12 +16,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from harness.budget import Budget
 from harness.card import card_hash, library_versions, machine_info
+from harness.engines import DEFAULT_ENGINE, ENGINES, Pending, Trained, TrainRow
 from harness.evaluate import EvalConfig, run_eval
-from harness.grading_pool import GradingPool
 from harness.models import resolve_model
 from harness.prompts import TEMPLATES
 from harness.runstore import RunDir, write_json_atomic
@@ -41,9 +39,6 @@ SANDBOX_PARAMETERS = 816_768  # the sandbox's N (harness.budget.parameter_count)
 # the paired test on this task (ours).
 DEFAULT_N, DEFAULT_K = 8, (1, 2, 4, 8)
 PROTOCOLS = ("shared", "paper")
-# Who trains each row: the built-in trainer (the reference), TRL's GRPOTrainer, or verl (prepared here, launched on
-# GPUs, read back; see trainers/engines/verl). Every engine calls the same registered variant math.
-ENGINES = ("builtin", "trl", "verl")
 
 
 @dataclass(frozen=True)
@@ -74,8 +69,8 @@ class CompareConfig:
     protocol: str = "shared"
     # Generation backend of every evaluation (warm start and trained rows): "hf" or "vllm".
     eval_backend: str = "hf"
-    # Training engine of every row (ENGINES).
-    engine: str = "builtin"
+    # Training engine of every row (harness.engines.ENGINES: the built-in trainer, TRL, verl, or a plugin's).
+    engine: str = DEFAULT_ENGINE
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
@@ -145,8 +140,7 @@ def variant_configs(config: CompareConfig) -> dict[str, object]:
     from trainers.builtin.base import VARIANTS
     from trainers.protocol.overrides import apply_overrides, paper_schedule
 
-    if config.engine not in ENGINES:
-        raise ValueError(f"--engine {config.engine!r} is not one of {', '.join(ENGINES)}")
+    ENGINES.get(config.engine)  # an unknown engine is named with the known ones
     configs = {}
     for name in config.variants:
         trainer = VARIANTS.get(base_variant(name))
@@ -163,8 +157,17 @@ def compare_name(config: CompareConfig) -> str:
     return "sandbox" if config.model == "sandbox" else Path(config.model).name.replace("/", "-")
 
 
-def run_compare(config: CompareConfig, progress: bool = True, command: str | None = None) -> Path:
-    """Run every row and render the leaderboard; returns the leaderboard's path."""
+@dataclass(frozen=True)
+class CompareResult:
+    """The leaderboard's path once every row is trained; until then (an engine that trains elsewhere) None, and
+    the rows that wait, with what to do."""
+
+    leaderboard: Path | None
+    pending: tuple[Pending, ...] = ()
+
+
+def run_compare(config: CompareConfig, progress: bool = True, command: str | None = None) -> CompareResult:
+    """Run every row and render the leaderboard."""
     from harness.leaderboard import render_leaderboard, seed_plan_of_rows, seed_plan_text
 
     started = time.monotonic()
@@ -188,8 +191,9 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         raise ValueError(f"k={bad_k} impossible with n={config.n} eval samples per problem (every k must be 1..n)")
     from trainers.builtin.base import VARIANTS
 
+    engine = ENGINES.get(config.engine)
     for label, variant_config in configs.items():
-        check_engine(config.engine, base_variant(label), variant_config)
+        engine.check(base_variant(label), variant_config)
     train_data = train_task.load(config.data_dir)
     model = resolve_model(config.model)  # builds the sandbox warm start once (cached)
     if config.budget is None:
@@ -206,10 +210,10 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
                  "max_new_tokens": config.max_new_tokens},
         "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
         "variants": {v: card_config(c, VARIANTS.get(base_variant(v))) for v, c in configs.items()},
-        "versions": library_versions(*engine_packages(config.engine)),
+        "versions": library_versions(*engine.packages),
         # recorded only when not the default, so compare directories from before the option keep their hashes
         **({"eval_backend": config.eval_backend} if config.eval_backend != "hf" else {}),
-        **({"engine": config.engine} if config.engine != "builtin" else {}),
+        **({"engine": config.engine} if config.engine != DEFAULT_ENGINE else {}),
     }
     protocol_hash = card_hash(protocol)
     write_json_atomic(out / "protocol.json", {**protocol, "hash": protocol_hash, "command": command,
@@ -220,7 +224,7 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     rows = [(label, seeds[label][i]) for i in range(len(config.seeds)) for label in config.variants]
     total = len(rows) + (1 if config.warm_start_row else 0)
     row_dirs = []
-    waiting: list[Path] = []  # rows an external engine (verl) has still to train
+    pending: list[Pending] = []  # rows an engine trains elsewhere (verl), prepared and not yet read back
     stage = 0
 
     def announce(what: str) -> None:
@@ -239,24 +243,23 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
         stage += 1
         row = out / f"{label}-seed{seed}"
         announce(f"training {label} (seed {seed}), then evaluating it")
-        try:
-            final = train_row(base_variant(label), configs[label], config, model, train_task, train_data, seed,
-                              row / "train", progress)
-        except PendingEngineRuns as pending:
-            waiting += pending.launches
+        trained = train_row(base_variant(label), configs[label], config, model, train_task, train_data, seed,
+                            row / "train", progress)
+        if isinstance(trained, Pending):
+            pending.append(trained)
             continue
-        _evaluate(config, final, row, progress)
+        _evaluate(config, trained.final, row, progress)
         write_json_atomic(row / "row.json", {"label": label, "variant": base_variant(label), "seed": seed,
                                              "command": command, "protocol_hash": protocol_hash})
         row_dirs.append(row)
-    if waiting:
-        raise PendingEngineRuns(waiting)
+    if pending:
+        return CompareResult(None, tuple(pending))
     leaderboard = Path(config.leaderboard_dir) / f"{name}.md"
     render_leaderboard(row_dirs, leaderboard, title=f"Leaderboard: {name}", baseline=baseline)
     print(seed_plan_text(seed_plan_of_rows(row_dirs)), flush=True)  # a result, not progress: --quiet too
     if progress:
         print(f"done in {time.monotonic() - started:.0f} s; leaderboard: {leaderboard}", flush=True)
-    return leaderboard
+    return CompareResult(leaderboard)
 
 
 def default_budget(model_dir: Path) -> Budget:
@@ -273,23 +276,6 @@ def _evaluate(config: CompareConfig, model_path: Path, row: Path, progress: bool
                              limit=config.limit, max_new_tokens=config.max_new_tokens, data_dir=config.data_dir,
                              out=str(row / "eval"), device=config.device, backend=config.eval_backend)
     run_eval(eval_config, progress=progress, command=None)
-
-
-def engine_packages(engine: str) -> tuple[str, ...]:
-    """The distributions whose versions a row trained by `engine` records (verl's are in envs/verl.constraints.txt,
-    another environment)."""
-    return ("trl", "accelerate") if engine == "trl" else ()
-
-
-def check_engine(engine: str, variant: str, variant_config) -> None:
-    """Refuse, before any work, a variant the engine cannot run faithfully (it needs hooks the engine lacks)."""
-    if engine == "trl":
-        from trainers.engines.trl import check_supported
-    elif engine == "verl":
-        from trainers.engines.verl.config import check_supported
-    else:
-        return
-    check_supported(variant, variant_config)
 
 
 def card_config(variant_config, trainer_cls=None) -> dict:
@@ -314,82 +300,26 @@ def mechanism_card(trainer_cls) -> dict:
 
 
 def train_row(variant: str, variant_config, config: CompareConfig, model, train_task, train_data, seed: int,
-              train_dir: Path, progress: bool) -> Path:
-    """Train one variant at one seed (resuming if a checkpoint is there); returns its final model directory."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from harness.cache import atomic_directory
+              train_dir: Path, progress: bool):
+    """Train one variant at one seed on the compare's engine (resuming if a checkpoint is there): its final model
+    (`Trained`), or `Pending` when the engine trains elsewhere."""
     from trainers.builtin.base import VARIANTS
 
-    final = train_dir / "final"
+    engine = ENGINES.get(config.engine)
     template = TEMPLATES.get(variant_config.template or train_task.template)
     card = {"kind": "train", "variant": variant, "seed": seed, "protocol": config.protocol,
-            **({"engine": config.engine} if config.engine != "builtin" else {}),
+            **({"engine": config.engine} if config.engine != DEFAULT_ENGINE else {}),
             "config": card_config(variant_config, VARIANTS.get(variant)), "mechanism": mechanism_card(VARIANTS.get(variant)),
             "budget": config.budget.to_dict(),
             "model": {"name": model.name, "weights_sha256": model.weights_sha256},
             "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},
             "template": {"name": template.name, "sha256": template.sha256}, "device": config.device,
-            "versions": library_versions(*engine_packages(config.engine))}
+            "versions": library_versions(*engine.packages)}
     RunDir.open(train_dir, card)  # refuses a directory trained under other settings
-    if (final / "config.json").is_file():
-        return final
-    tokenizer = AutoTokenizer.from_pretrained(model.path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if config.engine == "verl":
-        return verl_row(variant, variant_config, config, model, train_task, train_data, seed, train_dir, template,
-                        tokenizer)
-    policy = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32).to(config.device)
-    with GradingPool() as pool:
-        setting = dict(model=policy, tokenizer=tokenizer, problems=train_data.problems, template=template,
-                       answer_format=train_task.answer_format, grader=train_task.grader,
-                       max_new_tokens=train_task.max_new_tokens, budget=config.budget, seed=seed, run_dir=train_dir,
-                       pool=pool, progress=progress, aux_rewards=train_task.aux_rewards)
-        if config.engine == "trl":
-            from trainers.engines.trl import train_with_trl
-
-            train_with_trl(variant, variant_config, **setting, device=config.device)
-        else:
-            VARIANTS.get(variant)(variant_config, **setting).train()
-    with atomic_directory(final) as scratch:
-        policy.save_pretrained(scratch)
-        tokenizer.save_pretrained(scratch)
-    return final
+    row = TrainRow(variant, variant_config, model, train_task, train_data, template, config.budget, seed, train_dir,
+                   config.device, progress)
+    if (row.final / "config.json").is_file():
+        return Trained(row.final)
+    return engine.train(row)
 
 
-class PendingEngineRuns(Exception):
-    """Rows an external engine (verl) has still to train: their launch scripts are ready, their checkpoints not."""
-
-    def __init__(self, launches: list[Path]):
-        super().__init__(", ".join(map(str, launches)))
-        self.launches = launches
-
-
-def verl_row(variant: str, variant_config, config: CompareConfig, model, train_task, train_data, seed: int,
-             train_dir: Path, template, tokenizer) -> Path:
-    """The row's final model read back from its finished verl run; otherwise its verl launch files are written
-    (once) and PendingEngineRuns names the script to run on a GPU machine."""
-    from harness.prompts import render_prompt
-    from trainers.engines.verl.checkpoints import read_back
-    from trainers.engines.verl.config import LAUNCH, prompt_tokens, write_row
-    from trainers.protocol import schedule
-
-    row_dir = train_dir.parent
-    final = read_back(row_dir / "verl", train_dir, variant_config, config.budget)
-    if final is not None:
-        return final
-    launch = row_dir / "verl" / LAUNCH
-    if not launch.is_file():
-        problems = train_data.problems
-        max_new_tokens = variant_config.max_new_tokens or train_task.max_new_tokens
-        steps = schedule.most_steps_paid(schedule.first_round_cost(variant_config, max_new_tokens), config.budget)
-        order = schedule.prompt_order(variant_config, steps, len(problems), seed)
-        # The user's message unrendered: verl applies the model's chat template itself (when it has one).
-        prompts = [render_prompt(template, problems[i].problem, None) for i in order]
-        longest = max(prompt_tokens(tokenizer, p) for p in prompts[: len(problems)])
-        write_row(row_dir, variant, variant_config, model_path=str(model.path), prompts=prompts,
-                  golds=[problems[i].golds for i in order], answer_format=train_task.answer_format,
-                  grader=train_task.grader, budget=config.budget, seed=seed,
-                  max_new_tokens=max_new_tokens, max_prompt_tokens=longest + 16)
-    raise PendingEngineRuns([launch])

@@ -25,12 +25,13 @@ class Registry(Generic[T]):
     config field without documentation); such a plugin, or one whose import fails, is kept in `broken` with the
     reason and never breaks the others: `names()` leaves it out, `get()` on it names the reason."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None, builtins_module: str | None = None,
+    def __init__(self, kind: str, entry_point_group: str | None = None,
+                 builtins_module: str | tuple[str, ...] | None = None,
                  validate: Callable[[str, T], None] | None = None):
         self.kind = kind
         self.entry_point_group = entry_point_group
-        # The module whose import registers the built-ins (kept lazy to avoid import cycles).
-        self.builtins_module = builtins_module
+        # The module(s) whose import registers the built-ins (kept lazy to avoid import cycles).
+        self.builtins_module = (builtins_module,) if isinstance(builtins_module, str) else builtins_module or ()
         self.validate = validate
         self._items: dict[str, T] = {}
         self.broken: dict[str, str] = {}  # plugin name -> why it cannot be used
@@ -58,8 +59,8 @@ class Registry(Generic[T]):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        if self.builtins_module:
-            import_module(self.builtins_module)
+        for module in self.builtins_module:
+            import_module(module)
         if self.entry_point_group is None:
             return
         for ep in entry_points(group=self.entry_point_group):

@@ -44,8 +44,10 @@ def test_list_variants_shows_paper_status_hooks_and_documented_defaults(capsys):
     assert "eps_high = 0.28" in out and "hooks: sampler, reward, group_filter" in out
     assert "mix_rate = 0.1  # Paper Table 6" in out
     # Which engines run each variant, and what keeps the others from it.
-    assert "engines: builtin, trl, verl" in out and "engines: builtin only (needs rollout)" in out
-    assert "engines: builtin, trl (verl: reads likelihood)" in out
+    assert "engines: builtin, trl, verl\n" in out
+    assert "engines: builtin\n    not on trl: the trl engine cannot run n-grpo, which needs rollout" in out
+    assert "engines: builtin, trl\n    not on verl: the verl engine cannot run unlikeliness with these settings: it " \
+           "reads the responses' likelihood" in out
 
 
 def _bad_inputs(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from trainers.algos.variants import MATH, missing_input
+from trainers.algos.variants import MATH
 from trainers.builtin.base import HOOKS, VARIANTS, GRPOConfig
 from trainers.protocol.config import field_docs
 
@@ -28,22 +28,17 @@ def overridden_hooks(trainer_cls) -> list[str]:
 
 
 def engines(name: str, config) -> str:
-    """Which training engines run the variant with its defaults, and why the others refuse it."""
-    from trainers.engines.trl import TRL_HOOKS
-    from trainers.engines.verl.config import VERL_INPUTS
+    """Which training engines run the variant with its defaults, and each other engine's reason for refusing it."""
+    from harness.engines import ENGINES
 
-    math = MATH.get(name)
-    needed = math.hooks_needed(config)
-    if needed:
-        switches = [math.hook_switches.get(hook) for hook in needed]
-        if all(switches):
-            return (f"builtin; trl and verl with {', '.join(f'{s}=false' for s in switches)} "
-                    f"(they lack the {', '.join(needed)} hook)")
-        if set(needed) <= set(TRL_HOOKS):
-            return f"builtin, trl on one process (verl lacks the {', '.join(needed)} hook)"
-        return f"builtin only (needs {', '.join(needed)})"
-    missing = missing_input(name, config, VERL_INPUTS)
-    return "builtin, trl" + (f" (verl: reads {missing})" if missing else ", verl")
+    runs, refused = [], []
+    for engine in ENGINES.names():
+        try:
+            ENGINES.get(engine).check(name, config)
+            runs.append(engine)
+        except ValueError as why:
+            refused.append(f"\n    not on {engine}: {why}")
+    return ", ".join(runs) + "".join(refused)
 
 
 def config_changes(trainer_cls) -> dict[str, object]:

@@ -38,6 +38,7 @@ import torch
 
 from harness.backends.base import DEFAULT_STOP, cut_at_stop
 from harness.budget import Budget, Ledger, parameter_count
+from harness.engines import ENGINES, Trained, TrainRow, train_in_process
 from harness.extraction import extract
 from harness.prompts import render_prompt
 from harness.runstore import write_json_atomic
@@ -419,3 +420,20 @@ def group_minibatches(keep: torch.Tensor, minibatches: int, group: int, seed: in
     for index, dropped_group in enumerate(dropped):
         chunks[empty[index] if index < len(empty) else (index - len(empty)) % minibatches].append(dropped_group)
     return [group_rows(torch.tensor(chunk, dtype=torch.long), group) for chunk in chunks]
+
+
+class TRLEngine:
+    """TRL's GRPOTrainer as the `trl` engine (`harness compare --engine trl`)."""
+
+    name = "trl"
+    packages = ("trl", "accelerate")
+
+    def check(self, variant: str, config) -> None:
+        check_supported(variant, config)
+
+    def train(self, row: TrainRow) -> Trained:
+        return train_in_process(row, lambda **setting: train_with_trl(row.variant, row.config, **setting,
+                                                                       device=row.device))
+
+
+ENGINES.register("trl", TRLEngine())
