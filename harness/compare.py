@@ -169,28 +169,12 @@ class CompareResult:
 def run_compare(config: CompareConfig, progress: bool = True, command: str | None = None) -> CompareResult:
     """Run every row and render the leaderboard."""
     from harness.leaderboard import render_leaderboard, seed_plan_of_rows, seed_plan_text
+    from trainers.builtin.base import VARIANTS
 
     started = time.monotonic()
     configs = variant_configs(config)
-    if not config.seeds:
-        raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
-    if any(seed < 0 for seed in config.seeds):
-        raise ValueError(f"--seeds {','.join(map(str, config.seeds))}: seeds are non-negative integers")
-    if config.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
-        raise ValueError(f"--name {config.name!r}: a leaderboard name is letters, digits, '.', '_' and '-' (no "
-                         "folders); it names leaderboards/<name>.md and runs/compare/<name>")
+    check_settings(config)
     train_task = TASKS.get(config.train_task)
-    for task in config.eval_tasks:
-        TASKS.get(task)
-    baseline = config.baseline or config.variants[0]
-    if baseline not in (*config.variants, *(("warm start",) if config.warm_start_row else ())):
-        raise ValueError(f"--baseline {baseline!r} is not a row of this compare; the rows: "
-                         f"{', '.join(config.variants)}{', warm start' if config.warm_start_row else ''}")
-    bad_k = [k for k in config.k if not 1 <= k <= config.n]
-    if bad_k:
-        raise ValueError(f"k={bad_k} impossible with n={config.n} eval samples per problem (every k must be 1..n)")
-    from trainers.builtin.base import VARIANTS
-
     engine = ENGINES.get(config.engine)
     for label, variant_config in configs.items():
         engine.check(base_variant(label), variant_config)
@@ -203,18 +187,7 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
 
     name = compare_name(config)
     out = Path(config.out or Path("runs") / "compare" / name)
-    protocol = {
-        "kind": "compare", "model": {"name": model.name, "weights_sha256": model.weights_sha256},
-        "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},
-        "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
-                 "max_new_tokens": config.max_new_tokens},
-        "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
-        "variants": {v: card_config(c, VARIANTS.get(base_variant(v))) for v, c in configs.items()},
-        "versions": library_versions(*engine.packages),
-        # recorded only when not the default, so compare directories from before the option keep their hashes
-        **({"eval_backend": config.eval_backend} if config.eval_backend != "hf" else {}),
-        **({"engine": config.engine} if config.engine != DEFAULT_ENGINE else {}),
-    }
+    protocol = protocol_card(config, configs, model, train_task, train_data)
     protocol_hash = card_hash(protocol)
     write_json_atomic(out / "protocol.json", {**protocol, "hash": protocol_hash, "command": command,
                                               "machine": machine_info()})
@@ -255,11 +228,52 @@ def run_compare(config: CompareConfig, progress: bool = True, command: str | Non
     if pending:
         return CompareResult(None, tuple(pending))
     leaderboard = Path(config.leaderboard_dir) / f"{name}.md"
-    render_leaderboard(row_dirs, leaderboard, title=f"Leaderboard: {name}", baseline=baseline)
+    render_leaderboard(row_dirs, leaderboard, title=f"Leaderboard: {name}",
+                       baseline=config.baseline or config.variants[0])
     print(seed_plan_text(seed_plan_of_rows(row_dirs)), flush=True)  # a result, not progress: --quiet too
     if progress:
         print(f"done in {time.monotonic() - started:.0f} s; leaderboard: {leaderboard}", flush=True)
     return CompareResult(leaderboard)
+
+
+def check_settings(config: CompareConfig) -> None:
+    """Refuse, before any work, settings that cannot make a compare (each with what to give instead)."""
+    if not config.seeds:
+        raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2")
+    if any(seed < 0 for seed in config.seeds):
+        raise ValueError(f"--seeds {','.join(map(str, config.seeds))}: seeds are non-negative integers")
+    if config.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
+        raise ValueError(f"--name {config.name!r}: a leaderboard name is letters, digits, '.', '_' and '-' (no "
+                         "folders); it names leaderboards/<name>.md and runs/compare/<name>")
+    TASKS.get(config.train_task)
+    for task in config.eval_tasks:
+        TASKS.get(task)
+    baseline = config.baseline or config.variants[0]
+    if baseline not in (*config.variants, *(("warm start",) if config.warm_start_row else ())):
+        raise ValueError(f"--baseline {baseline!r} is not a row of this compare; the rows: "
+                         f"{', '.join(config.variants)}{', warm start' if config.warm_start_row else ''}")
+    bad_k = [k for k in config.k if not 1 <= k <= config.n]
+    if bad_k:
+        raise ValueError(f"k={bad_k} impossible with n={config.n} eval samples per problem (every k must be 1..n)")
+
+
+def protocol_card(config: CompareConfig, configs: dict, model, train_task, train_data) -> dict:
+    """What every row of the compare shares, hashed into its protocol: model, data, evaluation, budget, seeds,
+    each row's config and the engine's versions."""
+    from trainers.builtin.base import VARIANTS
+
+    return {
+        "kind": "compare", "model": {"name": model.name, "weights_sha256": model.weights_sha256},
+        "train_task": {"name": train_task.name, "data_sha256": train_data.sha256, "size": train_data.size},
+        "eval": {"tasks": list(config.eval_tasks), "n": config.n, "k": list(config.k), "limit": config.limit,
+                 "max_new_tokens": config.max_new_tokens},
+        "budget": config.budget.to_dict(), "seeds": list(config.seeds), "protocol": config.protocol,
+        "variants": {v: card_config(c, VARIANTS.get(base_variant(v))) for v, c in configs.items()},
+        "versions": library_versions(*ENGINES.get(config.engine).packages),
+        # recorded only when not the default, so compare directories from before the option keep their hashes
+        **({"eval_backend": config.eval_backend} if config.eval_backend != "hf" else {}),
+        **({"engine": config.engine} if config.engine != DEFAULT_ENGINE else {}),
+    }
 
 
 def default_budget(model_dir: Path) -> Budget:

@@ -342,31 +342,7 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
     holm = dict(zip(tests, stats.holm_adjust([t.p_value for t in tests.values()]), strict=True)) if tests else {}
     bands = _rank_bands(lines)
 
-    header = ["band", "variant", "seeds", "pass@1 % [95% CI]", "pass@1 per seed % (SD)", f"pass@{k_max} %",
-              f"maj@{k_max} %", "distinct answers", "answer entropy", "distinct-4", "mean tokens",
-              "compute FLOPs: total = generation + update (stopped by)", "generation: rollouts / tokens",
-              "updates: optimizer steps / token passes", "diagnostics FLOPs (not charged)",
-              "mechanism (mean per step)", f"Δ pass@1 vs {baseline} (pts) [95% CI]", "tested as", "p", "p (Holm)"]
-    table = []
-    ranked = np.argsort([-line.pass_at_k[1][0] for line in lines], kind="stable")
-    for i in ranked:
-        line = lines[i]
-        mean, low, high = line.pass_at_k[1]
-        if line is base:
-            delta, level, p_raw, p_holm = "baseline", "-", "-", "-"
-        else:
-            t = tests[line.label]
-            delta = f"{100 * t.difference:+.1f} [{100 * t.ci_low:+.1f}, {100 * t.ci_high:+.1f}]"
-            level = f"{t.level} ({t.detail})"
-            p_raw, p_holm = _p(t.p_value), _p(holm[line.label])
-        table.append([str(bands[i]), line.label, str(len(line.rows)), f"{_pct(mean)} [{_pct(low)}, {_pct(high)}]",
-                      _per_seed_cell(line), _pct(line.pass_at_k[k_max][0]),
-                      _pct(_task_mean(line.rows, task, "maj@k", str(k_max), "mean")),
-                      f"{_task_mean(line.rows, task, 'diversity', 'distinct_answers'):.2f}",
-                      f"{_task_mean(line.rows, task, 'diversity', 'answer_entropy'):.2f}",
-                      f"{_task_mean(line.rows, task, 'diversity', 'distinct_4'):.2f}",
-                      number_or_dash(_task_mean(line.rows, task, "length", "mean_tokens")),
-                      *_budget_cells(line.rows), _mechanism_cell(line.rows), delta, level, p_raw, p_holm])
+    header, table, ranked = _main_table(lines, base, tests, holm, bands, task, k_max)
 
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -400,18 +376,56 @@ def render_leaderboard(row_dirs, out_md: Path, task: str | None = None, baseline
         text += [f"![difference from {baseline} per variant]({delta_png.name})", ""]
     text += [f"![pass@k per variant]({passk_png.name})", "",
              f"![training curves against rollouts consumed]({training_png.name})", ""]
-    allocations = _bin_rollouts(lines)
-    if allocations:
-        _plot_allocation(allocations, allocation_png)
-        text += ["## Rollouts per difficulty bin", "",
-                 "Rollouts each difficulty bin received over the run (mean over seeds; bins by each prompt's "
-                 "pass rate so far, the last one for prompts not seen before, as the GDRO variants log them).",
-                 "", _allocation_table(allocations), "",
-                 f"![share of each step's rollouts per difficulty bin]({allocation_png.name})", ""]
+    text += _allocation_section(lines, allocation_png)
     if notes:
         text += ["## Notes", "", notes.strip(), ""]
     out_md.write_text("\n".join(text), encoding="utf-8")
     return out_md
+
+
+def _main_table(lines: list[LabelLine], base: LabelLine, tests: dict, holm: dict, bands: list, task: str,
+                k_max: int) -> tuple[list[str], list[list[str]], np.ndarray]:
+    """The page's ranking: its header, one row per label (best pass@1 first), and that order."""
+    baseline = base.label
+    header = ["band", "variant", "seeds", "pass@1 % [95% CI]", "pass@1 per seed % (SD)", f"pass@{k_max} %",
+              f"maj@{k_max} %", "distinct answers", "answer entropy", "distinct-4", "mean tokens",
+              "compute FLOPs: total = generation + update (stopped by)", "generation: rollouts / tokens",
+              "updates: optimizer steps / token passes", "diagnostics FLOPs (not charged)",
+              "mechanism (mean per step)", f"Δ pass@1 vs {baseline} (pts) [95% CI]", "tested as", "p", "p (Holm)"]
+    table = []
+    ranked = np.argsort([-line.pass_at_k[1][0] for line in lines], kind="stable")
+    for i in ranked:
+        line = lines[i]
+        mean, low, high = line.pass_at_k[1]
+        if line is base:
+            delta, level, p_raw, p_holm = "baseline", "-", "-", "-"
+        else:
+            t = tests[line.label]
+            delta = f"{100 * t.difference:+.1f} [{100 * t.ci_low:+.1f}, {100 * t.ci_high:+.1f}]"
+            level = f"{t.level} ({t.detail})"
+            p_raw, p_holm = _p(t.p_value), _p(holm[line.label])
+        table.append([str(bands[i]), line.label, str(len(line.rows)), f"{_pct(mean)} [{_pct(low)}, {_pct(high)}]",
+                      _per_seed_cell(line), _pct(line.pass_at_k[k_max][0]),
+                      _pct(_task_mean(line.rows, task, "maj@k", str(k_max), "mean")),
+                      f"{_task_mean(line.rows, task, 'diversity', 'distinct_answers'):.2f}",
+                      f"{_task_mean(line.rows, task, 'diversity', 'answer_entropy'):.2f}",
+                      f"{_task_mean(line.rows, task, 'diversity', 'distinct_4'):.2f}",
+                      number_or_dash(_task_mean(line.rows, task, "length", "mean_tokens")),
+                      *_budget_cells(line.rows), _mechanism_cell(line.rows), delta, level, p_raw, p_holm])
+    return header, table, ranked
+
+
+def _allocation_section(lines: list[LabelLine], allocation_png: Path) -> list[str]:
+    """The rollouts each difficulty bin received, for the variants that allocate them (none: no section)."""
+    allocations = _bin_rollouts(lines)
+    if not allocations:
+        return []
+    _plot_allocation(allocations, allocation_png)
+    return ["## Rollouts per difficulty bin", "",
+            "Rollouts each difficulty bin received over the run (mean over seeds; bins by each prompt's "
+            "pass rate so far, the last one for prompts not seen before, as the variants log them).",
+            "", _allocation_table(allocations), "",
+            f"![share of each step's rollouts per difficulty bin]({allocation_png.name})", ""]
 
 
 def _claims_section(lines: list[LabelLine], task: str) -> str | None:
@@ -495,18 +509,24 @@ def _allocation_table(allocations: dict[str, list[np.ndarray]]) -> str:
 
 
 def _bin_names(bins: int) -> list[str]:
-    # GDRO logs its pass-rate bins from the lowest (hardest) up, then one for prompts not yet classified.
+    # Bins by pass rate from the lowest (hardest) up, then one for prompts not yet classified.
     return [f"bin {b}{' (hardest)' if b == 0 else ''}" for b in range(bins - 1)] + ["unseen"]
 
 
 def _bin_rollouts(lines: list[LabelLine]) -> dict[str, list[np.ndarray]]:
-    """{label: per seed, the [steps, bins] rollouts each difficulty bin received} for the labels whose training
-    logs record them (the GDRO variants); empty if none do."""
+    """{label: per seed, the [steps, bins] rollouts each difficulty bin received} for the labels whose variant
+    declares such a log field (`allocation_log_key`: the GDRO variants) and whose logs hold it; empty if none."""
+    from trainers.builtin.base import VARIANTS
+
     allocations = {}
     for line in lines:
+        variant = line.rows[0].variant
+        key = getattr(VARIANTS.get(variant), "allocation_log_key", None) if variant in VARIANTS else None
+        if key is None:
+            continue
         per_seed = []
         for row in line.rows:
-            steps = [record["gdro_bin_rollouts"] for record in row.train_log if record.get("gdro_bin_rollouts")]
+            steps = [record[key] for record in row.train_log if record.get(key)]
             if steps:
                 per_seed.append(np.array(steps, dtype=float))
         if per_seed:

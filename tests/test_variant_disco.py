@@ -60,11 +60,25 @@ def test_scores_are_length_normalised_and_l_ratio_keeps_its_gradient():
     assert logp.grad.tolist() == [[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]
 
 
-def test_config_tau_defaults_and_validation():
-    assert DisCOConfig().dro_temperature() == 10.0
-    assert DisCOConfig(score="l-ratio").dro_temperature() == 1.0
-    assert DisCOConfig(tau=3.0).dro_temperature() == 3.0
-    assert DisCOConfig(objective="disco-b").dro_temperature() is None
+def test_the_loss_takes_tau_from_the_score_unless_set():
+    """tau 10 for log-l scores, 1 for l-ratio, the config's own when set, none for DisCO-b (variants.md §13), read
+    off the registered loss every engine calls."""
+    from trainers.algos.variants import disco_loss
+
+    logp = torch.tensor([[-0.2, -0.9], [-1.4, -0.3], [-0.1, -0.2], [-2.0, -0.7]])
+    mask, labels = torch.ones_like(logp), torch.tensor([1.0, -1.0, -1.0, 1.0])
+    losses = []
+    for settings, tau in [({}, 10.0), ({"score": "l-ratio"}, 1.0), ({"tau": 3.0}, 3.0),
+                          ({"objective": "disco-b"}, None)]:
+        config = DisCOConfig(group_size=4, **settings)
+        loss, _ = disco_loss(logp, logp, labels, mask, None, config, 2)  # one group of 4; old = new: the trust region is slack
+        scores = sequence_scores(logp, logp, mask, config.score).view(-1, 4)
+        assert loss.item() == pytest.approx(-discriminative_objective(scores, labels.view(-1, 4), tau).mean().item())
+        losses.append(loss.item())
+    assert len(set(losses)) == 4  # each setting gives its own objective
+
+
+def test_config_defaults_and_validation():
     assert (DisCOConfig().constraint_beta, DisCOConfig().constraint_delta, DisCOConfig().kl_beta) == (1000.0, 1e-4, 0)
     for bad, message in [({"score": "logl"}, "score must be one of log-l, l-ratio"),
                          ({"objective": "dro"}, "objective must be one of disco, disco-b"),

@@ -56,9 +56,16 @@ def test_filter_drops_only_all_correct_groups():
 def test_defaults_and_the_virtual_reward_follows_the_format_bonus():
     config = NegativeEnhancedGRPOConfig()
     assert (config.eps_low, config.eps_high, config.loss_aggregation) == (0.16, 0.24, "token-mean")
-    assert config.virtual_reward == 1.0
-    assert NegativeEnhancedGRPOConfig(format_reward=0.5).virtual_reward == 1.5
-    assert NegativeEnhancedGRPOConfig(format_reward=0.5, max_reward=2.0).virtual_reward == 2.0
+    # The virtual sample scores the most a sample can: 1 + the format bonus, or max_reward when set, as the
+    # registered advantage every engine calls reads it.
+    from trainers.algos.variants import GroupBatch, ngrpo_advantage
+
+    rewards = torch.tensor([[0.0, 0.5, 0.5, 1.5]])
+    for settings, virtual in [({}, 1.0), ({"format_reward": 0.5}, 1.5), ({"format_reward": 0.5, "max_reward": 2.0}, 2.0)]:
+        cfg = NegativeEnhancedGRPOConfig(**settings)
+        advantages, _ = ngrpo_advantage(GroupBatch(accuracy=(rewards >= 1).float(), rewards=rewards), cfg)
+        expected = virtual_max_advantages(rewards, virtual, cfg.virtual_samples, cfg.advantage_eps, cfg.unbiased_std)
+        assert torch.equal(advantages, expected)
     with pytest.raises(ValueError, match="virtual_samples"):
         NegativeEnhancedGRPOConfig(virtual_samples=-1)
 

@@ -62,14 +62,6 @@ class DisCOConfig(GRPOConfig):
             raise ValueError(f"constraint_beta and constraint_delta must be >= 0, got {self.constraint_beta} "
                              f"and {self.constraint_delta}")
 
-    def dro_temperature(self) -> float | None:
-        """tau for the objective, None for DisCO-b."""
-        if self.objective == "disco-b":
-            return None
-        if self.tau is not None:
-            return self.tau
-        return 10.0 if self.score == "log-l" else 1.0
-
 
 @VARIANTS.register("disco")
 class DisCOTrainer(GRPOTrainer):

@@ -320,6 +320,8 @@ class GDROTrainer(GRPOTrainer):
     """Collects and trains ragged steps, keeps the classifier; a half supplies `allocate` and `adversary_step`."""
 
     Config = GDROConfig
+    # The train-log field holding each step's rollouts per difficulty bin, which the leaderboard plots.
+    allocation_log_key = "gdro_bin_rollouts"
 
     def __init__(self, config: GDROConfig, **kwargs):
         super().__init__(config, **kwargs)

@@ -70,6 +70,9 @@ class GRPOTrainer:
     # Whether an engine (vLLM) can generate this variant's rollouts; a variant whose decode loop is its own
     # (N-GRPO's embedding mixing) says False and keeps the built-in sampler under rollout_engine = "vllm".
     engine_rollouts = True
+    # The train-log field of a variant that allocates rollouts across difficulty bins (each step's rollouts per
+    # bin, lowest pass rate first, unseen prompts last); the leaderboard plots it. None: no allocation.
+    allocation_log_key: str | None = None
     # A plugin variant's math (trainers.algos.variants.VariantMath); the built-ins register theirs by name there.
     variant_math: VariantMath | None = None
     mechanism: dict[str, str] = {

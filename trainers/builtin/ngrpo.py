@@ -48,10 +48,6 @@ class NegativeEnhancedGRPOConfig(GRPOConfig):
         if self.virtual_samples < 0:
             raise ValueError(f"ngrpo: virtual_samples must be >= 0, got {self.virtual_samples}")
 
-    @property
-    def virtual_reward(self) -> float:
-        return self.max_reward if self.max_reward is not None else 1.0 + max(0.0, self.format_reward)
-
 
 @VARIANTS.register("ngrpo")
 class NegativeEnhancedGRPOTrainer(GRPOTrainer):
