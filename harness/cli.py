@@ -190,7 +190,7 @@ def run_list_command(args) -> int:
                          str(task.default_n), ",".join(map(str, task.default_k))])
         print(format_plain_table(["task", "size", "data sha256", "template", "extractor", "grader", "n", "k"], rows))
     elif args.what == "variants":
-        from trainers.builtin.catalog import describe_variants
+        from harness.variants import describe_variants
 
         print(describe_variants())
     elif args.what == "models":

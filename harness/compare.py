@@ -96,7 +96,7 @@ def parse_variant_labels(text: str) -> list[str]:
     every registered variant, grpo first (the baseline the others are tested against). VARIANT@TAG trains VARIANT
     again under its own label and seeds disjoint from VARIANT's (`label_seeds`): listing grpo,grpo@aa is an A/A
     test, two labels the statistics should not call different."""
-    from trainers.builtin.base import VARIANTS
+    from harness.variants import VARIANTS
 
     labels: list[str] = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
@@ -137,8 +137,8 @@ def variant_configs(config: CompareConfig) -> dict[str, object]:
         raise ValueError(f"--set names {unknown}, which are not among --variants {list(config.variants)}")
     if config.protocol not in PROTOCOLS:
         raise ValueError(f"--protocol {config.protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    from trainers.builtin.base import VARIANTS
-    from trainers.protocol.overrides import apply_overrides, paper_schedule
+    from harness.overrides import apply_overrides, paper_schedule
+    from harness.variants import VARIANTS
 
     ENGINES.get(config.engine)  # an unknown engine is named with the known ones
     configs = {}
@@ -169,7 +169,7 @@ class CompareResult:
 def run_compare(config: CompareConfig, progress: bool = True, command: str | None = None) -> CompareResult:
     """Run every row and render the leaderboard."""
     from harness.leaderboard import render_leaderboard, seed_plan_of_rows, seed_plan_text
-    from trainers.builtin.base import VARIANTS
+    from harness.variants import VARIANTS
 
     started = time.monotonic()
     configs = variant_configs(config)
@@ -260,7 +260,7 @@ def check_settings(config: CompareConfig) -> None:
 def protocol_card(config: CompareConfig, configs: dict, model, train_task, train_data) -> dict:
     """What every row of the compare shares, hashed into its protocol: model, data, evaluation, budget, seeds,
     each row's config and the engine's versions."""
-    from trainers.builtin.base import VARIANTS
+    from harness.variants import VARIANTS
 
     return {
         "kind": "compare", "model": {"name": model.name, "weights_sha256": model.weights_sha256},
@@ -317,7 +317,7 @@ def train_row(variant: str, variant_config, config: CompareConfig, model, train_
               train_dir: Path, progress: bool):
     """Train one variant at one seed on the compare's engine (resuming if a checkpoint is there): its final model
     (`Trained`), or `Pending` when the engine trains elsewhere."""
-    from trainers.builtin.base import VARIANTS
+    from harness.variants import VARIANTS
 
     engine = ENGINES.get(config.engine)
     template = TEMPLATES.get(variant_config.template or train_task.template)

@@ -432,7 +432,7 @@ def _claims_section(lines: list[LabelLine], task: str) -> str | None:
     """Each variant's declared paper claims (harness.claims) with their verdicts on this page's runs; None when no
     variant on the page declares one. A/A copies (VARIANT@TAG) repeat their variant's claims and are left out."""
     from harness.claims import claim_verdicts, verdict_line
-    from trainers.builtin.base import VARIANTS
+    from harness.variants import VARIANTS
 
     claims = {line.label: VARIANTS.get(line.label).claims for line in lines
               if line.label in VARIANTS.names() and line.rows[0].variant == line.label}
@@ -516,7 +516,7 @@ def _bin_names(bins: int) -> list[str]:
 def _bin_rollouts(lines: list[LabelLine]) -> dict[str, list[np.ndarray]]:
     """{label: per seed, the [steps, bins] rollouts each difficulty bin received} for the labels whose variant
     declares such a log field (`allocation_log_key`: the GDRO variants) and whose logs hold it; empty if none."""
-    from trainers.builtin.base import VARIANTS
+    from harness.variants import VARIANTS
 
     allocations = {}
     for line in lines:

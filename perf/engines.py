@@ -55,8 +55,8 @@ class MixedPool:
 
 
 def variant_config(variant, **extra):
+    from harness.overrides import apply_overrides
     from trainers.builtin.base import VARIANTS
-    from trainers.protocol.overrides import apply_overrides
 
     values = {**PARITY, **extra, **({"dynamic_sampling": "false"} if variant == "dapo" else {})}
     return apply_overrides(VARIANTS.get(variant).Config(), {k: str(v) for k, v in values.items()})

@@ -14,10 +14,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from harness.budget import Budget
 from harness.grading_pool import GradingPool
 from harness.models import resolve_model
+from harness.overrides import apply_overrides
 from harness.prompts import TEMPLATES
 from harness.task import TASKS
 from trainers.builtin.base import VARIANTS
-from trainers.protocol.overrides import apply_overrides
 from trainers.protocol.runlog import TRAIN_LOG
 
 # The sha256 of each variant's train log below (wall-clock fields dropped), pinned so that moving a variant's code

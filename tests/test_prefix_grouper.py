@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from harness.budget import Budget
+from harness.overrides import apply_overrides
 from harness.prompts import TEMPLATES
 from harness.task import TASKS
 from trainers import algos
@@ -18,7 +19,6 @@ from trainers.builtin import prefix_grouper
 from trainers.builtin.grpo import GRPOTrainer
 from trainers.builtin.prefix_grouper import group_starts, prefix_grouped_logprobs
 from trainers.builtin.rollout import RolloutBatch, left_pad, sample, token_logprobs
-from trainers.protocol.overrides import apply_overrides
 from trainers.protocol.runlog import TRAIN_LOG
 
 

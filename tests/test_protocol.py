@@ -11,10 +11,10 @@ from trainer_helpers import ONE_STEP, make_trainer, read_log
 
 from harness.budget import Budget, parameter_count
 from harness.compare import CompareConfig, variant_configs
+from harness.overrides import apply_overrides
 from trainers.builtin.base import VARIANTS, GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 from trainers.builtin.prefix_grouper import forward_tokens
-from trainers.protocol.overrides import apply_overrides
 
 
 def test_every_variant_shares_the_schedule_unless_the_paper_protocol_is_asked_for():

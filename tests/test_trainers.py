@@ -19,12 +19,12 @@ from trainer_helpers import (
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget, Ledger
+from harness.overrides import apply_overrides
 from harness.registry import UnknownNameError
 from trainers.builtin.base import VARIANTS
 from trainers.builtin.dapo import DAPOTrainer
 from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
 from trainers.builtin.rollout import Mixing, sample, token_logprobs
-from trainers.protocol.overrides import apply_overrides
 from trainers.protocol.runlog import TrainingError
 
 

@@ -10,11 +10,11 @@ from trainer_helpers import AlternatingPool, make_trainer
 
 from harness.budget import Budget
 from harness.cli import main
+from harness.overrides import apply_overrides
 from harness.prompts import TEMPLATES
 from trainers.algos.variants import registry_shaped
 from trainers.builtin.base import VARIANTS
 from trainers.engines import parity
-from trainers.protocol.overrides import apply_overrides
 
 pytest.importorskip("trl")
 

@@ -19,8 +19,8 @@ GOLDEN = Path(__file__).parent / "golden" / "variant_cards.json"
 
 
 def cards() -> dict[str, dict]:
+    from harness.overrides import paper_schedule
     from trainers.builtin.base import VARIANTS
-    from trainers.protocol.overrides import paper_schedule
 
     out = {}
     for name in VARIANTS.names():

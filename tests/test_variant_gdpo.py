@@ -7,12 +7,12 @@ import torch
 from trainer_helpers import ONE_STEP, approx, blank_batch, make_trainer, train_and_check
 
 from harness.budget import Budget
+from harness.overrides import apply_overrides
 from harness.task import TASKS
 from trainers import algos
 from trainers.algos.terms import batch_whiten, decoupled_group_advantages, gdpo_advantages
 from trainers.builtin.base import Groups
 from trainers.builtin.gdpo import GDPOConfig, GDPOTrainer
-from trainers.protocol.overrides import apply_overrides
 
 # The spec's two groups (G = 4): correctness and format per sample.
 CORRECT = [[1.0, 1, 0, 0], [1, 0, 0, 0]]

@@ -13,11 +13,11 @@ from harness.aug_templates import PAPER_TEMPLATES, template_pool
 from harness.budget import Budget
 from harness.extraction import extract
 from harness.grading import grade
+from harness.overrides import apply_overrides
 from harness.task import Problem
 from trainers.builtin.base import Groups
 from trainers.builtin.grpo import CHECKPOINT, GRPOTrainer
 from trainers.builtin.prompt_aug import PromptAugConfig, PromptAugTrainer
-from trainers.protocol.overrides import apply_overrides
 
 OPEN_R1_COMPLETION = "<think>\nx\n</think>\n<answer>\n\\boxed{2}\n</answer>"
 

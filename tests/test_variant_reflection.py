@@ -7,10 +7,10 @@ import torch
 from trainer_helpers import blank_batch, make_trainer, train_and_check
 
 from harness.budget import Budget
+from harness.overrides import apply_overrides
 from trainers.algos.terms import distinct_markers, reflection_reward
 from trainers.builtin.base import Groups
 from trainers.builtin.reflection import ReflectionConfig, ReflectionTrainer
-from trainers.protocol.overrides import apply_overrides
 
 SPEC_TEXT = "…so x=3. Wait, let me check: … x=3."
 

@@ -11,11 +11,11 @@ from transformers import AutoModelForCausalLM
 
 from harness.budget import Budget, parameter_count
 from harness.cli import main
+from harness.overrides import apply_overrides
 from trainers.builtin.base import VARIANTS
 from trainers.engines.verl.checkpoints import read_back
 from trainers.engines.verl.config import check_supported, prompt_tokens, rollout_steps, write_row
 from trainers.engines.verl.reward import compute_score
-from trainers.protocol.overrides import apply_overrides
 
 GOLDEN = Path(__file__).parent / "golden" / "verl-grpo-overrides.txt"
 

@@ -11,9 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.budget import Budget
+from harness.overrides import apply_overrides
 from harness.prompts import TEMPLATES
 from trainers.builtin.rollout import RolloutBatch
-from trainers.protocol.overrides import apply_overrides
 from trainers.protocol.runlog import TRAIN_LOG
 
 # What makes a step take a second: 2 prompts x G=4 = 8 rollouts of at most 12 tokens, one epoch over them, a

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from harness.claim import Claim
 from trainers import algos
+from trainers.algos.configs import GRPOConfig
 from trainers.algos.variants import VariantMath, advantage_change
-from trainers.builtin.base import GRPOConfig
 from trainers.builtin.grpo import GRPOTrainer
 from trainers.protocol.config import setting
 

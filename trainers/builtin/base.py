@@ -12,15 +12,14 @@ resumed from its last checkpoint draws exactly what the uninterrupted run drew.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 
-from harness.registry import Registry
 from harness.task import Problem
-from trainers import algos
+from harness.variants import VARIANTS
+from trainers.algos.configs import GRPOConfig, grpo_reference  # noqa: F401  (the skeleton's config, re-exported)
 from trainers.builtin.rollout import RolloutBatch
-from trainers.protocol.config import SharedConfig, field_docs, setting, shared_settings
+from trainers.protocol.config import SharedConfig, field_docs
 from trainers.protocol.seeds import group_rows
 
 
@@ -49,47 +48,8 @@ def check_variant(name: str, trainer_cls) -> None:
                          "point's name")
 
 
-VARIANTS: Registry[type] = Registry("variant", "harness.trainers", builtins_module="trainers.builtin",
-                                    validate=check_variant)
+VARIANTS.validate = check_variant
 HOOKS = ("sampler", "prompt", "rollout", "reward", "group_filter", "advantage", "loss", "forward", "state")
-
-
-@dataclass(frozen=True)
-class GRPOConfig(SharedConfig):
-    """Plain GRPO (variants.md §2): the shared protocol (trainers.protocol.config, ours), then GRPO's own fields,
-    the paper's (verl's where the paper is silent)."""
-
-    # --- GRPO mechanism (paper / verl) ---
-    eps_low: float = setting(
-        0.2, "PPO clip's lower bound: the ratio is clipped at 1 - eps_low where the advantage is negative.")
-    eps_high: float = setting(
-        0.2, "PPO clip's upper bound: the ratio is clipped at 1 + eps_high where the advantage is positive "
-        "(DAPO's clip-higher raises it).")
-    dual_clip: float | None = setting(None, "verl's dual clip c for negative advantages; None = off.")
-    kl_beta: float = setting(
-        0.0, "k3 KL-to-reference coefficient in the loss (project baseline beta in {0, 0.001}; 0 here).")
-    loss_aggregation: str = setting(
-        "seq-mean-token-mean", "How token losses make the minibatch loss (trainers.algos.AGGREGATIONS): "
-        "seq-mean-token-mean, token-mean or seq-mean-token-sum-norm.")
-    unbiased_std: bool = setting(True, "Group std convention: unbiased (verl, TRL) and eps 1e-6 (verl).")
-    advantage_eps: float = setting(1e-6, "Added to the group std before dividing (verl's 1e-6).")
-
-    # The paper's own update schedule where it differs from the shared one, scaled to prompts_per_step
-    # (e.g. 512 prompts a step in minibatches of 128 -> minibatches 4); applied by `--protocol paper`.
-    PAPER_SCHEDULE: ClassVar[dict[str, int]] = {"ppo_epochs": 1, "minibatches": 1}
-    # The settings that switch the variant's mechanism off, leaving GRPO's update (its primary probe then reads
-    # 0: tests/test_mechanisms.py); None where no setting does (an objective or sampler that replaces GRPO's).
-    MECHANISM_OFF: ClassVar[dict[str, object] | None] = {}
-
-    def __post_init__(self):
-        super().__post_init__()
-        algos.AGGREGATIONS.get(self.loss_aggregation)
-
-
-def grpo_reference(config: GRPOConfig) -> GRPOConfig:
-    """Plain GRPO under `config`'s shared protocol: what a variant's update is measured against (the
-    `update_change` probe)."""
-    return GRPOConfig(**shared_settings(config))
 
 
 @dataclass

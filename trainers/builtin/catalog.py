@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from trainers.algos.variants import MATH
-from trainers.builtin.base import HOOKS, VARIANTS, GRPOConfig
+from trainers.builtin.base import HOOKS, GRPOConfig
 from trainers.protocol.config import field_docs
 
 # Hook name -> the methods that implement it on the skeleton.
@@ -68,19 +68,6 @@ def claim_lines(trainer_cls) -> list[str]:
             *(f"    {c.statement} [{c.section}]: {MEASURES[c.measure].description} {c.direction} than "
               f"{c.baseline}'s" + (f" (margin {c.margin:g} {MEASURES[c.measure].unit})" if c.margin else "")
               for c in trainer_cls.claims)]
-
-
-def describe_variants() -> str:
-    """Every registered variant described; a plugin that is broken, or that fails to describe, is listed with its
-    reason and never stops the listing of the others."""
-    blocks = []
-    for name in VARIANTS.names():
-        try:
-            blocks.append(describe_variant(name, VARIANTS.get(name)))
-        except Exception as error:  # a plugin's own bug: reported in its place
-            blocks.append(f"{name}  BROKEN: cannot describe it: {type(error).__name__}: {error}")
-    blocks += [f"{name}  BROKEN: {why}" for name, why in sorted(VARIANTS.broken.items())]
-    return "\n\n".join(blocks)
 
 
 def describe_variant(name: str, trainer_cls) -> str:

@@ -85,6 +85,13 @@ class GRPOTrainer:
     materiality = 0.01
 
     @classmethod
+    def describe(cls) -> str:
+        """This variant's block of `harness list variants`: paper, hooks, engines, probes, claims, defaults."""
+        from trainers.builtin.catalog import describe_variant
+
+        return describe_variant(cls.name, cls)
+
+    @classmethod
     def primary(cls) -> tuple[str, float]:
         """(primary probe, materiality threshold). GRPO is the reference every update_change is measured against;
         its own defining act is the clip, material from 1e-3 of the trained tokens (ours)."""

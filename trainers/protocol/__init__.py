@@ -5,6 +5,8 @@
 - `schedule`: the update schedule and the budget rules (what a step costs, how many steps a budget pays for);
 - `runlog`: the train log, the ledger and resume's trimming of the log.
 
+(Command-line settings, `--set` and `--protocol paper`, are read by `harness.overrides`.)
+
 This package imports nothing itself; its modules import the standard library, torch and harness's budget only,
 so the variant math (trainers.algos) and every engine stand on it without loading any engine.
 """

@@ -37,8 +37,8 @@ import torch
 
 from harness.budget import Budget, Ledger, parameter_count
 from harness.engines import ENGINES, Trained, TrainRow, train_in_process
+from trainers.algos.configs import grpo_reference
 from trainers.algos.variants import MATH, missing_input, refuse_unless_registry_shaped
-from trainers.builtin.base import grpo_reference
 from trainers.protocol import schedule
 from trainers.protocol.runlog import TRAIN_LOG, TrainingError
 from trainers.protocol.seeds import group_rows, minibatch_groups
