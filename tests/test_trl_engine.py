@@ -15,6 +15,7 @@ from harness.prompts import TEMPLATES
 from trainers.algos.variants import registry_shaped
 from trainers.builtin.base import VARIANTS
 from trainers.engines import parity
+from trainers.protocol.schedule import updates_per_step
 
 pytest.importorskip("trl")
 
@@ -99,7 +100,7 @@ def test_a_whole_trl_step_of_minibatch_updates_matches_the_builtin_step(variant,
     builtin.update(groups)
     builtin_losses = [float(x) for x in builtin_losses]
     config = apply_overrides(VARIANTS.get(variant).Config(), schedule)
-    updates = builtin.updates_per_step(config, config.prompts_per_step)
+    updates = updates_per_step(config, config.prompts_per_step)
     trl = make_trl_trainer(variant, config, model=start, tokenizer=builtin.tokenizer, problems=train_problems,
                            template=TEMPLATES.get("plain"), answer_format="boxed", grader="math", max_new_tokens=100,
                            budget=Budget(steps=updates), seed=3, run_dir=tmp_path / "t", pool=AlternatingPool(),

@@ -1,5 +1,5 @@
 """The built-in trainer: the GRPO skeleton and one module per variant (../shared/docs/variants.md). Importing the
-package registers the built-in variants in `trainers.builtin.base.VARIANTS`.
+package registers the built-in variants in `harness.variants.VARIANTS`.
 
 A variant's reward shaping, group filter, advantage and loss are registered in `trainers.algos.variants`, which the
 skeleton's hooks call (so the TRL and verl engines compute the same numbers); its module here holds its config
