@@ -68,3 +68,38 @@ def test_a_broken_plugin_is_listed_with_its_reason_and_breaks_nothing(tmp_path, 
         VARIANTS.get("unimportable")
     assert main(["compare", "--variants", "grpo,unimportable", "--quiet"]) == 2
     assert "installed but broken" in capsys.readouterr().err
+
+
+def test_a_plugin_is_checked_for_what_it_must_have():
+    """The check a plugin passes before it is listed: documented fields, a primary probe it logs, its own name."""
+    from dataclasses import dataclass
+
+    from trainers.algos.configs import GRPOConfig
+    from trainers.builtin.base import check_variant
+    from trainers.builtin.grpo import GRPOTrainer
+    from trainers.protocol.config import setting
+
+    @dataclass(frozen=True)
+    class Undocumented(GRPOConfig):
+        knob: float = 1.0
+
+    @dataclass(frozen=True)
+    class Documented(GRPOConfig):
+        knob: float = setting(1.0, "a knob")
+
+    def plugin(**attributes):
+        return type("Plugin", (GRPOTrainer,), {"name": "p", "Config": Documented, **attributes})
+
+    monkey_math = dict(MATH._items)
+    try:
+        check_variant("p", plugin(variant_math=MATH.get("grpo")))  # complete: passes
+        for broken, message in [(plugin(Config=Undocumented, variant_math=MATH.get("grpo")), "knob"),
+                                (plugin(primary_probe="nowhere", variant_math=MATH.get("grpo")), "nowhere"),
+                                (plugin(name="q", variant_math=MATH.get("grpo")), "entry point's name")]:
+            with pytest.raises((TypeError, ValueError), match=message):
+                check_variant("p", broken)
+        with pytest.raises(ValueError, match="no variant math"):
+            check_variant("unregistered", plugin(name="unregistered"))
+    finally:
+        MATH._items.clear()
+        MATH._items.update(monkey_math)

@@ -43,6 +43,9 @@ def check_variant(name: str, trainer_cls) -> None:
         MATH.register(name, own_math)  # one entry point registers the whole variant: engines find its math too
     elif name not in MATH:
         raise ValueError(f"{name}: no variant math (set variant_math on its trainer class)")
+    primary, _ = trainer_cls.primary()
+    if primary not in {*trainer_cls.mechanism, "update_change", "clipped"}:
+        raise ValueError(f"{name}: its primary probe {primary!r} is not among its probes ({', '.join(trainer_cls.mechanism)})")
     if getattr(trainer_cls, "name", None) != name:
         raise ValueError(f"{name}: its trainer's `name` is {getattr(trainer_cls, 'name', None)!r}, not its entry "
                          "point's name")
