@@ -4,8 +4,7 @@ registries; `trainers/builtin` and `trainers/engines` never import each other (b
 helpers, so verl's workers load it with nothing else.
 
 The graph is read with `ast` (imports at module level and inside functions alike), so it needs no import and
-sees imports that only run on one path. `KNOWN` lists arrows allowed to break a rule for a while (none today); a
-listed arrow that no longer exists fails too, so the list can only shrink."""
+sees imports that only run on one path."""
 
 from __future__ import annotations
 
@@ -18,9 +17,6 @@ PACKAGES = ("harness", "trainers", "tasks")
 # What the variant math may import beyond torch and itself: each imports the standard library only (the shared
 # protocol's config is a dataclass every variant's config derives).
 ALGOS_MAY_IMPORT = {"harness.registry", "harness.claim", "harness.markers", "trainers.protocol.config"}
-
-# (importer, imported) pairs allowed to break a rule for now; empty since issue 21.
-KNOWN: set[tuple[str, str]] = set()
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -106,7 +102,7 @@ def test_the_graph_sees_imports():
 
 
 def test_import_rules_hold():
-    new = sorted(violations() - KNOWN)
+    new = sorted(violations())
     assert not new, "import rules broken (design.md, Layout):\n" + "\n".join(
         f"  {a} -> {b}: {broken_rule(a, b)}" for a, b in new
     )
@@ -117,11 +113,6 @@ def test_compare_and_the_cli_name_no_engine():
     for module in ("compare", "cli"):
         text = ROOT.joinpath("harness", f"{module}.py").read_text(encoding="utf-8")
         assert "trainers.engines" not in text and '"trl"' not in text and '"verl"' not in text, module
-
-
-def test_known_exceptions_still_exist():
-    gone = sorted(KNOWN - violations())
-    assert not gone, "fixed arrows still listed in KNOWN (remove them):\n" + "\n".join(f"  {a} -> {b}" for a, b in gone)
 
 
 def test_no_cycle_between_harness_and_trainers_at_import_time():

@@ -17,7 +17,7 @@ import torch
 
 from harness.task import Problem
 from harness.variants import VARIANTS
-from trainers.algos.configs import GRPOConfig, grpo_reference  # noqa: F401  (the skeleton's config, re-exported)
+from trainers.algos.configs import GRPOConfig  # noqa: F401  (re-exported: the variant modules derive it)
 from trainers.builtin.rollout import RolloutBatch
 from trainers.protocol.config import SharedConfig, field_docs
 from trainers.protocol.seeds import group_rows

@@ -26,6 +26,7 @@ from harness.prompts import render_prompt
 from harness.task import Problem
 from trainers import algos
 from trainers.algos import terms
+from trainers.algos.configs import GRPOConfig, grpo_reference
 from trainers.algos.variants import (
     MATH,
     GroupBatch,
@@ -34,7 +35,7 @@ from trainers.algos.variants import (
     reference_advantages,
     update_change,
 )
-from trainers.builtin.base import VARIANTS, Groups, GRPOConfig, grpo_reference
+from trainers.builtin.base import VARIANTS, Groups
 from trainers.builtin.prefix_grouper import forward_tokens, prefix_grouped_logprobs
 from trainers.builtin.rollout import Mixing, RolloutBatch, sample, token_logprobs
 from trainers.protocol import schedule
@@ -352,12 +353,8 @@ class GRPOTrainer:
         """What a generation round of `num_prompts` questions may cost (`round_cost`, with its generation FLOPs at
         the worst case), and when it is the step's first round, the step's update compute. Prompt and update
         compute are known only once spent: the previous step's stand in for them."""
-        cost = self.round_cost(self.config, self.max_new_tokens, num_prompts, first)
-        if first:
-            cost.prompt_tokens, cost.update_tokens = self.last_step.prompt_tokens, self.last_step.update_tokens
-            cost.update_flops = self.last_step.update_flops
-        cost.generation_flops = self.flops_per_token * (cost.tokens + cost.prompt_tokens)
-        return cost
+        return schedule.worst_step_cost(self.round_cost(self.config, self.max_new_tokens, num_prompts, first),
+                                        self.last_step if first else None, self.flops_per_token)
 
     def update(self, groups: Groups) -> dict:
         """Advantages, then mu epochs of minibatch updates; returns the step's statistics."""

@@ -7,6 +7,6 @@
 
 (Command-line settings, `--set` and `--protocol paper`, are read by `harness.overrides`.)
 
-This package imports nothing itself; its modules import the standard library, torch and harness's budget only,
-so the variant math (trainers.algos) and every engine stand on it without loading any engine.
+This package imports nothing itself; its modules import the standard library, torch and harness's budget and
+run store only, so the variant math (trainers.algos) and every engine stand on it without loading any engine.
 """

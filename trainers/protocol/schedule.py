@@ -35,6 +35,18 @@ def first_round_cost(config, max_new_tokens: int) -> Ledger:
     return round_cost(config, max_new_tokens, config.prompts_per_step, config.group_size)
 
 
+def worst_step_cost(round_cost: Ledger, previous_step: Ledger | None, flops_per_token: int) -> Ledger:
+    """What the next generation round may cost, checked against the budget before it runs: `round_cost` (every
+    sequence at the generation limit), and when it is a step's first round the step's prompt and update compute,
+    known only once spent, for which the previous step's (`previous_step`) stand in; generation FLOPs over those
+    tokens and prompts."""
+    if previous_step is not None:
+        round_cost.prompt_tokens, round_cost.update_tokens = previous_step.prompt_tokens, previous_step.update_tokens
+        round_cost.update_flops = previous_step.update_flops
+    round_cost.generation_flops = flops_per_token * (round_cost.tokens + round_cost.prompt_tokens)
+    return round_cost
+
+
 def most_steps_paid(first_round: Ledger, budget: Budget) -> int | None:
     """The most rollout steps `budget` pays for when each costs `first_round`, from its count limits (steps,
     prompts, rollouts, tokens); None when none of them bounds it. An engine that fixes its number of steps before

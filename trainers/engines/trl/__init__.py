@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -42,8 +41,6 @@ from trainers.algos.variants import MATH, missing_input, refuse_unless_registry_
 from trainers.protocol import schedule
 from trainers.protocol.runlog import TRAIN_LOG, TrainingError
 from trainers.protocol.seeds import group_rows, minibatch_groups
-
-logger = logging.getLogger(__name__)
 
 # Hooks beyond the registered functions that this adapter gives: on one process its minibatches are the built-in
 # trainer's, whole groups in group order (`group_minibatches`), which DisCO needs.

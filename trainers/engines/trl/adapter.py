@@ -285,11 +285,8 @@ class HarnessTRLTrainer(TRLGRPOTrainer):
                                        "loss": sum(self.losses) / len(self.losses) if self.losses else None,
                                        "entropy": None, "kl": None, "engine": "trl", "probes": probes})
         self.losses, self.clipped, self.trained_tokens, self.changes = [], torch.zeros(3), 0.0, []
-        cost = schedule.first_round_cost(row.config, row.max_new_tokens)
-        spent = self.ledger.minus(self.last_step)
-        cost.prompt_tokens, cost.update_tokens = spent.prompt_tokens, spent.update_tokens
-        cost.update_flops = spent.update_flops
-        cost.generation_flops = row.flops_per_token * (cost.tokens + cost.prompt_tokens)
+        cost = schedule.worst_step_cost(schedule.first_round_cost(row.config, row.max_new_tokens),
+                                        self.ledger.minus(self.last_step), row.flops_per_token)
         self.last_step = dataclasses.replace(self.ledger)
         self.stopped_by = row.budget.allows(self.ledger, cost)
         if self.accelerator.is_main_process:

@@ -31,14 +31,14 @@ class VerlEngine:
             return Trained(final)
         launch = row_dir / "verl" / LAUNCH
         if not launch.is_file():
-            write_launch_files(row, row_dir)
+            write_launch_files(row)
         return Pending((launch,), INSTRUCTIONS)
 
 
-def write_launch_files(row: TrainRow, row_dir) -> None:
+def write_launch_files(row: TrainRow) -> None:
     """The row's prompts in the built-in trainer's seeded order, for as many steps as the budget pays for, and
     verl's data, spec, overrides and launch script."""
-    problems, config = row.train_data.problems, row.config
+    problems, config, row_dir = row.train_data.problems, row.config, row.train_dir.parent
     max_new_tokens = config.max_new_tokens or row.train_task.max_new_tokens
     steps = schedule.most_steps_paid(schedule.first_round_cost(config, max_new_tokens), row.budget)
     order = schedule.prompt_order(config, steps, len(problems), row.seed)
